@@ -1,0 +1,348 @@
+"""The Client: one background I/O thread owns every socket; user threads hand it work.
+
+::
+
+    user threads                        I/O thread (minipar-client-io)
+    ------------                        ------------------------------
+    view.apply_async(f, ...)            poll([wake pipe, DEALER, SUB])
+      pack + sign (in the caller)  -->    outgoing deque -> DEALER.send  --> controller
+      AsyncResult registered             DEALER.recv: replies -> verify, unpickle,
+      os.write(wake pipe)                    AsyncResult._reply (sets the Future)
+    ar.get(timeout)  <-- Future ---      SUB.recv: engine (un)registration, output chunks
+
+zmq sockets are not thread-safe, so only the I/O thread touches them; the hand-off is a
+deque plus a byte on a pipe the poller watches. Serialization and signing happen in the
+calling thread, which spreads that cost over the threads that cause it.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+
+import zmq
+
+from ..connection import connection_file_path, read_connection_file, url
+from ..error import NoEnginesRegistered, ProtocolMismatch, TimeoutError
+from ..profile import locate_profile_dir
+from ..protocol import PROTOCOL_VERSION, ProtocolError, Session, python_version, recv_frames, send_frames
+from ..serialize import deserialize_object
+from .asyncresult import error_from_reply
+
+log = logging.getLogger("minipar.client")
+
+CONNECT_TIMEOUT = 10.0
+"""Seconds to wait for the controller's answer to a new client."""
+
+WAIT_FOR_ENGINES_TIMEOUT = 60.0
+"""Default limit for wait_for_engines: long enough for a batch queue on a quiet system."""
+
+
+class Client:
+    """A connection to a controller: the engines, views on them, and their results."""
+
+    def __init__(self, url_file=None, profile=None, profile_dir=None, cluster_id=None,
+                 sshserver=None, timeout=CONNECT_TIMEOUT, **kwargs):
+        if kwargs.get("url_or_file"):
+            url_file = kwargs.pop("url_or_file")
+        if kwargs:
+            raise TypeError("Client() got unexpected keyword argument(s): %s" % ", ".join(sorted(kwargs)))
+        if url_file is None:
+            pdir = locate_profile_dir(profile, profile_dir, create=False)
+            url_file = connection_file_path(pdir, "client", cluster_id or "")
+        self.url_file = str(url_file)
+        self._info = read_connection_file(url_file, hint="Is the controller running for this profile"
+                                                        " and cluster id?")
+        self.session = Session(self._info["key"])
+        self._engines: dict = {}
+        self._engines_changed = threading.Condition()
+        self._futures: dict = {}
+        self._pending_replies: dict = {}
+        self._outgoing: deque = deque()
+        self._closed = False
+        self._tunnel = None
+        self.results: dict = {}
+        self.history: list = []
+        urls = self._urls(sshserver or self._info.get("ssh", ""))
+        self._url = urls["client"]
+        self._ctx = zmq.Context()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        self._io = threading.Thread(target=self._io_loop, args=(urls,), name="minipar-client-io", daemon=True)
+        self._connected = threading.Event()
+        self._connect_reply = None
+        self._io.start()
+        self._handshake(timeout)
+
+    # -- connecting --------------------------------------------------------------------
+
+    def _urls(self, ssh):
+        names = ("client", "notification")
+        if not ssh:
+            return {n: url(self._info, n) for n in names}
+        from ..tunnel import open_tunnel
+        self._tunnel, local = open_tunnel(ssh, self._info["location"],
+                                          {n: self._info["ports"][n] for n in names})
+        return {n: "tcp://127.0.0.1:%d" % local[n] for n in names}
+
+    def _handshake(self, timeout):
+        header, frames = self.session.build("connect_request", {"protocol": PROTOCOL_VERSION,
+                                                                "python": python_version()})
+        self._connect_id = header["msg_id"]
+        self._send(frames)
+        if not self._connected.wait(timeout):
+            self.close()
+            raise TimeoutError(
+                "no controller answered at %s within %gs. Is it running? If it was restarted without --reuse, "
+                "%s is stale (its key no longer matches)." % (self._url, timeout, self.url_file))
+        reply = self._connect_reply
+        if reply.get("status") != "ok":
+            self.close()
+            raise ProtocolMismatch(reply.get("reason", "the controller refused this client"))
+        with self._engines_changed:
+            for k, v in reply["engines"].items():
+                self._engines[int(k)] = v
+            self._engines_changed.notify_all()
+
+    # -- the I/O thread ----------------------------------------------------------------
+
+    def _send(self, frames, buffers=()):
+        self._outgoing.append((frames, buffers))
+        try:
+            os.write(self._wake_w, b"x")
+        except BlockingIOError:
+            pass
+
+    def _io_loop(self, urls):
+        dealer = self._ctx.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.IDENTITY, self.session.bid)
+        dealer.setsockopt(zmq.LINGER, 0)
+        dealer.setsockopt(zmq.SNDHWM, 0)
+        dealer.setsockopt(zmq.RCVHWM, 0)
+        dealer.connect(urls["client"])
+        sub = self._ctx.socket(zmq.SUB)
+        sub.setsockopt(zmq.SUBSCRIBE, b"")
+        sub.setsockopt(zmq.LINGER, 0)
+        sub.setsockopt(zmq.RCVHWM, 0)
+        sub.connect(urls["notification"])
+        poller = zmq.Poller()
+        poller.register(self._wake_r, zmq.POLLIN)
+        poller.register(dealer, zmq.POLLIN)
+        poller.register(sub, zmq.POLLIN)
+        outgoing = self._outgoing
+        try:
+            while not self._closed:
+                events = dict(poller.poll())
+                if self._wake_r in events:
+                    os.read(self._wake_r, 65536)
+                while outgoing:
+                    frames, buffers = outgoing.popleft()
+                    send_frames(dealer, frames, buffers)
+                if dealer in events:
+                    self._drain(dealer, self._on_reply)
+                if sub in events:
+                    self._drain(sub, self._on_notification)
+        finally:
+            dealer.close(linger=0)
+            sub.close(linger=0)
+
+    def _drain(self, sock, handle):
+        for _ in range(1000):
+            raw = recv_frames(sock, zmq.NOBLOCK)
+            if raw is None:
+                return
+            try:
+                msg = self.session.parse(raw)
+                handle(msg)
+            except ProtocolError as e:
+                log.warning("dropped a message from the controller: %s", e)
+            except Exception:  # noqa: BLE001 - the I/O thread must outlive one bad message
+                log.exception("error handling a %s message", raw[0] if raw else "?")
+
+    def _on_reply(self, msg):
+        parent_id = msg.parent.get("msg_id")
+        if msg.msg_type == "connect_reply" and parent_id == self._connect_id:
+            self._connect_reply = msg.content
+            self._connected.set()
+            return
+        ar = self._futures.pop(parent_id, None)
+        if ar is None:
+            callback = self._pending_replies.pop(parent_id, None)
+            if callback is not None:
+                callback(msg)
+            return
+        content = msg.content
+        md = msg.metadata
+        if content.get("status") == "ok":
+            try:
+                value = deserialize_object(msg.buffers)
+            except Exception as e:  # noqa: BLE001 - becomes the task's error, the thread goes on
+                from ..error import RemoteError
+                ar._reply(parent_id, md, error=RemoteError(type(e).__name__, "result could not be unpickled "
+                                                           "on the client: %s" % e, "", md))
+                return
+            self.results[parent_id] = value
+            ar._reply(parent_id, md, value=value)
+        else:
+            error = error_from_reply(content, md)
+            self.results[parent_id] = error
+            ar._reply(parent_id, md, error=error)
+
+    def _on_notification(self, msg):
+        t = msg.msg_type
+        if t == "stream":
+            ar = self._futures.get(msg.parent.get("msg_id"))
+            if ar is not None:
+                c = msg.content
+                ar._stream(msg.parent["msg_id"], c.get("name", "stdout"), c.get("text", ""))
+        elif t == "registration_notification":
+            with self._engines_changed:
+                self._engines[msg.content["id"]] = msg.content["uuid"]
+                self._engines_changed.notify_all()
+        elif t == "unregistration_notification":
+            with self._engines_changed:
+                self._engines.pop(msg.content["id"], None)
+                self._engines_changed.notify_all()
+        elif t == "shutdown_notification":
+            log.info("the controller is shutting down")
+
+    # -- submitting ----------------------------------------------------------------------
+
+    def _submit(self, msg_type, items, ar_factory):
+        """Sign and hand over one message per (content, metadata, buffers); register the
+        AsyncResult first, so a fast reply always finds it."""
+        built = [(self.session.build(msg_type, c, None, md), bufs) for c, md, bufs in items]
+        ar = ar_factory([h["msg_id"] for (h, _), _ in built])
+        for (header, frames), _ in built:
+            ar._set_submitted(header["msg_id"], header["date"])
+            self._futures[header["msg_id"]] = ar
+            self.history.append(header["msg_id"])
+        for (header, frames), bufs in built:
+            self._send(frames, bufs)
+        if not built:
+            ar._finish()
+        return ar
+
+    # -- the public interface --------------------------------------------------------------
+
+    @property
+    def ids(self) -> list:
+        with self._engines_changed:
+            return sorted(self._engines)
+
+    def wait_for_engines(self, n=None, timeout=WAIT_FOR_ENGINES_TIMEOUT, block=True):
+        """Wait until at least n engines are registered (default: any)."""
+        n = 1 if n is None else n
+        if timeout is None or timeout < 0:
+            timeout = float("inf")
+        deadline = time.monotonic() + timeout
+        with self._engines_changed:
+            while len(self._engines) < n:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("%d of %d engines registered within %gs with the controller at %s; "
+                                       "check the engines' logs" % (len(self._engines), n, timeout, self._url))
+                self._engines_changed.wait(min(left, 3600))
+        return None
+
+    def __len__(self):
+        return len(self.ids)
+
+    def _resolve(self, targets) -> list:
+        ids = self.ids
+        if targets is None or targets == "all":
+            if not ids:
+                raise NoEnginesRegistered("no engines are registered; start some, or wait with "
+                                          "rc.wait_for_engines(n)")
+            return ids
+        if isinstance(targets, int):
+            targets = [targets]
+        elif isinstance(targets, slice):
+            targets = ids[targets]
+        targets = list(targets)
+        missing = [t for t in targets if t not in self._engines]
+        if missing:
+            raise IndexError("engine(s) %s are not registered (registered: %s)" % (missing, ids))
+        if not targets:
+            raise NoEnginesRegistered("no engines selected (registered: %s)" % ids)
+        return targets
+
+    def __getitem__(self, key):
+        from .view import DirectView
+        ids = self.ids
+        if isinstance(key, int):
+            if not ids:
+                raise NoEnginesRegistered("no engines are registered")
+            if key < 0:
+                key = ids[key]
+            if key not in ids:
+                raise IndexError("engine %d is not registered (registered: %s)" % (key, ids))
+            return DirectView(self, key)
+        if isinstance(key, slice):
+            targets = ids[key]
+            if not targets:
+                raise NoEnginesRegistered("no engines in %s (registered: %s)" % (key, ids))
+            return DirectView(self, targets)
+        if isinstance(key, (list, tuple, range)):
+            return DirectView(self, self._resolve(key))
+        raise TypeError("engines are selected by int, slice or list of ints, not %s" % type(key).__name__)
+
+    def direct_view(self, targets="all"):
+        from .view import DirectView
+        return DirectView(self, targets)
+
+    def load_balanced_view(self, targets=None):
+        from .view import LoadBalancedView
+        return LoadBalancedView(self, targets)
+
+    @property
+    def outstanding(self) -> set:
+        return set(self._futures)
+
+    def wait(self, jobs=None, timeout=-1) -> bool:
+        import concurrent.futures
+        futures = set(self._futures.values()) if jobs is None else set(jobs)
+        done, not_done = concurrent.futures.wait(futures, None if timeout is None or timeout < 0 else timeout)
+        return not not_done
+
+    def shutdown(self, targets="all", hub=False, block=True):
+        """Stop engines (and the controller with hub=True)."""
+        ids = None if targets == "all" else self._resolve(targets)
+        done = threading.Event()
+        header, frames = self.session.build("shutdown_request", {"targets": ids, "hub": bool(hub)})
+        self._pending_replies[header["msg_id"]] = lambda msg: done.set()
+        self._send(frames)
+        if block and not done.wait(CONNECT_TIMEOUT):
+            raise TimeoutError("the controller did not confirm the shutdown within %gs" % CONNECT_TIMEOUT)
+
+    def close(self, linger=None):
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass
+        self._io.join(5)
+        self._ctx.term()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        if self._tunnel is not None:
+            self._tunnel.terminate()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter teardown
+            pass
+
+    def __repr__(self):
+        return "<Client %s engines=%s>" % (self._url, self.ids)

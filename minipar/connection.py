@@ -1,0 +1,81 @@
+"""Connection files: what a client or engine needs to find and trust a controller.
+
+The controller writes two files into the profile's security dir, readable by the
+owner only, because the key in them is the whole trust boundary:
+``controller[-ID]-client.json`` for clients, ``controller[-ID]-engine.json`` for engines.
+Both carry every port, so ``--reuse`` can rebuild the controller from either.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+from .error import ConnectionFileError
+
+PORT_NAMES = ("client", "engine", "notification", "hb_ping", "hb_pong")
+REQUIRED_FIELDS = ("location", "ports", "key")
+
+
+def connection_file_name(role: str, cluster_id: str = "") -> str:
+    return "controller%s-%s.json" % ("-" + cluster_id if cluster_id else "", role)
+
+
+def connection_file_path(profile_dir, role: str, cluster_id: str = "") -> Path:
+    return Path(profile_dir) / "security" / connection_file_name(role, cluster_id)
+
+
+def default_location(ip: str) -> str:
+    """Where peers should connect: the bound ip, or this host's name when bound to all."""
+    if ip in ("*", "0.0.0.0", ""):
+        return socket.gethostname()
+    return ip
+
+
+def bind_address(ip: str) -> str:
+    return "*" if ip in ("*", "0.0.0.0", "") else ip
+
+
+def url(info: dict, port_name: str, host: str | None = None) -> str:
+    return "%s://%s:%d" % (info.get("transport", "tcp"), host or info["location"], info["ports"][port_name])
+
+
+def write_connection_file(path, info: dict) -> None:
+    """Write atomically with mode 0600 so no reader ever sees a partial file or the key."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(".%s.%d.tmp" % (path.name, os.getpid()))
+    fd = os.open(str(tmp), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(info, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.chmod(str(tmp), 0o600)
+    os.replace(str(tmp), str(path))
+
+
+def read_connection_file(path, hint: str = "") -> dict:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConnectionFileError(
+            "connection file %s does not exist. %s" % (path, hint or "Is the controller running?")
+        ) from None
+    except OSError as e:
+        raise ConnectionFileError("cannot read connection file %s: %s" % (path, e)) from None
+    try:
+        info = json.loads(text)
+    except ValueError as e:
+        raise ConnectionFileError("connection file %s is not valid JSON: %s" % (path, e)) from None
+    if not isinstance(info, dict):
+        raise ConnectionFileError("connection file %s does not hold a JSON object" % path)
+    missing = [k for k in REQUIRED_FIELDS if k not in info]
+    if missing:
+        raise ConnectionFileError("connection file %s lacks %s" % (path, ", ".join(missing)))
+    ports = info["ports"]
+    if not isinstance(ports, dict) or not all(isinstance(ports.get(p), int) for p in PORT_NAMES):
+        raise ConnectionFileError(
+            "connection file %s: 'ports' must map %s to integers" % (path, ", ".join(PORT_NAMES))
+        )
+    return info

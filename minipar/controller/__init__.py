@@ -1,0 +1,1 @@
+"""The controller process: hub, scheduler, heartbeats and the task database."""

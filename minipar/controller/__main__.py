@@ -1,0 +1,103 @@
+"""``python -m minipar.controller``: start a controller in the foreground."""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+
+from ..config import ConfigError, load_config, split_overrides
+from ..logs import setup_logging
+from ..pidfile import pid_alive, read_pid, remove_pid, write_pid
+from ..profile import ProfileError, locate_profile_dir
+from .db import db_class
+from .hub import Hub, HubError
+
+PROG = "python -m %s" % (__package__ or "minipar.controller")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Start a minipar controller: the hub that engines register with and clients "
+                    "submit work to. Settings come from [controller] in the profile's minipar.toml; "
+                    "any of them can be given as --controller.KEY=VALUE.",
+    )
+    p.add_argument("--profile", help="profile name (default: 'default')")
+    p.add_argument("--profile-dir", help="profile directory (overrides --profile)")
+    p.add_argument("--cluster-id", help="tell apart several controllers in one profile")
+    p.add_argument("--ip", help="interface to listen on (default 127.0.0.1; '*' = all)")
+    p.add_argument("--location", help="host or IP written into the connection files")
+    p.add_argument("--reuse", action="store_true", default=None,
+                   help="reuse the ports and key of the existing connection files")
+    p.add_argument("--nodb", action="store_true", help="keep no task records (db = 'nodb')")
+    p.add_argument("--db", help="task database: dict, nodb, sqlite, mongodb or pkg.mod.Class")
+    p.add_argument("--enginessh", metavar="USER@HOST", help="ssh server engines tunnel through")
+    p.add_argument("--ssh", metavar="USER@HOST", help="ssh server clients tunnel through")
+    p.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
+    return p
+
+
+FLAG_KEYS = {
+    "cluster_id": "controller.cluster_id", "ip": "controller.ip", "location": "controller.location",
+    "reuse": "controller.reuse", "db": "controller.db", "enginessh": "controller.engine_ssh_server",
+    "ssh": "controller.ssh_server", "log_level": "controller.log_level",
+}
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    rest, overrides = split_overrides(argv)
+    args = build_parser().parse_args(rest)
+    for flag, key in FLAG_KEYS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            overrides[key] = value
+    if args.nodb:
+        overrides["controller.db"] = "nodb"
+    try:
+        profile_dir = locate_profile_dir(args.profile, args.profile_dir, create=True)
+        cfg = load_config(profile_dir, overrides).controller
+        setup_logging("Controller", cfg.log_level, profile_dir / "log" / log_name(cfg.cluster_id))
+    except (ConfigError, ProfileError, ValueError) as e:
+        print("%s: error: %s" % (PROG, e), file=sys.stderr)
+        return 2
+    log = logging.getLogger("minipar.controller")
+    log.info("Using profile dir: %s", profile_dir)
+    pid_path = profile_dir / "pid" / ("controller%s.pid" % ("-" + cfg.cluster_id if cfg.cluster_id else ""))
+    other = read_pid(pid_path)
+    if other is not None and pid_alive(other):
+        log.error("a controller for this profile%s is already running (pid %d, pid file %s); stop it or "
+                  "pick another --cluster-id", " and cluster id" if cfg.cluster_id else "", other, pid_path)
+        return 1
+    try:
+        db = db_class(cfg.db)()
+        hub = Hub(cfg, profile_dir, db)
+        hub.bind()
+    except (ConfigError, HubError) as e:
+        log.error("%s", e)
+        return 1
+
+    def stop(signum, frame):
+        log.info("received %s", signal.Signals(signum).name)
+        hub.stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    log.info("Creating pid file: %s", pid_path)
+    write_pid(pid_path)
+    try:
+        log.info("Controller ready")
+        hub.serve_forever()
+    finally:
+        remove_pid(pid_path)
+    log.info("controller stopped")
+    return 0
+
+
+def log_name(cluster_id: str) -> str:
+    return "controller%s.log" % ("-" + cluster_id if cluster_id else "")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,460 @@
+"""The hub: one thread, one poll loop, every socket of the controller.
+
+::
+
+     clients (DEALER)                                   engines
+         |                                  DEALER (tasks, replies, output)
+         v                                       |           SUB ping / DEALER pong
+   +-----------+     +-----------------------------------+      |
+   | client    |---->|  Hub.serve_forever (one thread)   |<-----+ engine ROUTER
+   | ROUTER    |<----|   drain each ready socket, then   |----->|
+   +-----------+     |   heartbeat tick, then schedule    |      |
+   +-----------+     |                                   |  +---------+  +---------+
+   | notify PUB|<----|   tasks: pending {msg_id: Task}   |->| ping PUB|  |pong     |
+   +-----------+     |   engines: {id: EngineState}      |  +---------+  |ROUTER   |
+         |           |   lb queue: deque[Task]           |<--------------+---------+
+         v           +-----------------------------------+
+   clients (SUB)                 | db.add_record / update_record
+
+Clients send requests to the client ROUTER. A direct request (metadata ``dest``) is
+forwarded at once to that engine, whose socket keeps them in order; a load-balanced one
+joins the queue and is handed to the least-loaded engine with fewer than ``engine_hwm``
+tasks in flight. Requests are forwarded as the very frames that arrived: the hub
+verifies the signature and reads the JSON header and metadata, but never touches a
+payload. Replies come back on the engine ROUTER and go to the client that asked, and
+into the task database.
+
+Engines register on the engine ROUTER and are watched by :mod:`heartbeat`. When one
+goes silent, or unregisters, every task it held is answered by the hub itself with an
+EngineError, so no client waits for it. Output an engine prints while a task runs is
+republished on the notification PUB, along with engine (un)registration news.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import deque
+
+import zmq
+
+from .. import protocol
+from ..connection import (PORT_NAMES, bind_address, connection_file_path, default_location,
+                          read_connection_file, write_connection_file)
+from ..error import ConnectionFileError
+from ..protocol import PROTOCOL_VERSION, ProtocolError, Session, python_version, recv_frames, send_frames
+from .heartbeat import HeartMonitor
+from .scheduler import SCHEMES
+
+log = logging.getLogger("minipar.controller")
+
+DRAIN_LIMIT = 256
+"""Messages taken from one socket before looking at the others: fairness vs. batching."""
+
+POLL_CEILING = 0.25
+"""Longest poll, in seconds, so a stop request is seen promptly."""
+
+
+class HubError(Exception):
+    """Raised when the controller cannot start (ports, files, pid)."""
+
+
+class EngineState:
+    __slots__ = ("id", "uuid", "ident", "heart", "load", "outstanding", "pid", "hostname")
+
+    def __init__(self, id, uuid, ident, heart, pid=None, hostname=""):
+        self.id = id
+        self.uuid = uuid
+        self.ident = ident
+        self.heart = heart
+        self.load = 0
+        self.outstanding: dict = {}
+        self.pid = pid
+        self.hostname = hostname
+
+
+class Task:
+    __slots__ = ("msg_id", "header", "client", "frames", "engine", "lb", "targets")
+
+    def __init__(self, msg_id, header, client, frames, lb, targets=None):
+        self.msg_id = msg_id
+        self.header = header
+        self.client = client
+        self.frames = frames
+        self.engine = None
+        self.lb = lb
+        self.targets = targets
+
+
+class Hub:
+    def __init__(self, cfg, profile_dir, db):
+        self.cfg = cfg
+        self.profile_dir = profile_dir
+        self.db = db
+        self.cluster_id = cfg.cluster_id
+        self.hwm = max(1, cfg.engine_hwm)
+        try:
+            self.choose = SCHEMES[cfg.scheme]
+        except KeyError:
+            raise HubError("controller.scheme: %r is not supported here yet; use %s"
+                           % (cfg.scheme, ", ".join(SCHEMES))) from None
+        self.engines: dict = {}
+        self.by_ident: dict = {}
+        self.by_heart: dict = {}
+        self.pending: dict = {}
+        self.lb_queue: deque = deque()
+        self.next_id = 0
+        self.stopping = False
+        self.rejected = 0
+        self.info: dict = {}
+
+    # -- setup -------------------------------------------------------------------------
+
+    def _previous_info(self):
+        for role in ("engine", "client"):
+            path = connection_file_path(self.profile_dir, role, self.cluster_id)
+            if path.exists():
+                try:
+                    return read_connection_file(path)
+                except ConnectionFileError as e:
+                    raise HubError("--reuse: %s" % e) from None
+        return None
+
+    def bind(self):
+        cfg = self.cfg
+        previous = self._previous_info() if cfg.reuse else None
+        if cfg.reuse and previous is None:
+            log.info("--reuse: no earlier connection file for this profile; making a new one")
+        key = previous["key"] if previous else protocol.new_key()
+        self.session = Session(key)
+        self.ctx = zmq.Context()
+        ip = bind_address(cfg.ip)
+        wanted = self._wanted_ports(previous)
+        kinds = {"client": zmq.ROUTER, "engine": zmq.ROUTER, "notification": zmq.PUB,
+                 "hb_ping": zmq.PUB, "hb_pong": zmq.ROUTER}
+        self.sockets = {}
+        ports = {}
+        for name in PORT_NAMES:
+            sock = self.ctx.socket(kinds[name])
+            sock.setsockopt(zmq.LINGER, 1000)
+            sock.setsockopt(zmq.SNDHWM, 0)
+            sock.setsockopt(zmq.RCVHWM, 0)
+            if kinds[name] == zmq.ROUTER:
+                sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+            ports[name] = self._bind_one(sock, name, ip, wanted)
+            self.sockets[name] = sock
+        location = cfg.location or default_location(cfg.ip)
+        self.info = {
+            "transport": "tcp", "ip": cfg.ip, "location": location, "ports": ports,
+            "key": key, "signature_scheme": protocol.SIGNATURE_SCHEME,
+            "cluster_id": self.cluster_id, "protocol": PROTOCOL_VERSION,
+        }
+        log.info("Hub listening on tcp://%s:%d for clients and tcp://%s:%d for engines",
+                 cfg.ip, ports["client"], cfg.ip, ports["engine"])
+        log.info("Hub using DB backend: %s", type(self.db).__name__)
+        for role, ssh in (("client", cfg.ssh_server), ("engine", cfg.engine_ssh_server)):
+            path = connection_file_path(self.profile_dir, role, self.cluster_id)
+            log.info("writing connection info to %s", path)
+            write_connection_file(path, dict(self.info, ssh=ssh))
+        self.monitor = HeartMonitor(self.sockets["hb_ping"], self.session.bid, max(1, cfg.heartbeat_misses))
+        log.info("Task scheduler: %s (up to %d tasks in flight per engine)", cfg.scheme, self.hwm)
+        log.info("Heartmonitor started (period %gs, dead after %d missed)",
+                 cfg.heartbeat_period, cfg.heartbeat_misses)
+
+    def _wanted_ports(self, previous):
+        if previous:
+            return [previous["ports"][n] for n in PORT_NAMES]
+        if self.cfg.ports:
+            if len(self.cfg.ports) != len(PORT_NAMES):
+                raise HubError("controller.ports: give %d ports (%s), got %d"
+                               % (len(PORT_NAMES), ", ".join(PORT_NAMES), len(self.cfg.ports)))
+            return list(self.cfg.ports)
+        return None
+
+    def _bind_one(self, sock, name, ip, wanted):
+        if wanted:
+            port = wanted[PORT_NAMES.index(name)]
+            try:
+                sock.bind("tcp://%s:%d" % (ip, port))
+            except zmq.ZMQError as e:
+                raise HubError("cannot bind the %s port tcp://%s:%d: %s. Is another controller using "
+                               "this profile's ports (see its pid/ dir), or pick other ports."
+                               % (name, ip, port, e.strerror)) from None
+            return port
+        low, high = 49152, 65536
+        if self.cfg.port_range:
+            try:
+                low, high = (int(x) for x in self.cfg.port_range.split("-"))
+                high += 1
+            except ValueError:
+                raise HubError("controller.port_range: expected 'LOW-HIGH', got %r" % self.cfg.port_range) from None
+        try:
+            return sock.bind_to_random_port("tcp://%s" % ip, min_port=low, max_port=high, max_tries=200)
+        except zmq.ZMQBindError:
+            raise HubError("no free port for %s in range %d-%d (controller.port_range)" % (name, low, high - 1)) from None
+        except zmq.ZMQError as e:
+            raise HubError("cannot bind tcp://%s: %s (controller.ip = %r)" % (ip, e.strerror, self.cfg.ip)) from None
+
+    # -- main loop ---------------------------------------------------------------------
+
+    def serve_forever(self):
+        s = self.sockets
+        handlers = {s["client"]: self.handle_client, s["engine"]: self.handle_engine,
+                    s["hb_pong"]: self.monitor.handle_pong}
+        poller = zmq.Poller()
+        for sock in handlers:
+            poller.register(sock, zmq.POLLIN)
+        period = max(0.01, self.cfg.heartbeat_period)
+        next_beat = time.monotonic()
+        while not self.stopping:
+            now = time.monotonic()
+            if now >= next_beat:
+                for heart in self.monitor.beat():
+                    engine = self.by_heart.get(heart)
+                    if engine is not None:
+                        self.unregister(engine, "no heartbeat for %d periods of %gs"
+                                        % (self.monitor.misses, period))
+                    else:
+                        self.monitor.remove(heart)
+                next_beat = now + period
+            timeout = min(next_beat - time.monotonic(), POLL_CEILING)
+            for sock, _ in poller.poll(max(0, timeout) * 1000):
+                handle = handlers[sock]
+                for _ in range(DRAIN_LIMIT):
+                    raw = recv_frames(sock, zmq.NOBLOCK)
+                    if raw is None:
+                        break
+                    handle(raw)
+            if self.lb_queue:
+                self.schedule()
+        self.shutdown()
+
+    def _parse(self, raw, source):
+        try:
+            return self.session.parse(raw)
+        except ProtocolError as e:
+            self.rejected += 1
+            log.warning("dropped a message on the %s socket: %s (%d dropped so far)", source, e, self.rejected)
+            return None
+
+    # -- clients -----------------------------------------------------------------------
+
+    def handle_client(self, raw):
+        msg = self._parse(raw, "client")
+        if msg is None or not msg.idents:
+            return
+        try:
+            handler = self.client_handlers.get(msg.msg_type)
+            if handler is None:
+                log.warning("client sent unknown msg_type %r", msg.msg_type)
+                self.session.send(self.sockets["client"], "error_reply", parent=msg.header, idents=msg.idents[:1],
+                                  content={"status": "error", "reason": "unknown msg_type %r" % msg.msg_type})
+                return
+            handler(self, msg)
+        except ProtocolError as e:
+            self.rejected += 1
+            log.warning("dropped a %s from a client: %s", msg.msg_type, e)
+        except (KeyError, TypeError, ValueError) as e:
+            self.rejected += 1
+            log.warning("dropped a malformed %s from a client: %r", msg.msg_type, e)
+
+    def on_task_request(self, msg):
+        md = msg.metadata
+        client = msg.idents[0]
+        dest = md.get("dest")
+        targets = md.get("targets")
+        task = Task(msg.msg_id, msg.header, client, msg.frames, lb=dest is None,
+                    targets=set(targets) if targets else None)
+        self.db.add_record(task.msg_id, {
+            "msg_id": task.msg_id, "header": msg.header, "buffers": msg.buffers,
+            "submitted": msg.header.get("date"), "client_uuid": client,
+            "queue": "task" if task.lb else "mux", "completed": None,
+        })
+        if dest is None:
+            self.lb_queue.append(task)
+            return
+        engine = self.engines.get(dest) if isinstance(dest, int) else None
+        if engine is None:
+            self.fail_task(task, "EngineError", "engine %r is not registered (registered: %s)"
+                           % (dest, sorted(self.engines)))
+            return
+        self.assign(engine, task)
+
+    def on_connect(self, msg):
+        c = msg.content
+        reply = {"status": "ok", "engines": {str(i): e.uuid for i, e in self.engines.items()},
+                 "session": self.session.id, "protocol": PROTOCOL_VERSION, "python": python_version()}
+        if c.get("protocol") != PROTOCOL_VERSION:
+            reply = {"status": "error", "reason": mismatch("client", c)}
+            log.warning("refused a client: %s", reply["reason"])
+        self.session.send(self.sockets["client"], "connect_reply", reply, parent=msg.header, idents=msg.idents[:1])
+
+    def on_shutdown(self, msg):
+        c = msg.content
+        targets = c.get("targets")
+        ids = list(self.engines) if targets is None else [t for t in targets if t in self.engines]
+        for i in ids:
+            self.session.send(self.sockets["engine"], "shutdown_request", {}, idents=[self.engines[i].ident])
+        self.session.send(self.sockets["client"], "shutdown_reply", {"status": "ok", "engines": ids},
+                          parent=msg.header, idents=msg.idents[:1])
+        if c.get("hub"):
+            log.info("shutdown requested by a client")
+            self.stopping = True
+
+    client_handlers = {
+        "apply_request": on_task_request,
+        "execute_request": on_task_request,
+        "connect_request": on_connect,
+        "shutdown_request": on_shutdown,
+    }
+
+    # -- engines -----------------------------------------------------------------------
+
+    def handle_engine(self, raw):
+        msg = self._parse(raw, "engine")
+        if msg is None or not msg.idents:
+            return
+        try:
+            t = msg.msg_type
+            if t == "apply_reply" or t == "execute_reply":
+                self.on_reply(msg)
+            elif t == "stream":
+                send_frames(self.sockets["notification"], [b"stream"] + msg.frames)
+            elif t == "registration_request":
+                self.register(msg)
+            elif t == "unregistration_request":
+                engine = self.by_ident.get(msg.idents[0])
+                if engine is not None:
+                    self.unregister(engine, "engine shut down")
+            else:
+                log.warning("engine sent unknown msg_type %r", t)
+        except ProtocolError as e:
+            self.rejected += 1
+            log.warning("dropped a %s from an engine: %s", msg.msg_type, e)
+        except (KeyError, TypeError, ValueError) as e:
+            self.rejected += 1
+            log.warning("dropped a malformed %s from an engine: %r", msg.msg_type, e)
+
+    def on_reply(self, msg):
+        parent_id = msg.parent.get("msg_id")
+        task = self.pending.pop(parent_id, None)
+        md = msg.metadata
+        if task is None:
+            log.debug("reply to a task this hub did not send: %s", parent_id)
+            return
+        engine = self.engines.get(task.engine)
+        if engine is not None:
+            engine.outstanding.pop(parent_id, None)
+            if task.lb:
+                engine.load -= 1
+        send_frames(self.sockets["client"], [task.client] + msg.frames)
+        self.db.update_record(parent_id, {
+            "result_header": msg.header, "result_metadata": md, "result_buffers": msg.buffers,
+            "started": md.get("started"), "completed": md.get("completed"),
+            "stdout": md.get("stdout", ""), "stderr": md.get("stderr", ""),
+        })
+
+    def register(self, msg):
+        c = msg.content
+        ident = msg.idents[0]
+        if c.get("protocol") != PROTOCOL_VERSION:
+            reason = mismatch("engine", c)
+            log.warning("refused an engine: %s", reason)
+            self.session.send(self.sockets["engine"], "registration_reply", {"status": "error", "reason": reason},
+                              parent=msg.header, idents=[ident])
+            return
+        engine = self.by_ident.get(ident)
+        if engine is None:
+            heart = c["heart"].encode()
+            engine = EngineState(self.next_id, c["uuid"], ident, heart, c.get("pid"), c.get("hostname", ""))
+            self.next_id += 1
+            self.engines[engine.id] = engine
+            self.by_ident[ident] = engine
+            self.by_heart[heart] = engine
+            self.monitor.add(heart)
+            log.info("engine %d registered (host %s, pid %s)", engine.id, engine.hostname, engine.pid)
+            self.session.send(self.sockets["notification"], "registration_notification",
+                              {"id": engine.id, "uuid": engine.uuid}, idents=[b"engine"])
+        self.session.send(self.sockets["engine"], "registration_reply",
+                          {"status": "ok", "id": engine.id, "heartbeat_period": self.cfg.heartbeat_period,
+                           "controller": self.session.id},
+                          parent=msg.header, idents=[ident])
+
+    def unregister(self, engine, reason):
+        log.log(logging.INFO if reason == "engine shut down" else logging.WARNING,
+                "engine %d unregistered: %s", engine.id, reason)
+        self.engines.pop(engine.id, None)
+        self.by_ident.pop(engine.ident, None)
+        self.by_heart.pop(engine.heart, None)
+        self.monitor.remove(engine.heart)
+        for task in list(engine.outstanding.values()):
+            self.pending.pop(task.msg_id, None)
+            self.fail_task(task, "EngineError",
+                           "engine %d died or left before finishing this task (%s)" % (engine.id, reason),
+                           engine)
+        engine.outstanding.clear()
+        self.session.send(self.sockets["notification"], "unregistration_notification",
+                          {"id": engine.id, "uuid": engine.uuid, "reason": reason}, idents=[b"engine"])
+
+    # -- tasks -------------------------------------------------------------------------
+
+    def assign(self, engine, task):
+        send_frames(self.sockets["engine"], [engine.ident] + task.frames)
+        task.engine = engine.id
+        engine.outstanding[task.msg_id] = task
+        if task.lb:
+            engine.load += 1
+        self.pending[task.msg_id] = task
+
+    def schedule(self):
+        engines = list(self.engines.values())
+        if not engines:
+            return
+        queue = self.lb_queue
+        hwm = self.hwm
+        skipped = []
+        while queue:
+            task = queue.popleft()
+            engine = self.choose(engines, hwm, task.targets)
+            if engine is None:
+                if task.targets is None:
+                    queue.appendleft(task)
+                    break
+                skipped.append(task)
+                continue
+            self.assign(engine, task)
+        if skipped:
+            queue.extendleft(reversed(skipped))
+
+    def fail_task(self, task, ename, evalue, engine=None):
+        """Answer a task on the engine's behalf, so the client never waits for a dead one."""
+        reply_type = task.header.get("msg_type", "apply_request").replace("_request", "_reply")
+        now = time.time()
+        engine_id = engine.id if engine is not None else None
+        content = {"status": "error", "ename": ename, "evalue": evalue, "traceback": "",
+                   "engine_info": {"engine_id": engine_id}}
+        md = {"engine_id": engine_id, "engine_uuid": engine.uuid if engine else None,
+              "started": None, "completed": now, "stdout": "", "stderr": "", "status": "error"}
+        header = self.session.send(self.sockets["client"], reply_type, content, parent=task.header,
+                                   metadata=md, idents=[task.client])
+        self.db.update_record(task.msg_id, {"result_header": header, "result_content": content,
+                                            "completed": now, "error": ename})
+
+    # -- stopping ----------------------------------------------------------------------
+
+    def shutdown(self):
+        log.info("controller stopping")
+        try:
+            self.session.send(self.sockets["notification"], "shutdown_notification", {}, idents=[b"engine"])
+        except zmq.ZMQError:
+            pass
+        for sock in self.sockets.values():
+            sock.close(linger=200)
+        self.ctx.term()
+        self.db.close()
+
+
+def mismatch(who: str, content: dict) -> str:
+    return ("protocol mismatch: the %s speaks minipar protocol %s (Python %s), this controller speaks %s "
+            "(Python %s); run the same minipar version on both sides"
+            % (who, content.get("protocol"), content.get("python", "?"), PROTOCOL_VERSION, python_version()))

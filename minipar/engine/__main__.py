@@ -1,0 +1,112 @@
+"""``python -m minipar.engine``: register an engine with a controller and serve it."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from ..config import ConfigError, load_config, split_overrides
+from ..connection import connection_file_path, read_connection_file
+from ..error import ConnectionFileError
+from ..logs import setup_logging
+from ..profile import ProfileError, locate_profile_dir
+from .engine import Engine, EngineStartError, exit_engine, run_startup
+
+PROG = "python -m %s" % (__package__ or "minipar.engine")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Start a minipar engine. It reads the controller's engine connection file "
+                    "(--file, or security/controller[-ID]-engine.json in the profile), registers and "
+                    "runs what clients send. Settings come from [engine] in minipar.toml; any of them "
+                    "can be given as --engine.KEY=VALUE.",
+    )
+    p.add_argument("--file", help="engine connection file (default: from the profile's security dir)")
+    p.add_argument("--profile", help="profile name (default: 'default')")
+    p.add_argument("--profile-dir", help="profile directory (overrides --profile)")
+    p.add_argument("--cluster-id", help="which controller of the profile to join")
+    p.add_argument("--ssh", metavar="USER@HOST", help="tunnel the connections through this ssh server")
+    p.add_argument("--work-dir", help="directory to chdir into before anything else")
+    p.add_argument("--startup-script", help="Python file run once in the engine's namespace")
+    p.add_argument("--startup-command", help="Python code run once in the engine's namespace")
+    p.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
+    return p
+
+
+FLAG_KEYS = {
+    "file": "engine.file", "cluster_id": "engine.cluster_id", "ssh": "engine.ssh_server",
+    "work_dir": "engine.work_dir", "startup_script": "engine.startup_script",
+    "startup_command": "engine.startup_command", "log_level": "engine.log_level",
+}
+
+
+def fail(message: str, code: int = 1) -> int:
+    print("%s: error: %s" % (PROG, message), file=sys.stderr)
+    return code
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    rest, overrides = split_overrides(argv)
+    args = build_parser().parse_args(rest)
+    for flag, key in FLAG_KEYS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            overrides[key] = value
+    try:
+        if args.file and not (args.profile or args.profile_dir):
+            profile_dir = None
+        else:
+            profile_dir = locate_profile_dir(args.profile, args.profile_dir, create=False)
+        cfg = load_config(profile_dir, overrides).engine
+        setup_logging("Engine", cfg.log_level)
+    except (ConfigError, ProfileError, ValueError) as e:
+        return fail(str(e), 2)
+    log = logging.getLogger("minipar.engine")
+
+    if cfg.file:
+        path = os.path.abspath(os.path.expanduser(cfg.file))
+    else:
+        path = str(connection_file_path(profile_dir, "engine", cfg.cluster_id))
+    if cfg.work_dir:
+        try:
+            os.chdir(os.path.expanduser(cfg.work_dir))
+        except OSError as e:
+            return fail("engine.work_dir: cannot chdir to %s: %s" % (cfg.work_dir, e))
+    try:
+        info = read_connection_file(path, hint="Start the controller first, or copy its engine connection "
+                                               "file here and pass --file.")
+    except ConnectionFileError as e:
+        return fail(str(e))
+
+    engine = Engine(cfg, info, path)
+    try:
+        run_startup(cfg, engine.namespace)
+    except BaseException as e:  # noqa: B902 - any failure of user start-up code ends the engine
+        log.exception("engine start-up code failed")
+        return fail("start-up code failed: %s: %s" % (type(e).__name__, e))
+    try:
+        engine.connect()
+        engine.install_signal_handlers()
+        engine.register(cfg.registration_timeout)
+    except EngineStartError as e:
+        log.error("%s", e)
+        engine.close()
+        return 1
+    except KeyboardInterrupt:
+        engine.close()
+        return 130
+    log.info("registered as engine %d with the controller at %s", engine.id, engine.url)
+    code = 1
+    try:
+        code = engine.serve()
+    finally:
+        engine.close()
+    return code
+
+
+if __name__ == "__main__":
+    exit_engine(main())

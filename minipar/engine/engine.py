@@ -1,0 +1,279 @@
+"""An engine: connect, register, then run requests one at a time in the main thread.
+
+Threads and sockets::
+
+    main thread   DEALER (identity = uuid) -> controller engine port: registration,
+                  requests in, replies out; SUB (conflated) on the ping port to watch
+                  that the controller lives
+    heart         zmq device (C, no GIL): SUB on ping port -> DEALER to pong port
+    output        OutputStreamer: its own DEALER, output chunks of the running task
+
+Requests are read into a local queue between tasks, so control messages (shutdown)
+are seen without waiting for the queued work. SIGINT interrupts the running task (the
+client gets KeyboardInterrupt as a RemoteError) and is ignored while idle; SIGTERM
+stops the engine.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+import uuid
+from collections import deque
+
+import zmq
+from zmq.devices import ThreadDevice
+
+from ..connection import url
+from ..error import MiniparError
+from ..protocol import PROTOCOL_VERSION, ProtocolError, Session, python_version, recv_frames
+from .execute import EngineStop, Executor, OutputStreamer, format_error, new_namespace, send_reply
+
+log = logging.getLogger("minipar.engine")
+
+POLL_INTERVAL = 0.2
+"""Seconds between liveness checks while idle."""
+
+
+class EngineStartError(MiniparError):
+    """Raised when the engine cannot register with its controller."""
+
+
+class Engine:
+    def __init__(self, cfg, info: dict, connection_file: str = ""):
+        self.cfg = cfg
+        self.info = info
+        self.connection_file = connection_file
+        self.uuid = str(uuid.uuid4())
+        self.session = Session(info["key"])
+        self.id = None
+        self.controller_session = None
+        self.queue: deque = deque()
+        self.stopping = False
+        self.namespace = new_namespace()
+        self.tunnel = None
+
+    # -- connecting --------------------------------------------------------------------
+
+    def urls(self) -> dict:
+        names = ("engine", "hb_ping", "hb_pong")
+        ssh = self.cfg.ssh_server or self.info.get("ssh", "")
+        if not ssh:
+            return {n: url(self.info, n) for n in names}
+        from ..tunnel import open_tunnel
+        remote = self.info["location"]
+        self.tunnel, local = open_tunnel(ssh, remote, {n: self.info["ports"][n] for n in names})
+        log.info("tunnelling through %s (ssh pid %d)", ssh, self.tunnel.pid)
+        return {n: "tcp://127.0.0.1:%d" % local[n] for n in names}
+
+    def connect(self):
+        self.ctx = zmq.Context()
+        u = self.urls()
+        self.url = u["engine"]
+        self.socket = self.ctx.socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.IDENTITY, self.uuid.encode())
+        self.socket.setsockopt(zmq.LINGER, 2000)
+        self.socket.setsockopt(zmq.SNDHWM, 0)
+        self.socket.setsockopt(zmq.RCVHWM, 0)
+        self.socket.connect(u["engine"])
+        self.pings = self.ctx.socket(zmq.SUB)
+        self.pings.setsockopt(zmq.CONFLATE, 1)
+        self.pings.setsockopt(zmq.SUBSCRIBE, b"")
+        self.pings.setsockopt(zmq.LINGER, 0)
+        self.pings.connect(u["hb_ping"])
+        heart_id = (self.uuid + ":heart").encode()
+        self.heart = ThreadDevice(zmq.FORWARDER, zmq.SUB, zmq.DEALER)
+        self.heart.setsockopt_in(zmq.SUBSCRIBE, b"")
+        self.heart.setsockopt_out(zmq.IDENTITY, heart_id)
+        self.heart.connect_in(u["hb_ping"])
+        self.heart.connect_out(u["hb_pong"])
+        self.heart.daemon = True
+        self.heart.start()
+        self.heart_id = heart_id
+        self.streamer = OutputStreamer(self.ctx, u["engine"], self.info["key"], (self.uuid + ":out").encode())
+        self.streamer.start()
+        self.executor = Executor(self.namespace, self.streamer)
+
+    def register(self, timeout: float):
+        """Send a registration request and wait for the answer, queueing anything else."""
+        content = {"uuid": self.uuid, "heart": self.heart_id.decode(), "protocol": PROTOCOL_VERSION,
+                   "python": python_version(), "pid": os.getpid(), "hostname": socket.gethostname()}
+        header = self.session.send(self.socket, "registration_request", content)
+        deadline = time.monotonic() + timeout
+        heard_pings = False
+        poller = zmq.Poller()
+        poller.register(self.socket, zmq.POLLIN)
+        poller.register(self.pings, zmq.POLLIN)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise EngineStartError(self._no_answer(timeout, heard_pings))
+            for sock, _ in poller.poll(min(left, POLL_INTERVAL) * 1000):
+                if sock is self.pings:
+                    self.pings.recv()
+                    heard_pings = True
+                    continue
+                msg = self._recv()
+                if msg is None:
+                    continue
+                if msg.msg_type == "registration_reply" and msg.parent.get("msg_id") == header["msg_id"]:
+                    c = msg.content
+                    if c.get("status") != "ok":
+                        raise EngineStartError("the controller at %s refused this engine: %s"
+                                               % (self.url, c.get("reason", "no reason given")))
+                    self.id = c["id"]
+                    self.controller_session = c["controller"].encode()
+                    self.last_ping = time.monotonic()
+                    return self.id
+                self._queue_or_handle(msg)
+
+    def _no_answer(self, timeout, heard_pings):
+        source = self.connection_file or "the connection file"
+        if heard_pings:
+            return ("the controller at %s is running (its heartbeats arrive) but did not answer the signed "
+                    "registration within %gs: the key in %s does not match. The file is probably stale: was "
+                    "the controller restarted without --reuse? Copy the new engine connection file."
+                    % (self.url, timeout, source))
+        return ("no controller answered at %s within %gs (engine.registration_timeout). Likely causes: the "
+                "controller is not running; %s is from an older controller (restart it with --reuse, or copy "
+                "the new file); the address is not reachable from this host (controller --ip/--location, "
+                "firewall; use --ssh to tunnel)." % (self.url, timeout, source))
+
+    # -- serving -----------------------------------------------------------------------
+
+    def _recv(self):
+        try:
+            return self.session.recv(self.socket, zmq.NOBLOCK)
+        except ProtocolError as e:
+            log.warning("dropped a message from the controller: %s", e)
+            return None
+
+    def _drain(self):
+        while True:
+            raw = recv_frames(self.socket, zmq.NOBLOCK)
+            if raw is None:
+                return
+            try:
+                msg = self.session.parse(raw)
+            except ProtocolError as e:
+                log.warning("dropped a message from the controller: %s", e)
+                continue
+            self._queue_or_handle(msg)
+
+    def _queue_or_handle(self, msg):
+        t = msg.msg_type
+        if t == "apply_request" or t == "execute_request":
+            self.queue.append(msg)
+        elif t == "shutdown_request":
+            log.info("shutdown requested by the controller")
+            self.stopping = True
+        elif t == "registration_reply":
+            c = msg.content
+            if c.get("status") == "ok":
+                if c["id"] != self.id:
+                    log.info("registered again as engine %s", c["id"])
+                self.id = c["id"]
+                self.controller_session = c["controller"].encode()
+            else:
+                log.error("the controller refused this engine: %s", c.get("reason"))
+                self.stopping = True
+        else:
+            log.warning("unexpected %s from the controller", t)
+
+    def _check_controller(self) -> bool:
+        """Read the newest ping; re-register with a new controller; False if it is gone too long."""
+        try:
+            ping = self.pings.recv(zmq.NOBLOCK)
+        except zmq.Again:
+            ping = None
+        now = time.monotonic()
+        if ping is not None:
+            self.last_ping = now
+            session = ping.split(b":", 1)[0]
+            if session != self.controller_session:
+                log.info("a new controller is serving at %s; registering again", self.url)
+                self.controller_session = session
+                self.session.send(self.socket, "registration_request", {
+                    "uuid": self.uuid, "heart": self.heart_id.decode(), "protocol": PROTOCOL_VERSION,
+                    "python": python_version(), "pid": os.getpid(), "hostname": socket.gethostname()})
+        return now - self.last_ping < self.cfg.controller_timeout
+
+    def run_one(self, msg):
+        t = msg.msg_type
+        reply_type = "apply_reply" if t == "apply_request" else "execute_reply"
+        try:
+            if t == "apply_request":
+                content, md, buffers = self.executor.apply(msg.header, self.id, msg.buffers)
+            else:
+                content, md, buffers = self.executor.execute(msg.header, self.id, msg.content.get("code", ""))
+        except ProtocolError as e:
+            content, md, buffers = format_error(e, 0), {"started": time.time(), "completed": time.time()}, []
+        content["engine_info"] = {"engine_id": self.id, "engine_uuid": self.uuid}
+        md["engine_id"] = self.id
+        md["engine_uuid"] = self.uuid
+        send_reply(self.session, self.socket, reply_type, msg.header, content, md, buffers)
+
+    def serve(self) -> int:
+        poller = zmq.Poller()
+        poller.register(self.socket, zmq.POLLIN)
+        poller.register(self.pings, zmq.POLLIN)
+        while not self.stopping:
+            if self.queue:
+                self.run_one(self.queue.popleft())
+                self._drain()
+                continue
+            poller.poll(POLL_INTERVAL * 1000)
+            self._drain()
+            if not self._check_controller():
+                log.error("lost the controller at %s: no heartbeat for %gs (engine.controller_timeout); "
+                          "exiting", self.url, self.cfg.controller_timeout)
+                return 3
+        return 0
+
+    # -- signals and stopping ------------------------------------------------------------
+
+    def install_signal_handlers(self):
+        def on_sigint(signum, frame):
+            if self.executor.executing or self.id is None:
+                raise KeyboardInterrupt
+            log.info("SIGINT while idle: ignored (send SIGTERM to stop the engine)")
+
+        def on_sigterm(signum, frame):
+            self.stopping = True
+            if self.executor.executing:
+                raise EngineStop
+
+        signal.signal(signal.SIGINT, on_sigint)
+        signal.signal(signal.SIGTERM, on_sigterm)
+
+    def close(self):
+        try:
+            if self.id is not None:
+                self.session.send(self.socket, "unregistration_request", {"id": self.id})
+        except zmq.ZMQError:
+            pass
+        self.streamer.close()
+        self.socket.close(linger=1000)
+        self.pings.close(linger=0)
+        if self.tunnel is not None:
+            self.tunnel.terminate()
+        log.info("engine %s stopped", self.id)
+
+
+def run_startup(cfg, namespace):
+    if cfg.startup_script:
+        path = os.path.expanduser(cfg.startup_script)
+        with open(path) as f:
+            code = compile(f.read(), path, "exec")
+        exec(code, namespace)
+    if cfg.startup_command:
+        exec(compile(cfg.startup_command, "<startup_command>", "exec"), namespace)
+
+
+def exit_engine(code: int):
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

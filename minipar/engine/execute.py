@@ -1,0 +1,171 @@
+"""Running a request in the engine's namespace, with its output captured.
+
+Output goes two ways: the whole text of stdout/stderr travels with the reply (so a
+client's ``ar.stdout`` is complete the moment the result is), and chunks are streamed
+while the task runs by :class:`OutputStreamer`, a thread with a socket of its own, so a
+task that prints and then computes for an hour shows its progress.
+"""
+from __future__ import annotations
+
+import builtins
+import io
+import sys
+import threading
+import time
+import traceback
+
+import zmq
+
+from ..protocol import Session, send_frames
+from ..serialize import serialize_object, unpack_apply_message
+
+STREAM_INTERVAL = 0.1
+"""Seconds between output chunks sent while a task runs: live enough, few messages."""
+
+
+class EngineStop(BaseException):
+    """Raised in the main thread by SIGTERM: leaves user code without being reported as its error."""
+
+
+def new_namespace() -> dict:
+    return {"__name__": "__main__", "__builtins__": builtins}
+
+
+class CapturedStream(io.TextIOBase):
+    def __init__(self, name, streamer):
+        self.name = name
+        self.parts: list = []
+        self.streamer = streamer
+
+    def writable(self):
+        return True
+
+    def write(self, text):
+        if not isinstance(text, str):
+            raise TypeError("write() argument must be str, not %s" % type(text).__name__)
+        self.parts.append(text)
+        if self.streamer is not None:
+            self.streamer.add(self.name, text)
+        return len(text)
+
+    def getvalue(self) -> str:
+        return "".join(self.parts)
+
+
+class OutputStreamer(threading.Thread):
+    """Sends buffered output of the running task every STREAM_INTERVAL on its own socket."""
+
+    def __init__(self, ctx, url, key, identity: bytes):
+        super().__init__(name="minipar-output", daemon=True)
+        self.session = Session(key)
+        self.socket = ctx.socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.IDENTITY, identity)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.connect(url)
+        self.lock = threading.Lock()
+        self.parent = None
+        self.engine_id = None
+        self.chunks: list = []
+        self.wake = threading.Event()
+        self.closing = False
+
+    def begin(self, parent: dict, engine_id):
+        with self.lock:
+            self.parent = parent
+            self.engine_id = engine_id
+            self.chunks = []
+
+    def end(self):
+        with self.lock:
+            self.parent = None
+            self.chunks = []
+
+    def add(self, name, text):
+        with self.lock:
+            if self.parent is not None:
+                self.chunks.append((name, text))
+
+    def run(self):
+        while not self.closing:
+            self.wake.wait(STREAM_INTERVAL)
+            with self.lock:
+                chunks, self.chunks = self.chunks, []
+                parent, engine_id = self.parent, self.engine_id
+            if not chunks or parent is None:
+                continue
+            for name in ("stdout", "stderr"):
+                text = "".join(t for n, t in chunks if n == name)
+                if text:
+                    self.session.send(self.socket, "stream", {"name": name, "text": text, "engine_id": engine_id},
+                                      parent=parent)
+        self.socket.close(linger=0)
+
+    def close(self):
+        self.closing = True
+        self.wake.set()
+
+
+def format_error(exc: BaseException, skip_frames: int = 1) -> dict:
+    """The JSON error content of a reply; the engine's own frames are left out."""
+    tb = exc.__traceback__
+    for _ in range(skip_frames):
+        if tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+    text = "".join(traceback.format_exception(type(exc), exc, tb))
+    return {"status": "error", "ename": type(exc).__name__, "evalue": str(exc), "traceback": text}
+
+
+class Executor:
+    """Runs apply and execute requests in one namespace, capturing what they print."""
+
+    def __init__(self, namespace: dict, streamer: OutputStreamer | None = None):
+        self.namespace = namespace
+        self.streamer = streamer
+        self.executing = False
+
+    def _run(self, parent, engine_id, body):
+        out = CapturedStream("stdout", self.streamer)
+        err = CapturedStream("stderr", self.streamer)
+        saved = sys.stdout, sys.stderr
+        if self.streamer is not None:
+            self.streamer.begin(parent, engine_id)
+        started = time.time()
+        sys.stdout, sys.stderr = out, err
+        self.executing = True
+        try:
+            content, buffers = body()
+        except EngineStop:
+            raise
+        except BaseException as e:  # noqa: B902 - a task's KeyboardInterrupt/SystemExit is its error
+            content, buffers = format_error(e), []
+        finally:
+            self.executing = False
+            sys.stdout, sys.stderr = saved
+            if self.streamer is not None:
+                self.streamer.end()
+        md = {"started": started, "completed": time.time(), "stdout": out.getvalue(), "stderr": err.getvalue(),
+              "status": content["status"]}
+        return content, md, buffers
+
+    def apply(self, parent, engine_id, buffers):
+        def body():
+            f, args, kwargs = unpack_apply_message(buffers, self.namespace)
+            result = f(*args, **kwargs)
+            try:
+                frames = serialize_object(result)
+            except Exception as e:
+                raise TypeError("the result of %s could not be pickled to send back: %s"
+                                % (getattr(f, "__name__", "the task"), e)) from None
+            return {"status": "ok"}, frames
+        return self._run(parent, engine_id, body)
+
+    def execute(self, parent, engine_id, code: str):
+        def body():
+            exec(compile(code, "<execute>", "exec"), self.namespace)
+            return {"status": "ok"}, serialize_object(None)
+        return self._run(parent, engine_id, body)
+
+
+def send_reply(session, socket, reply_type, parent, content, md, buffers):
+    header, frames = session.build(reply_type, content, parent, md)
+    send_frames(socket, frames, buffers)

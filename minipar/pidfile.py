@@ -1,0 +1,41 @@
+"""Pid files, and telling a live process from a dead one or a zombie."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def pid_alive(pid: int) -> bool:
+    """True if pid runs; a zombie counts as dead, since it will never do anything again."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        return state not in ("Z", "X")
+    except (OSError, IndexError):
+        return True
+
+
+def read_pid(path) -> int | None:
+    try:
+        return int(Path(path).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def write_pid(path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text("%d\n" % os.getpid())
+
+
+def remove_pid(path) -> None:
+    if read_pid(path) == os.getpid():
+        try:
+            os.unlink(str(path))
+        except OSError:
+            pass

@@ -1,0 +1,314 @@
+"""The wire protocol: how every minipar message is framed, signed and checked.
+
+A message is a zmq multipart message::
+
+    [*routing_ids, b"<IDS|MSG>", signature, header, parent, metadata, content, *buffers]
+
+``header``, ``parent``, ``metadata`` and ``content`` are JSON objects. ``signature`` is the
+hex HMAC-SHA256 of those four frames under the cluster key; ``buffers`` are raw payload
+frames (pickles and out-of-band buffers from :mod:`serialize`) that only the engines and
+clients ever interpret. The controller verifies, reads the header and metadata, and
+forwards the original frames untouched, so a payload is never unpickled on the way.
+
+Header: ``msg_id`` (the sender's session id plus a counter), ``msg_type``, ``session``
+and ``date`` (seconds since the epoch, float).
+
+Message types (C = client, H = controller/hub, E = engine, P = notification PUB):
+
+========================== ========= ===========================================================
+msg_type                   path      meaning / content
+========================== ========= ===========================================================
+connect_request            C→H       ``{protocol, python}``; asks for the engine table
+connect_reply              H→C       ``{status, engines: {id: uuid}, session, protocol, python,
+                                     reason?}``
+apply_request              C→H→E     run ``f(*args, **kwargs)``: buffers are the packed call;
+                                     metadata ``{dest: id}`` (direct) or ``{targets: [...]}``
+                                     (load-balanced)
+execute_request            C→H→E     ``{code}`` run in the engine's namespace; routed as apply
+apply_reply                E→H→C     ``{status: ok|error|aborted, ename?, evalue?, traceback?}``;
+execute_reply                        buffers hold the pickled result; metadata
+                                     ``{engine_id, engine_uuid, started, completed, stdout,
+                                     stderr}``. The hub writes the same shape itself (status
+                                     error, ename EngineError) for work lost with an engine.
+stream                     E→H→P     ``{name: stdout|stderr, text}`` while a task runs; parent is
+                                     the request's header
+shutdown_request           C→H       ``{targets: [...] | null, hub: bool}``
+shutdown_reply             H→C       ``{status}``
+shutdown_request           H→E       stop after the current task
+registration_request       E→H       ``{uuid, heart, protocol, python, pid, hostname}``
+registration_reply         H→E       ``{status, id, heartbeat_period, reason?}``
+unregistration_request     E→H       the engine is leaving cleanly
+registration_notification  H→P       ``{id, uuid}``
+unregistration_notification H→P      ``{id, uuid, reason}``
+shutdown_notification      H→P       the controller is stopping
+========================== ========= ===========================================================
+
+Heartbeats are not signed messages: the controller PUBlishes single frames
+``b"<controller session>:<counter>"`` and each engine's heart device (C code, no GIL)
+echoes them back on a DEALER, so the controller's ROUTER sees ``[heart_id, ping]``. A
+change of the session part tells an engine that a new controller (``--reuse``) has taken
+over and it must register again.
+
+Anything unsigned, wrongly signed, replayed, truncated or unparseable raises
+:class:`ProtocolError` from :meth:`Session.parse`; callers log it, count it and go on.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import json
+import os
+import sys
+import time
+import uuid
+from collections import deque
+
+import zmq
+
+PROTOCOL_VERSION = "1"
+DELIM = b"<IDS|MSG>"
+SIGNATURE_SCHEME = "hmac-sha256"
+
+REPLAY_HISTORY = 1 << 18
+"""Signatures remembered for the replay guard: minutes of traffic at full speed."""
+
+_json_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_json_loads = json.loads
+_EMPTY = b"{}"
+
+
+def python_version() -> str:
+    return "%d.%d.%d" % sys.version_info[:3]
+
+
+def new_key() -> str:
+    return str(uuid.uuid4())
+
+
+class ProtocolError(Exception):
+    """Raised when a received message is unsigned, badly signed, replayed or malformed."""
+
+
+class Message:
+    """A received message; JSON parts are decoded on first use.
+
+    ``frames`` keeps everything after the routing ids (delimiter included) so the
+    controller can forward a message without re-encoding it.
+    """
+
+    __slots__ = ("idents", "frames", "header", "_parent", "_metadata", "_content")
+
+    def __init__(self, idents, frames, header):
+        self.idents = idents
+        self.frames = frames
+        self.header = header
+        self._parent = self._metadata = self._content = None
+
+    @property
+    def msg_type(self) -> str:
+        return self.header["msg_type"]
+
+    @property
+    def msg_id(self) -> str:
+        return self.header["msg_id"]
+
+    def _json(self, index):
+        frame = self.frames[index]
+        if not isinstance(frame, bytes):
+            frame = frame.bytes
+        try:
+            value = _json_loads(frame)
+        except ValueError as e:
+            raise ProtocolError("unparseable JSON frame: %s" % e) from None
+        if not isinstance(value, dict):
+            raise ProtocolError("JSON frame is not an object")
+        return value
+
+    @property
+    def parent(self) -> dict:
+        if self._parent is None:
+            self._parent = self._json(3)
+        return self._parent
+
+    @property
+    def metadata(self) -> dict:
+        if self._metadata is None:
+            self._metadata = self._json(4)
+        return self._metadata
+
+    @property
+    def content(self) -> dict:
+        if self._content is None:
+            self._content = self._json(5)
+        return self._content
+
+    @property
+    def buffers(self) -> list:
+        return self.frames[6:]
+
+
+class Session:
+    """Signs, sends, receives and checks messages for one process.
+
+    One per process role, each with its own id; not thread-safe (the owner of the
+    sockets uses it), except :meth:`build`, which only touches the counter.
+    """
+
+    def __init__(self, key, session_id: str | None = None):
+        if isinstance(key, str):
+            key = key.encode("ascii")
+        self.key = key
+        self.id = session_id or str(uuid.uuid4())
+        self.bid = self.id.encode("ascii")
+        self._counter = itertools.count()
+        self._prefix = self.id + "-"
+        self._auth = hmac.new(key, digestmod=hashlib.sha256) if key else None
+        self._seen: set = set()
+        self._seen_order: deque = deque()
+        self.rejected = 0
+
+    # -- signing -------------------------------------------------------------------------
+
+    def sign(self, parts) -> bytes:
+        if self._auth is None:
+            return b""
+        h = self._auth.copy()
+        for p in parts:
+            h.update(p)
+        return h.hexdigest().encode("ascii")
+
+    def new_msg_id(self) -> str:
+        return self._prefix + str(next(self._counter))
+
+    def header(self, msg_type: str, msg_id: str | None = None) -> dict:
+        return {
+            "msg_id": msg_id or self.new_msg_id(),
+            "msg_type": msg_type,
+            "session": self.id,
+            "date": time.time(),
+        }
+
+    def build(self, msg_type, content=None, parent=None, metadata=None, header=None):
+        """Return ``(header, frames)``: the signed frames from the delimiter on."""
+        if header is None:
+            header = self.header(msg_type)
+        parts = [
+            _json_dumps(header).encode("utf8"),
+            _json_dumps(parent).encode("utf8") if parent else _EMPTY,
+            _json_dumps(metadata).encode("utf8") if metadata else _EMPTY,
+            _json_dumps(content).encode("utf8") if content else _EMPTY,
+        ]
+        return header, [DELIM, self.sign(parts), *parts]
+
+    def send(self, socket, msg_type, content=None, parent=None, metadata=None,
+             buffers=(), idents=(), header=None) -> dict:
+        header, frames = self.build(msg_type, content, parent, metadata, header)
+        send_frames(socket, list(idents) + frames, buffers)
+        return header
+
+    # -- receiving -----------------------------------------------------------------------
+
+    def parse(self, raw: list) -> Message:
+        """Check and split raw frames; raises ProtocolError for anything not to be trusted."""
+        try:
+            i = raw.index(DELIM)
+        except ValueError:
+            raise ProtocolError("no delimiter frame") from None
+        if len(raw) < i + 6:
+            raise ProtocolError("truncated message: %d frames after the delimiter" % (len(raw) - i - 1))
+        frames = raw[i:]
+        signature = frames[1]
+        if self._auth is not None:
+            if not signature:
+                raise ProtocolError("unsigned message")
+            expected = self.sign(frames[2:6])
+            if not hmac.compare_digest(signature, expected):
+                raise ProtocolError("bad signature")
+            if signature in self._seen:
+                raise ProtocolError("replayed message (signature seen before)")
+            self._remember(signature)
+        try:
+            header = _json_loads(frames[2])
+        except ValueError as e:
+            raise ProtocolError("unparseable header: %s" % e) from None
+        if not isinstance(header, dict) or "msg_type" not in header or "msg_id" not in header:
+            raise ProtocolError("header lacks msg_id/msg_type")
+        return Message(raw[:i], frames, header)
+
+    def _remember(self, signature):
+        self._seen.add(signature)
+        self._seen_order.append(signature)
+        if len(self._seen_order) > REPLAY_HISTORY:
+            self._seen.discard(self._seen_order.popleft())
+
+    def recv(self, socket, flags=0):
+        """Receive and parse one message; ``None`` if nothing is waiting (with NOBLOCK).
+
+        Raises ProtocolError for a message that fails the checks (after consuming it)."""
+        raw = recv_frames(socket, flags)
+        if raw is None:
+            return None
+        return self.parse(raw)
+
+
+def send_frames(socket, frames, buffers=()):
+    """Send frames then buffers as one message, without pyzmq's send_multipart wrapper.
+
+    Small JSON frames are copied; payload buffers go zero-copy."""
+    send = socket.send
+    if buffers:
+        for f in frames:
+            send(f, zmq.SNDMORE)
+        last = len(buffers) - 1
+        for j, b in enumerate(buffers):
+            send(b, 0 if j == last else zmq.SNDMORE, copy=_small(b), track=False)
+    else:
+        last = len(frames) - 1
+        for j, f in enumerate(frames):
+            send(f, 0 if j == last else zmq.SNDMORE)
+
+
+COPY_THRESHOLD = 65536
+"""Frames smaller than this are copied: a zero-copy send costs more than a memcpy there."""
+
+
+def _small(buf) -> bool:
+    try:
+        return memoryview(buf).nbytes < COPY_THRESHOLD
+    except TypeError:
+        return True
+
+
+def recv_frames(socket, flags=0):
+    """Receive a whole multipart message; frames after the JSON parts stay zero-copy.
+
+    Returns None when NOBLOCK finds nothing. Routing ids, delimiter, signature and the
+    four JSON frames come back as bytes; payload buffers as zmq.Frame."""
+    recv = socket.recv
+    getsockopt = socket.getsockopt
+    try:
+        first = recv(flags)
+    except zmq.Again:
+        return None
+    frames = [first]
+    after_delim = 0 if first == DELIM else -1
+    while getsockopt(zmq.RCVMORE):
+        if after_delim >= 5:
+            frames.append(recv(copy=False))
+            continue
+        f = recv()
+        frames.append(f)
+        if after_delim >= 0:
+            after_delim += 1
+        elif f == DELIM:
+            after_delim = 0
+    return frames
+
+
+def frame_bytes(frame) -> bytes:
+    return frame if isinstance(frame, bytes) else frame.bytes
+
+
+def default_identity() -> bytes:
+    return ("%s-%d" % (uuid.uuid4().hex[:12], os.getpid())).encode("ascii")
