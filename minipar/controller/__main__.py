@@ -57,7 +57,8 @@ def main(argv=None) -> int:
         overrides["controller.db"] = "nodb"
     try:
         profile_dir = locate_profile_dir(args.profile, args.profile_dir, create=True)
-        cfg = load_config(profile_dir, overrides).controller
+        config = load_config(profile_dir, overrides)
+        cfg = config.controller
         setup_logging("Controller", cfg.log_level, profile_dir / "log" / log_name(cfg.cluster_id))
     except (ConfigError, ProfileError, ValueError) as e:
         print("%s: error: %s" % (PROG, e), file=sys.stderr)
@@ -71,7 +72,7 @@ def main(argv=None) -> int:
                   "pick another --cluster-id", " and cluster id" if cfg.cluster_id else "", other, pid_path)
         return 1
     try:
-        db = db_class(cfg.db)()
+        db = db_class(cfg.db, config.source_of("controller.db"))()
         hub = Hub(cfg, profile_dir, db)
         hub.bind()
     except (ConfigError, HubError) as e:
