@@ -60,7 +60,7 @@ class HubError(Exception):
 
 
 class EngineState:
-    __slots__ = ("id", "uuid", "ident", "heart", "load", "outstanding", "pid", "hostname")
+    __slots__ = ("id", "uuid", "ident", "heart", "load", "outstanding", "pid", "hostname", "last_answer")
 
     def __init__(self, id, uuid, ident, heart, pid=None, hostname=""):
         self.id = id
@@ -68,6 +68,7 @@ class EngineState:
         self.ident = ident
         self.heart = heart
         self.load = 0
+        self.last_answer = 0.0
         self.outstanding: dict = {}
         self.pid = pid
         self.hostname = hostname
@@ -345,8 +346,8 @@ class Hub:
         engine = self.engines.get(task.engine)
         if engine is not None:
             engine.outstanding.pop(parent_id, None)
-            if task.lb:
-                engine.load -= 1
+            engine.last_answer = time.monotonic()
+            engine.load -= 1
         send_frames(self.sockets["client"], [task.client] + msg.frames)
         self.db.update_record(parent_id, {
             "result_header": msg.header, "result_metadata": md, "result_buffers": msg.buffers,
@@ -402,8 +403,7 @@ class Hub:
         send_frames(self.sockets["engine"], [engine.ident] + task.frames)
         task.engine = engine.id
         engine.outstanding[task.msg_id] = task
-        if task.lb:
-            engine.load += 1
+        engine.load += 1
         self.pending[task.msg_id] = task
 
     def schedule(self):
@@ -412,10 +412,11 @@ class Hub:
             return
         queue = self.lb_queue
         hwm = self.hwm
+        now = time.monotonic()
         skipped = []
         while queue:
             task = queue.popleft()
-            engine = self.choose(engines, hwm, task.targets)
+            engine = self.choose(engines, hwm, task.targets, now)
             if engine is None:
                 if task.targets is None:
                     queue.appendleft(task)
