@@ -222,7 +222,10 @@ class Engine:
         poller.register(self.pings, zmq.POLLIN)
         while not self.stopping:
             if self.queue:
-                self.run_one(self.queue.popleft())
+                try:
+                    self.run_one(self.queue.popleft())
+                except EngineStop:
+                    return 0
                 self._drain()
                 continue
             poller.poll(POLL_INTERVAL * 1000)

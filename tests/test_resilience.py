@@ -1,0 +1,198 @@
+"""Dead engines, busy engines, hostile messages and controller restarts."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import time
+
+import pytest
+import zmq
+
+import minipar
+from conftest import pid_gone, start_cluster, wait_for
+from minipar.protocol import Session, recv_frames, send_frames
+
+
+def announce_then_sleep(seconds):
+    import time
+    print("started", flush=True)
+    time.sleep(seconds)
+    return "slept"
+
+
+def hold_the_gil(seconds):
+    """A single C call that keeps the GIL: no Python thread in this process can run."""
+    import time
+    n = 5_000_000
+    t0 = time.perf_counter()
+    sum(range(n))
+    per_call = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    sum(range(int(n * seconds / per_call)))
+    return time.perf_counter() - t0
+
+
+def test_sigkilled_engine_fails_its_tasks_and_others_carry_on(profile):
+    rc, engines = start_cluster(profile, 2)
+    victim = rc[0].apply_sync(os.getpid)
+    ar = rc[0].apply_async(announce_then_sleep, 60)
+    queued = rc[0].apply_async(sum, [1, 2])
+    wait_for(lambda: ar.stdout == "started\n", what="the task to start")
+    t0 = time.monotonic()
+    os.kill(victim, signal.SIGKILL)
+    with pytest.raises(minipar.EngineError) as info:
+        ar.get(15)
+    assert time.monotonic() - t0 < 5, "death noticed within a few heartbeat periods (0.2s x 4)"
+    assert "engine 0 died" in info.value.evalue and "heartbeat" in info.value.evalue
+    assert isinstance(info.value, minipar.RemoteError) and info.value.ename == "EngineError"
+    with pytest.raises(minipar.EngineError):
+        queued.get(5)
+    wait_for(lambda: rc.ids == [1], 10, "engine 0 to be unregistered")
+    assert rc.load_balanced_view().map_sync(abs, [-1, -2, -3]) == [1, 2, 3]
+    with pytest.raises(IndexError):
+        rc[0]
+
+
+def test_engine_in_a_long_gil_holding_call_is_not_declared_dead(profile):
+    rc, engines = start_cluster(profile, 1)
+    held = rc[0].apply_sync(hold_the_gil, 3.0)
+    assert held > 2.0, "the call held the GIL for %.1fs, many heartbeat periods" % held
+    assert rc.ids == [0]
+    assert "unregistered" not in (profile.dir / "log" / "controller.log").read_text()
+
+
+def test_task_to_unknown_engine_fails_at_once(profile):
+    rc, _ = start_cluster(profile, 1)
+    session = rc.session
+    view = rc[0]
+    view.targets = 0
+    rc._engines[5] = "fake"
+    ar = rc[5].apply_async(sum, [1])
+    with pytest.raises(minipar.EngineError, match="engine 5 is not registered"):
+        ar.get(5)
+    assert session is rc.session
+
+
+def raw_dealer(ctx, url):
+    s = ctx.socket(zmq.DEALER)
+    s.setsockopt(zmq.LINGER, 2000)
+    s.connect(url)
+    return s
+
+
+def test_hostile_messages_are_dropped_and_everyone_else_is_served(profile):
+    rc, _ = start_cluster(profile, 2)
+    info = json.loads(profile.client_file().read_text())
+    url = "tcp://127.0.0.1:%d"
+    ctx = zmq.Context()
+    good = Session(info["key"])
+    wrong = Session("some-other-key")
+    try:
+        for port_name in ("client", "engine", "hb_pong"):
+            s = raw_dealer(ctx, url % info["ports"][port_name])
+            s.send_multipart([b"garbage"])
+            s.send_multipart([b"<IDS|MSG>", b"sig"])
+            h, frames = good.build("execute_request", {"code": "x = 1"}, None, {"dest": 0})
+            send_frames(s, frames[:4])
+            send_frames(s, [frames[0], b""] + frames[2:])
+            h, frames = wrong.build("execute_request", {"code": "x = 1"}, None, {"dest": 0})
+            send_frames(s, frames)
+            h, frames = good.build("execute_request", {"code": "x = 1"}, None, {"dest": 0})
+            tampered = list(frames)
+            tampered[2] = tampered[2].replace(b"execute_request", b"shutdown_request")
+            send_frames(s, tampered)
+            broken = b"{" + port_name.encode()
+            send_frames(s, [b"<IDS|MSG>", good.sign([broken, b"{}", b"{}", b"{}"]), broken, b"{}", b"{}", b"{}"])
+            s.send_multipart([os.urandom(64) for _ in range(9)])
+            s.close()
+        for port in info["ports"].values():
+            with socket.create_connection(("127.0.0.1", port)) as raw:
+                raw.sendall(os.urandom(512))
+        # the same signed message twice: the second is a replay
+        counter = raw_dealer(ctx, url % info["ports"]["client"])
+        rc[:].execute("hits = 0", block=True)
+        h, frames = good.build("execute_request", {"code": "hits += 1"}, None, {"dest": 0})
+        send_frames(counter, frames)
+        send_frames(counter, frames)
+        poller = zmq.Poller()
+        poller.register(counter, zmq.POLLIN)
+        assert poller.poll(10000), "the first copy was answered"
+        reply = good.parse(recv_frames(counter))
+        assert reply.content["status"] == "ok"
+        assert not poller.poll(500), "the replayed copy was not"
+        counter.close()
+    finally:
+        ctx.term()
+    assert rc[0].pull("hits", block=True) == 1
+    assert rc[:].apply_sync(sum, [1, 2, 3]) == [6, 6]
+    with minipar.Client(url_file=str(profile.client_file())) as rc2:
+        assert rc2.load_balanced_view().map_sync(abs, [-4]) == [4]
+    log = profile.dir / "log" / "controller.log"
+    for problem in ("bad signature", "unsigned message", "truncated message", "no delimiter frame",
+                    "replayed message", "unparseable header"):
+        for port_name in ("client", "engine"):
+            line = "dropped a message on the %s socket: %s" % (port_name, problem)
+            if problem == "replayed message" and port_name == "engine":
+                continue
+            wait_for(lambda: line in log.read_text(), 10, line)
+    assert rc.ids == [0, 1]
+
+
+def test_protocol_mismatch_is_refused_naming_both_versions(profile):
+    profile.controller()
+    info = json.loads(profile.engine_file().read_text())
+    ctx = zmq.Context()
+    s = raw_dealer(ctx, "tcp://127.0.0.1:%d" % info["ports"]["engine"])
+    session = Session(info["key"])
+    try:
+        session.send(s, "registration_request", {"uuid": "u", "heart": "h", "protocol": "0", "python": "2.7.18"})
+        assert s.poll(10000)
+        reply = session.parse(recv_frames(s))
+    finally:
+        s.close()
+        ctx.term()
+    assert reply.content["status"] == "error"
+    reason = reply.content["reason"]
+    assert "minipar protocol 0 (Python 2.7.18)" in reason and "speaks 1 (Python 3." in reason
+
+
+def test_reuse_keeps_ports_and_key_and_engines_come_back(profile):
+    ctl = profile.controller("--reuse")
+    before = json.loads(profile.client_file().read_text())
+    eng = profile.engine("--engine.controller_timeout=30")
+    rc = profile.client()
+    rc.wait_for_engines(1, timeout=20)
+    rc[0].execute("kept = 'namespace survives'", block=True)
+    rc.close()
+    ctl.stop()
+    assert ctl.popen.returncode == 0
+    ctl2 = profile.controller("--reuse")
+    after = json.loads(profile.client_file().read_text())
+    assert after["ports"] == before["ports"] and after["key"] == before["key"]
+    rc2 = profile.client()
+    rc2.wait_for_engines(1, timeout=20)
+    assert rc2[rc2.ids[0]].apply_sync(os.getpid) == eng.pid
+    assert rc2[rc2.ids[0]].pull("kept", block=True) == "namespace survives"
+    assert "registering again" in eng.output()
+    profile.engine()
+    rc2.wait_for_engines(2, timeout=20)
+    assert len(set(rc2[:].apply_sync(os.getpid))) == 2
+    assert ctl2.popen.poll() is None
+
+
+def test_without_reuse_a_restart_gets_new_ports_and_key(profile):
+    ctl = profile.controller()
+    before = json.loads(profile.client_file().read_text())
+    ctl.stop()
+    profile.controller()
+    after = json.loads(profile.client_file().read_text())
+    assert after["key"] != before["key"]
+
+
+def test_killed_engine_process_is_gone(profile):
+    rc, engines = start_cluster(profile, 1)
+    engines[0].signal(signal.SIGKILL)
+    wait_for(lambda: pid_gone(engines[0].pid), 5, "engine pid gone")
+    wait_for(lambda: rc.ids == [], 10, "engine unregistered")
