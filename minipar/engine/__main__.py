@@ -11,6 +11,7 @@ from ..connection import connection_file_path, read_connection_file
 from ..error import ConnectionFileError
 from ..logs import setup_logging
 from ..profile import ProfileError, locate_profile_dir
+from ..tunnel import TunnelError
 from .engine import Engine, EngineStartError, exit_engine, run_startup
 
 PROG = "python -m %s" % (__package__ or "minipar.engine")
@@ -92,7 +93,7 @@ def main(argv=None) -> int:
         engine.connect()
         engine.install_signal_handlers()
         engine.register(cfg.registration_timeout)
-    except EngineStartError as e:
+    except (EngineStartError, TunnelError) as e:
         log.error("%s", e)
         engine.close()
         return 1

@@ -253,6 +253,10 @@ class Engine:
         signal.signal(signal.SIGTERM, on_sigterm)
 
     def close(self):
+        if not hasattr(self, "socket"):
+            if self.tunnel is not None:
+                self.tunnel.terminate()
+            return
         try:
             if self.id is not None:
                 self.session.send(self.socket, "unregistration_request", {"id": self.id})

@@ -1,0 +1,17 @@
+"""The examples the README points newcomers to run and print what they promise."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def test_monte_carlo_pi_example(tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / "monte_carlo_pi.py"), "--engines", "2",
+                          "--samples", "400000"], capture_output=True, text=True, timeout=120, cwd=str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert re.search(r"^engines: \[0, 1\] pids: \[\d+, \d+\]$", out.stdout, re.M)
+    pi = float(re.search(r"pi ~= ([\d.]+) from 400000 samples on 2 engines", out.stdout).group(1))
+    assert abs(pi - 3.14159) < 0.02
