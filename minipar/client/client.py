@@ -36,6 +36,9 @@ log = logging.getLogger("minipar.client")
 CONNECT_TIMEOUT = 10.0
 """Seconds to wait for the controller's answer to a new client."""
 
+MAX_THREAD_SOCKETS = 32
+"""Threads that get a sending socket of their own; later ones hand messages to the I/O thread."""
+
 WAIT_FOR_ENGINES_TIMEOUT = 60.0
 """Default limit for wait_for_engines: long enough for a batch queue on a quiet system."""
 
@@ -60,6 +63,9 @@ class Client:
         self._engines_changed = threading.Condition()
         self._futures: dict = {}
         self._pending_replies: dict = {}
+        self._local = threading.local()
+        self._thread_sockets: list = []
+        self._sockets_lock = threading.Lock()
         self._outgoing: deque = deque()
         self._closed = False
         self._tunnel = None
@@ -109,11 +115,33 @@ class Client:
     # -- the I/O thread ----------------------------------------------------------------
 
     def _send(self, frames, buffers=()):
-        self._outgoing.append((frames, buffers))
-        try:
-            os.write(self._wake_w, b"x")
-        except BlockingIOError:
-            pass
+        """Send from the calling thread on its own socket; the controller answers on the I/O
+        thread's socket, whose identity prefixes this one. Saves waking the I/O thread."""
+        sock = getattr(self._local, "socket", None)
+        if sock is None:
+            sock = self._thread_socket()
+        if sock is False:
+            self._outgoing.append((frames, buffers))
+            try:
+                os.write(self._wake_w, b"x")
+            except BlockingIOError:
+                pass
+        else:
+            send_frames(sock, frames, buffers)
+
+    def _thread_socket(self):
+        with self._sockets_lock:
+            if self._closed or len(self._thread_sockets) >= MAX_THREAD_SOCKETS:
+                self._local.socket = False
+                return False
+            sock = self._ctx.socket(zmq.DEALER)
+            sock.setsockopt(zmq.IDENTITY, self.session.bid + b"/%d" % len(self._thread_sockets))
+            sock.setsockopt(zmq.LINGER, 1000)
+            sock.setsockopt(zmq.SNDHWM, 0)
+            sock.connect(self._url)
+            self._thread_sockets.append(sock)
+            self._local.socket = sock
+            return sock
 
     def _io_loop(self, urls):
         dealer = self._ctx.socket(zmq.DEALER)
@@ -320,7 +348,10 @@ class Client:
     def close(self, linger=None):
         if self._closed:
             return
-        self._closed = True
+        with self._sockets_lock:
+            self._closed = True
+            for sock in self._thread_sockets:
+                sock.close(linger=1000)
         try:
             os.write(self._wake_w, b"x")
         except OSError:

@@ -31,8 +31,8 @@ republished on the notification PUB, along with engine (un)registration news.
 """
 from __future__ import annotations
 
+import gc
 import logging
-import os
 import time
 from collections import deque
 
@@ -50,6 +50,10 @@ log = logging.getLogger("minipar.controller")
 
 DRAIN_LIMIT = 256
 """Messages taken from one socket before looking at the others: fairness vs. batching."""
+
+GC_THRESHOLDS = (50000, 20, 100)
+"""The hub allocates a few small objects per message and keeps many records alive: with the
+default thresholds the collector runs every few tasks and keeps rescanning the records."""
 
 POLL_CEILING = 0.25
 """Longest poll, in seconds, so a stop request is seen promptly."""
@@ -199,6 +203,8 @@ class Hub:
     # -- main loop ---------------------------------------------------------------------
 
     def serve_forever(self):
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
         s = self.sockets
         handlers = {s["client"]: self.handle_client, s["engine"]: self.handle_engine,
                     s["hb_pong"]: self.monitor.handle_pong}
@@ -248,7 +254,8 @@ class Hub:
             handler = self.client_handlers.get(msg.msg_type)
             if handler is None:
                 log.warning("client sent unknown msg_type %r", msg.msg_type)
-                self.session.send(self.sockets["client"], "error_reply", parent=msg.header, idents=msg.idents[:1],
+                self.session.send(self.sockets["client"], "error_reply", parent=msg.header,
+                                  idents=[reply_identity(msg.idents[0])],
                                   content={"status": "error", "reason": "unknown msg_type %r" % msg.msg_type})
                 return
             handler(self, msg)
@@ -261,7 +268,7 @@ class Hub:
 
     def on_task_request(self, msg):
         md = msg.metadata
-        client = msg.idents[0]
+        client = reply_identity(msg.idents[0])
         dest = md.get("dest")
         targets = md.get("targets")
         task = Task(msg.msg_id, msg.header, client, msg.frames, lb=dest is None,
@@ -288,7 +295,8 @@ class Hub:
         if c.get("protocol") != PROTOCOL_VERSION:
             reply = {"status": "error", "reason": mismatch("client", c)}
             log.warning("refused a client: %s", reply["reason"])
-        self.session.send(self.sockets["client"], "connect_reply", reply, parent=msg.header, idents=msg.idents[:1])
+        self.session.send(self.sockets["client"], "connect_reply", reply, parent=msg.header,
+                          idents=[reply_identity(msg.idents[0])])
 
     def on_shutdown(self, msg):
         c = msg.content
@@ -297,7 +305,7 @@ class Hub:
         for i in ids:
             self.session.send(self.sockets["engine"], "shutdown_request", {}, idents=[self.engines[i].ident])
         self.session.send(self.sockets["client"], "shutdown_reply", {"status": "ok", "engines": ids},
-                          parent=msg.header, idents=msg.idents[:1])
+                          parent=msg.header, idents=[reply_identity(msg.idents[0])])
         if c.get("hub"):
             log.info("shutdown requested by a client")
             self.stopping = True
@@ -453,6 +461,12 @@ class Hub:
             sock.close(linger=200)
         self.ctx.term()
         self.db.close()
+
+
+def reply_identity(ident: bytes) -> bytes:
+    """Clients send from one socket per thread, named '<client>/<n>', and hear on '<client>'."""
+    i = ident.find(b"/")
+    return ident if i < 0 else ident[:i]
 
 
 def mismatch(who: str, content: dict) -> str:
