@@ -40,8 +40,10 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         profile_dir = Path(tmp, "profile_pi")
         py = sys.executable
+        package_root = str(Path(ipp.__file__).resolve().parent.parent)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
         controller = subprocess.Popen([py, "-m", "minipar.controller", "--profile-dir", str(profile_dir),
-                                       "--log-level=WARNING"])
+                                       "--log-level=WARNING"], env=env)
         procs = [controller]
         try:
             engine_file = profile_dir / "security" / "controller-engine.json"
@@ -52,7 +54,7 @@ def main():
                 time.sleep(0.05)
             for _ in range(args.engines):
                 procs.append(subprocess.Popen([py, "-m", "minipar.engine", "--file", str(engine_file),
-                                               "--log-level=WARNING"]))
+                                               "--log-level=WARNING"], env=env))
             with ipp.Client(url_file=str(profile_dir / "security" / "controller-client.json")) as rc:
                 rc.wait_for_engines(args.engines, timeout=60)
                 print("engines:", rc.ids, "pids:", rc[:].apply_sync(os.getpid))
