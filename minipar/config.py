@@ -797,6 +797,43 @@ class EngineConfig:
     )
 
 
+@section("cluster")
+@dataclasses.dataclass
+class ClusterConfig:
+    """A managed cluster (minipar.Cluster, python -m minipar.cluster): which launchers
+    start the controller and engines, how many, and how long to wait for them."""
+
+    n: int = option(0, "Number of engines; 0 means one per CPU core of this machine.")
+    engines: str = option(
+        "local", "Engine launcher: a short name (local) or a dotted pkg.mod.Class."
+    )
+    controller: str = option(
+        "local", "Controller launcher: a short name (local) or a dotted pkg.mod.Class."
+    )
+    controller_ip: str = option("", "Interface the controller listens on; empty keeps controller.ip.")
+    controller_location: str = option(
+        "", "Address written into connection files; empty keeps controller.location."
+    )
+    controller_args: List[str] = option([], "Extra command-line arguments for the controller.")
+    engine_args: List[str] = option([], "Extra command-line arguments for each engine.")
+    log_level: str = option(
+        "INFO", "Log level of the cluster's processes.",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+    )
+    shutdown_atexit: bool = option(
+        True, "Stop the cluster when the Python process that started it exits."
+    )
+    controller_timeout: float = option(
+        30.0, "Seconds to wait for the controller to write its connection files."
+    )
+    engine_timeout: float = option(
+        120.0, "Seconds to wait for engines to register before giving up and stopping them."
+    )
+    stop_timeout: float = option(
+        5.0, "Seconds a stopped process gets after SIGTERM before SIGKILL."
+    )
+
+
 @section("db.sqlite")
 @dataclasses.dataclass
 class SQLiteDBConfig:

@@ -138,6 +138,9 @@ def test_sigterm_stops_and_unregisters(profile):
     eng.signal(signal.SIGTERM)
     assert eng.wait() == 0
     wait_for(lambda: rc.ids == [], 10, "engine to unregister")
+    log = (profile.dir / "log" / "controller.log").read_text()
+    assert "engine 0 unregistered: engine shut down" in log
+    assert "heartbeat" not in log
 
 
 def test_sigterm_during_a_task_fails_it_with_engine_error(profile):

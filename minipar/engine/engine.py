@@ -263,8 +263,10 @@ class Engine:
         except zmq.ZMQError:
             pass
         self.streamer.close()
+        self.streamer.join(1)
         self.socket.close(linger=1000)
         self.pings.close(linger=0)
+        self.ctx.term()
         if self.tunnel is not None:
             self.tunnel.terminate()
         log.info("engine %s stopped", self.id)

@@ -16,14 +16,13 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .error import MiniparError
+from ..error import MiniparError
 
 __all__ = [
     "ENV_VAR",
     "ProfileError",
     "locate_profile_dir",
     "log_dir",
-    "main",
     "minipar_dir",
     "pid_dir",
     "security_dir",
@@ -32,7 +31,7 @@ __all__ = [
 ENV_VAR = "MINIPAR_DIR"
 DEFAULT_DIR = "~/.minipar"
 PROFILE_PREFIX = "profile_"
-_PACKAGE = __package__ or "minipar"
+_PACKAGE = (__package__ or "minipar.profile").rsplit(".", 1)[0]
 
 
 class ProfileError(MiniparError):
@@ -133,12 +132,3 @@ def log_dir(profile_dir: os.PathLike[str] | str) -> Path:
 def pid_dir(profile_dir: os.PathLike[str] | str) -> Path:
     """Controller pid files."""
     return Path(profile_dir) / "pid"
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m minipar.profile create|locate|list``: not written yet."""
-    raise NotImplementedError("the profile command line is not written yet")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

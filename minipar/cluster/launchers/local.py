@@ -1,0 +1,71 @@
+"""Local launchers: the controller and engines as child processes, each in its own session."""
+from __future__ import annotations
+
+from .base import ControllerLauncher, EngineSetLauncher, Process, child_env, python_command, stop_processes
+
+
+class LocalProcessesMixin:
+    processes: list
+
+    @property
+    def running(self) -> bool:
+        return any(p.running for p in self.processes)
+
+    def signal(self, sig) -> None:
+        for p in self.processes:
+            p.signal(sig)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        stop_processes(self.processes, timeout)
+
+    def exited(self) -> list:
+        ended = [p for p in self.processes if not p.reported and not p.running]
+        for p in ended:
+            p.reported = True
+        return ended
+
+    @property
+    def output_files(self) -> list:
+        return [p.log_file for p in self.processes]
+
+    def to_dict(self) -> dict:
+        return dict(super().to_dict(), processes=[p.to_dict() for p in self.processes])
+
+    def restore(self, d: dict) -> None:
+        self.processes = [Process.from_dict(p) for p in d.get("processes", [])]
+
+
+class LocalControllerLauncher(LocalProcessesMixin, ControllerLauncher):
+    name = "local"
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.processes = []
+
+    @property
+    def log_file(self) -> str:
+        return str(self.log_dir / ("controller%s.out" % ("-" + self.cluster_id if self.cluster_id else "")))
+
+    @property
+    def pid(self):
+        return self.processes[0].pid if self.processes else None
+
+    def start(self) -> None:
+        cmd = python_command("controller") + self.common_args() + self.args
+        self.processes = [Process.spawn(cmd, self.log_file, env=child_env())]
+
+
+class LocalEngineSetLauncher(LocalProcessesMixin, EngineSetLauncher):
+    name = "local"
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.processes = []
+
+    def start(self) -> None:
+        cmd = python_command("engine") + self.common_args() + self.args
+        env = child_env()
+        first = self.options.get("first_index", 0)
+        for i in range(first, first + self.n):
+            log_file = self.log_dir / ("engine-%s-%d.log" % (self.cluster_id or "default", i))
+            self.processes.append(Process.spawn(cmd, log_file, env=env))
