@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
 import time
 from collections import deque
 
@@ -43,6 +44,7 @@ from ..connection import (PORT_NAMES, bind_address, connection_file_path, defaul
                           read_connection_file, write_connection_file)
 from ..error import ConnectionFileError
 from ..protocol import PROTOCOL_VERSION, ProtocolError, Session, python_version, recv_frames, send_frames
+from ..pidfile import drain_fd, signal_wakeup_fd
 from .heartbeat import HeartMonitor
 from .scheduler import SCHEMES
 
@@ -211,6 +213,9 @@ class Hub:
         poller = zmq.Poller()
         for sock in handlers:
             poller.register(sock, zmq.POLLIN)
+        wakeup = signal_wakeup_fd() if threading.current_thread() is threading.main_thread() else None
+        if wakeup is not None:
+            poller.register(wakeup, zmq.POLLIN)
         period = max(0.01, self.cfg.heartbeat_period)
         next_beat = time.monotonic()
         while not self.stopping:
@@ -226,6 +231,9 @@ class Hub:
                 next_beat = now + period
             timeout = min(next_beat - time.monotonic(), POLL_CEILING)
             for sock, _ in poller.poll(max(0, timeout) * 1000):
+                if sock == wakeup:
+                    drain_fd(wakeup)
+                    continue
                 handle = handlers[sock]
                 for _ in range(DRAIN_LIMIT):
                     raw = recv_frames(sock, zmq.NOBLOCK)

@@ -29,6 +29,7 @@ from zmq.devices import ThreadDevice
 
 from ..connection import url
 from ..error import MiniparError
+from ..pidfile import drain_fd, signal_wakeup_fd
 from ..protocol import PROTOCOL_VERSION, ProtocolError, Session, python_version, recv_frames
 from .execute import EngineStop, Executor, OutputStreamer, format_error, new_namespace, send_reply
 
@@ -220,6 +221,8 @@ class Engine:
         poller = zmq.Poller()
         poller.register(self.socket, zmq.POLLIN)
         poller.register(self.pings, zmq.POLLIN)
+        wakeup = signal_wakeup_fd()
+        poller.register(wakeup, zmq.POLLIN)
         while not self.stopping:
             if self.queue:
                 try:
@@ -228,7 +231,8 @@ class Engine:
                     return 0
                 self._drain()
                 continue
-            poller.poll(POLL_INTERVAL * 1000)
+            if wakeup in dict(poller.poll(POLL_INTERVAL * 1000)):
+                drain_fd(wakeup)
             self._drain()
             if not self._check_controller():
                 log.error("lost the controller at %s: no heartbeat for %gs (engine.controller_timeout); "

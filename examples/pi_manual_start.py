@@ -1,6 +1,6 @@
 """Estimate pi on a local minipar cluster: a controller and engines started by hand.
 
-    python examples/monte_carlo_pi.py [--engines 4] [--samples 20000000]
+    python examples/pi_manual_start.py [--engines 4] [--samples 20000000]
 
 It does what the README's manual walkthrough does: starts `python -m minipar.controller`
 in a throwaway profile, starts engines with the engine connection file, connects a
