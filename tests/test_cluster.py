@@ -353,3 +353,15 @@ def test_profile_create_list_locate(mpdir):
     assert profile_cli("locate", "pbs").stdout.strip() == str(mpdir / "profile_pbs")
     missing = profile_cli("locate", "nope")
     assert missing.returncode == 1 and "create it with: python -m minipar.profile create --profile nope" in missing.stderr
+
+
+def test_shutdown_atexit_stops_a_forgotten_cluster(mpdir, tmp_path):
+    script = tmp_path / "forget.py"
+    script.write_text("import json, minipar\n"
+                      "c = minipar.Cluster(n=1)\n"
+                      "rc = c.start_and_connect_sync()\n"
+                      "print(json.dumps([p.pid for p in c.engine_processes] + [c.controller.pid]))\n")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert_all_gone(json.loads(out.stdout))
+    assert list((mpdir / "profile_default" / "security").glob("cluster-*.json")) == []
