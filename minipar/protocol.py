@@ -78,6 +78,10 @@ _json_loads = json.loads
 _EMPTY = b"{}"
 
 
+def json_bytes(value) -> bytes:
+    return _json_dumps(value).encode("utf8")
+
+
 def python_version() -> str:
     return "%d.%d.%d" % sys.version_info[:3]
 

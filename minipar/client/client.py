@@ -29,7 +29,7 @@ from ..error import NoEnginesRegistered, ProtocolMismatch, TimeoutError
 from ..profile import locate_profile_dir
 from ..protocol import PROTOCOL_VERSION, ProtocolError, Session, python_version, recv_frames, send_frames
 from ..serialize import deserialize_object
-from .asyncresult import error_from_reply
+from .asyncresult import AsyncResult, error_from_reply
 
 log = logging.getLogger("minipar.client")
 
@@ -38,6 +38,9 @@ CONNECT_TIMEOUT = 10.0
 
 MAX_THREAD_SOCKETS = 32
 """Threads that get a sending socket of their own; later ones hand messages to the I/O thread."""
+
+HUB_REPLY_TIMEOUT = 30.0
+"""Seconds to wait for the controller to answer a query or command."""
 
 WAIT_FOR_ENGINES_TIMEOUT = 60.0
 """Default limit for wait_for_engines: long enough for a batch queue on a quiet system."""
@@ -335,15 +338,77 @@ class Client:
         done, not_done = concurrent.futures.wait(futures, None if timeout is None or timeout < 0 else timeout)
         return not not_done
 
+    def _hub_request(self, msg_type, content, block=True, timeout=HUB_REPLY_TIMEOUT):
+        """Ask the controller something; its reply message (or None when not blocking)."""
+        done = threading.Event()
+        box = []
+        header, frames = self.session.build(msg_type, content)
+
+        def answered(msg):
+            box.append(msg)
+            done.set()
+
+        self._pending_replies[header["msg_id"]] = answered
+        self._send(frames)
+        if not block:
+            return None
+        if not done.wait(timeout):
+            self._pending_replies.pop(header["msg_id"], None)
+            raise TimeoutError("the controller at %s did not answer a %s within %gs" % (self._url, msg_type, timeout))
+        reply = box[0]
+        if reply.content.get("status") not in ("ok", None):
+            from ..error import MiniparError
+            raise MiniparError("the controller refused a %s: %s" % (msg_type, reply.content.get("reason", "")))
+        return reply
+
+    def _target_ids(self, targets):
+        return None if targets is None or targets == "all" else self._resolve(targets)
+
     def shutdown(self, targets="all", hub=False, block=True):
         """Stop engines (and the controller with hub=True)."""
-        ids = None if targets == "all" else self._resolve(targets)
-        done = threading.Event()
-        header, frames = self.session.build("shutdown_request", {"targets": ids, "hub": bool(hub)})
-        self._pending_replies[header["msg_id"]] = lambda msg: done.set()
-        self._send(frames)
-        if block and not done.wait(CONNECT_TIMEOUT):
-            raise TimeoutError("the controller did not confirm the shutdown within %gs" % CONNECT_TIMEOUT)
+        self._hub_request("shutdown_request", {"targets": self._target_ids(targets), "hub": bool(hub)}, block)
+
+    def queue_status(self, targets=None, verbose=False) -> dict:
+        """Per engine: tasks queued directly ('queue'), load-balanced ones ('tasks') and
+        'completed'; plus 'unassigned' tasks the controller still holds."""
+        reply = self._hub_request("queue_request", {"targets": self._target_ids(targets), "verbose": verbose})
+        c = reply.content
+        status = {int(k): v for k, v in c["engines"].items()}
+        if isinstance(targets, int):
+            return status.get(targets, {})
+        status["unassigned"] = c["unassigned"]
+        return status
+
+    def _msg_ids(self, jobs) -> list:
+        """msg_ids from AsyncResults, msg_ids, or int indexes into this client's history."""
+        if jobs is None:
+            return None
+        if isinstance(jobs, (str, int, AsyncResult)):
+            jobs = [jobs]
+        ids = []
+        for job in jobs:
+            if isinstance(job, AsyncResult):
+                ids.extend(job.msg_ids)
+            elif isinstance(job, str):
+                ids.append(job)
+            elif isinstance(job, int):
+                ids.append(self.history[job])
+            else:
+                raise TypeError("jobs are AsyncResults or msg_id strings, not %s" % type(job).__name__)
+        return ids
+
+    def abort(self, jobs=None, targets=None, block=True):
+        """Abort tasks that have not started: the given jobs, or everything queued on targets."""
+        self._hub_request("abort_request", {"msg_ids": self._msg_ids(jobs), "targets": self._target_ids(targets)},
+                          block)
+
+    def clear(self, targets=None, block=True):
+        """Empty the engines' namespaces."""
+        self._hub_request("clear_request", {"targets": self._target_ids(targets)}, block)
+
+    def send_signal(self, sig, targets=None, block=True):
+        """Send a signal to engine processes (SIGINT interrupts the running task)."""
+        self._hub_request("signal_request", {"signal": int(sig), "targets": self._target_ids(targets)}, block)
 
     def close(self, linger=None):
         if self._closed:

@@ -35,8 +35,6 @@ import gc
 import logging
 import threading
 import time
-from collections import deque
-
 import zmq
 
 from .. import protocol
@@ -46,7 +44,7 @@ from ..error import ConnectionFileError
 from ..protocol import PROTOCOL_VERSION, ProtocolError, Session, python_version, recv_frames, send_frames
 from ..pidfile import drain_fd, signal_wakeup_fd
 from .heartbeat import HeartMonitor
-from .scheduler import SCHEMES
+from .scheduler import SCHEMES, Dependency, Scheduler
 
 log = logging.getLogger("minipar.controller")
 
@@ -66,7 +64,8 @@ class HubError(Exception):
 
 
 class EngineState:
-    __slots__ = ("id", "uuid", "ident", "heart", "load", "outstanding", "pid", "hostname", "last_answer")
+    __slots__ = ("id", "uuid", "ident", "heart", "load", "outstanding", "pid", "hostname", "last_answer",
+                 "last_assigned", "completed")
 
     def __init__(self, id, uuid, ident, heart, pid=None, hostname=""):
         self.id = id
@@ -75,13 +74,16 @@ class EngineState:
         self.heart = heart
         self.load = 0
         self.last_answer = 0.0
+        self.last_assigned = 0.0
+        self.completed = 0
         self.outstanding: dict = {}
         self.pid = pid
         self.hostname = hostname
 
 
 class Task:
-    __slots__ = ("msg_id", "header", "client", "frames", "engine", "lb", "targets")
+    __slots__ = ("msg_id", "header", "client", "frames", "engine", "lb", "targets", "after", "follow",
+                 "timeout", "retries", "unmet_on", "avoid", "attempts")
 
     def __init__(self, msg_id, header, client, frames, lb, targets=None):
         self.msg_id = msg_id
@@ -91,6 +93,12 @@ class Task:
         self.engine = None
         self.lb = lb
         self.targets = targets
+        self.after = self.follow = None
+        self.timeout = None
+        self.retries = 0
+        self.unmet_on: set = set()
+        self.avoid: set = set()
+        self.attempts = 0
 
 
 class Hub:
@@ -100,16 +108,13 @@ class Hub:
         self.db = db
         self.cluster_id = cfg.cluster_id
         self.hwm = max(1, cfg.engine_hwm)
-        try:
-            self.choose = SCHEMES[cfg.scheme]
-        except KeyError:
-            raise HubError("controller.scheme: %r is not supported here yet; use %s"
-                           % (cfg.scheme, ", ".join(SCHEMES))) from None
+        if cfg.scheme not in SCHEMES:
+            raise HubError("controller.scheme: %r is not a scheme; use one of %s" % (cfg.scheme, ", ".join(SCHEMES)))
+        self.scheduler = Scheduler(self, cfg.scheme, self.hwm)
         self.engines: dict = {}
         self.by_ident: dict = {}
         self.by_heart: dict = {}
         self.pending: dict = {}
-        self.lb_queue: deque = deque()
         self.next_id = 0
         self.stopping = False
         self.rejected = 0
@@ -240,8 +245,11 @@ class Hub:
                     if raw is None:
                         break
                     handle(raw)
-            if self.lb_queue:
-                self.schedule()
+            scheduler = self.scheduler
+            if scheduler.timeouts:
+                scheduler.check_timeouts(time.monotonic())
+            if scheduler.ready:
+                scheduler.schedule(list(self.engines.values()), time.monotonic())
         self.shutdown()
 
     def _parse(self, raw, source):
@@ -281,13 +289,18 @@ class Hub:
         targets = md.get("targets")
         task = Task(msg.msg_id, msg.header, client, msg.frames, lb=dest is None,
                     targets=set(targets) if targets else None)
+        if dest is None and md:
+            task.after = Dependency.from_metadata(md.get("after"))
+            task.follow = Dependency.from_metadata(md.get("follow"))
+            task.timeout = md.get("timeout") or None
+            task.retries = int(md.get("retries") or 0)
         self.db.add_record(task.msg_id, {
             "msg_id": task.msg_id, "header": msg.header, "buffers": msg.buffers,
             "submitted": msg.header.get("date"), "client_uuid": client,
             "queue": "task" if task.lb else "mux", "completed": None,
         })
         if dest is None:
-            self.lb_queue.append(task)
+            self.scheduler.submit(task, time.monotonic())
             return
         engine = self.engines.get(dest) if isinstance(dest, int) else None
         if engine is None:
@@ -318,11 +331,72 @@ class Hub:
             log.info("shutdown requested by a client")
             self.stopping = True
 
+    def _reply(self, msg, msg_type, content, buffers=()):
+        self.session.send(self.sockets["client"], msg_type, content, parent=msg.header, buffers=buffers,
+                          idents=[reply_identity(msg.idents[0])])
+
+    def _targets(self, content) -> list:
+        targets = content.get("targets")
+        return list(self.engines) if targets is None else [t for t in targets if t in self.engines]
+
+    def on_queue_status(self, msg):
+        verbose = bool(msg.content.get("verbose"))
+        self.scheduler.schedule(list(self.engines.values()), time.monotonic())
+        status = {}
+        for i in self._targets(msg.content):
+            engine = self.engines[i]
+            mux = [m for m, t in engine.outstanding.items() if not t.lb]
+            lb = [m for m, t in engine.outstanding.items() if t.lb]
+            status[str(i)] = {"queue": mux if verbose else len(mux), "tasks": lb if verbose else len(lb),
+                              "completed": engine.completed}
+        unassigned = self.scheduler.unassigned()
+        self._reply(msg, "queue_reply", {"status": "ok", "engines": status,
+                                         "unassigned": unassigned if verbose else len(unassigned)})
+
+    def on_abort(self, msg):
+        """Abort tasks not yet running: the hub answers those it still holds; engines those
+        queued with them. A running task is not stopped (interrupt it with a signal)."""
+        c = msg.content
+        msg_ids = c.get("msg_ids")
+        targets = self._targets(c)
+        if msg_ids is None:
+            held = self.scheduler.abort(self.scheduler.unassigned()) if c.get("targets") is None else []
+        else:
+            held = self.scheduler.abort(msg_ids)
+        for task in held:
+            self.fail_task(task, "TaskAborted", "aborted before it started", status="aborted")
+        for i in targets:
+            engine = self.engines[i]
+            ids = None if msg_ids is None else [m for m in msg_ids if m in engine.outstanding]
+            if ids is None or ids:
+                self.session.send(self.sockets["engine"], "abort_request", {"msg_ids": ids}, idents=[engine.ident])
+        self._reply(msg, "abort_reply", {"status": "ok", "aborted_in_hub": [t.msg_id for t in held]})
+
+    def on_clear(self, msg):
+        ids = self._targets(msg.content)
+        for i in ids:
+            self.session.send(self.sockets["engine"], "clear_request", {}, idents=[self.engines[i].ident])
+        self._reply(msg, "clear_reply", {"status": "ok", "engines": ids})
+
+    def on_signal(self, msg):
+        """Signals go to each engine's output thread, which is free while the main thread runs a task."""
+        c = msg.content
+        ids = self._targets(c)
+        for i in ids:
+            engine = self.engines[i]
+            self.session.send(self.sockets["engine"], "signal_request", {"signal": int(c["signal"])},
+                              idents=[engine.uuid.encode() + b":out"])
+        self._reply(msg, "signal_reply", {"status": "ok", "engines": ids})
+
     client_handlers = {
         "apply_request": on_task_request,
         "execute_request": on_task_request,
         "connect_request": on_connect,
         "shutdown_request": on_shutdown,
+        "queue_request": on_queue_status,
+        "abort_request": on_abort,
+        "clear_request": on_clear,
+        "signal_request": on_signal,
     }
 
     # -- engines -----------------------------------------------------------------------
@@ -364,6 +438,11 @@ class Hub:
             engine.outstanding.pop(parent_id, None)
             engine.last_answer = time.monotonic()
             engine.load -= 1
+            engine.completed += 1
+        ok = md.get("status") == "ok"
+        if not ok and task.lb and self._retry(task, msg.content.get("ename"), engine):
+            return
+        self.scheduler.finished_task(parent_id, task.engine, ok)
         send_frames(self.sockets["client"], [task.client] + msg.frames)
         self.db.update_record(parent_id, {
             "result_header": msg.header, "result_metadata": md, "result_buffers": msg.buffers,
@@ -406,6 +485,8 @@ class Hub:
         self.monitor.remove(engine.heart)
         for task in list(engine.outstanding.values()):
             self.pending.pop(task.msg_id, None)
+            if task.lb and self._retry(task, "EngineError", engine):
+                continue
             self.fail_task(task, "EngineError",
                            "engine %d died or left before finishing this task (%s)" % (engine.id, reason),
                            engine)
@@ -416,46 +497,54 @@ class Hub:
     # -- tasks -------------------------------------------------------------------------
 
     def assign(self, engine, task):
+        if task.attempts:
+            task.frames = self.resign(task)
+        task.attempts += 1
         send_frames(self.sockets["engine"], [engine.ident] + task.frames)
         task.engine = engine.id
         engine.outstanding[task.msg_id] = task
         engine.load += 1
+        engine.last_assigned = time.monotonic()
         self.pending[task.msg_id] = task
 
-    def schedule(self):
-        engines = list(self.engines.values())
-        if not engines:
-            return
-        queue = self.lb_queue
-        hwm = self.hwm
-        now = time.monotonic()
-        skipped = []
-        while queue:
-            task = queue.popleft()
-            engine = self.choose(engines, hwm, task.targets, now)
-            if engine is None:
-                if task.targets is None:
-                    queue.appendleft(task)
-                    break
-                skipped.append(task)
-                continue
-            self.assign(engine, task)
-        if skipped:
-            queue.extendleft(reversed(skipped))
+    def resign(self, task) -> list:
+        """Fresh frames for a task sent again: an engine drops a signature it has seen."""
+        header = dict(task.header, attempt=task.attempts)
+        parts = [protocol.json_bytes(header)] + list(task.frames[3:6])
+        return [protocol.DELIM, self.session.sign(parts)] + parts + list(task.frames[6:])
 
-    def fail_task(self, task, ename, evalue, engine=None):
+    def _retry(self, task, ename, engine) -> bool:
+        """Send a failed load-balanced task again if it may be; True if it was."""
+        engine_id = engine.id if engine is not None else task.engine
+        if ename == "UnmetDependency":
+            self.scheduler.requeue(task, engine_id, unmet=True)
+            return True
+        if task.retries > 0:
+            task.retries -= 1
+            log.info("task %s failed on engine %s (%s); %d retries left", task.msg_id, engine_id, ename,
+                     task.retries)
+            self.scheduler.requeue(task, engine_id)
+            return True
+        return False
+
+    def knows(self, msg_id) -> bool:
+        return msg_id in self.pending or msg_id in self.scheduler.finished or msg_id in self.scheduler.waiting \
+            or any(t.msg_id == msg_id for t in self.scheduler.ready)
+
+    def fail_task(self, task, ename, evalue, engine=None, status="error"):
         """Answer a task on the engine's behalf, so the client never waits for a dead one."""
         reply_type = task.header.get("msg_type", "apply_request").replace("_request", "_reply")
         now = time.time()
         engine_id = engine.id if engine is not None else None
-        content = {"status": "error", "ename": ename, "evalue": evalue, "traceback": "",
+        content = {"status": status, "ename": ename, "evalue": evalue, "traceback": "",
                    "engine_info": {"engine_id": engine_id}}
         md = {"engine_id": engine_id, "engine_uuid": engine.uuid if engine else None,
-              "started": None, "completed": now, "stdout": "", "stderr": "", "status": "error"}
+              "started": None, "completed": now, "stdout": "", "stderr": "", "status": status}
         header = self.session.send(self.sockets["client"], reply_type, content, parent=task.header,
                                    metadata=md, idents=[task.client])
         self.db.update_record(task.msg_id, {"result_header": header, "result_content": content,
                                             "completed": now, "error": ename})
+        self.scheduler.finished_task(task.msg_id, engine_id, False)
 
     # -- stopping ----------------------------------------------------------------------
 

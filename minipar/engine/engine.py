@@ -53,6 +53,7 @@ class Engine:
         self.id = None
         self.controller_session = None
         self.queue: deque = deque()
+        self.aborted: set = set()
         self.stopping = False
         self.namespace = new_namespace()
         self.tunnel = None
@@ -171,6 +172,11 @@ class Engine:
         elif t == "shutdown_request":
             log.info("shutdown requested by the controller")
             self.stopping = True
+        elif t == "abort_request":
+            self.abort(msg.content.get("msg_ids"))
+        elif t == "clear_request":
+            self.namespace.clear()
+            self.namespace.update(new_namespace())
         elif t == "registration_reply":
             c = msg.content
             if c.get("status") == "ok":
@@ -202,7 +208,31 @@ class Engine:
                     "python": python_version(), "pid": os.getpid(), "hostname": socket.gethostname()})
         return now - self.last_ping < self.cfg.controller_timeout
 
+    def abort(self, msg_ids):
+        """Answer queued requests as aborted; remember ids that have not arrived yet."""
+        if msg_ids is None:
+            doomed, self.queue = list(self.queue), deque()
+        else:
+            wanted = set(msg_ids)
+            doomed = [m for m in self.queue if m.msg_id in wanted]
+            self.queue = deque(m for m in self.queue if m.msg_id not in wanted)
+            self.aborted.update(wanted - {m.msg_id for m in doomed})
+        for msg in doomed:
+            self.reply_aborted(msg)
+
+    def reply_aborted(self, msg):
+        now = time.time()
+        content = {"status": "aborted", "ename": "TaskAborted", "evalue": "aborted before it started",
+                   "traceback": "", "engine_info": {"engine_id": self.id, "engine_uuid": self.uuid}}
+        md = {"started": None, "completed": now, "stdout": "", "stderr": "", "status": "aborted",
+              "engine_id": self.id, "engine_uuid": self.uuid}
+        send_reply(self.session, self.socket, msg.msg_type.replace("_request", "_reply"), msg.header, content, md, [])
+
     def run_one(self, msg):
+        if msg.msg_id in self.aborted:
+            self.aborted.discard(msg.msg_id)
+            self.reply_aborted(msg)
+            return
         t = msg.msg_type
         reply_type = "apply_reply" if t == "apply_request" else "execute_reply"
         try:

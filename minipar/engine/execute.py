@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import builtins
 import io
+import logging
+import os
+import signal
 import sys
 import threading
 import time
@@ -16,8 +19,10 @@ import traceback
 
 import zmq
 
-from ..protocol import Session, send_frames
+from ..protocol import ProtocolError, Session, send_frames
 from ..serialize import serialize_object, unpack_apply_message
+
+log = logging.getLogger("minipar.engine")
 
 STREAM_INTERVAL = 0.1
 """Seconds between output chunks sent while a task runs: live enough, few messages."""
@@ -66,7 +71,6 @@ class OutputStreamer(threading.Thread):
         self.parent = None
         self.engine_id = None
         self.chunks: list = []
-        self.wake = threading.Event()
         self.closing = False
 
     def begin(self, parent: dict, engine_id):
@@ -86,8 +90,11 @@ class OutputStreamer(threading.Thread):
                 self.chunks.append((name, text))
 
     def run(self):
+        poller = zmq.Poller()
+        poller.register(self.socket, zmq.POLLIN)
         while not self.closing:
-            self.wake.wait(STREAM_INTERVAL)
+            if poller.poll(STREAM_INTERVAL * 1000):
+                self.handle_control()
             with self.lock:
                 chunks, self.chunks = self.chunks, []
                 parent, engine_id = self.parent, self.engine_id
@@ -100,9 +107,20 @@ class OutputStreamer(threading.Thread):
                                       parent=parent)
         self.socket.close(linger=0)
 
+    def handle_control(self):
+        """Signals from clients arrive here: this thread is free while the main one runs a task."""
+        try:
+            msg = self.session.recv(self.socket, zmq.NOBLOCK)
+        except ProtocolError as e:
+            log.warning("dropped a message on the output socket: %s", e)
+            return
+        if msg is not None and msg.msg_type == "signal_request":
+            sig = int(msg.content.get("signal", signal.SIGINT))
+            log.info("signal %d requested by a client", sig)
+            os.kill(os.getpid(), sig)
+
     def close(self):
         self.closing = True
-        self.wake.set()
 
 
 def format_error(exc: BaseException, skip_frames: int = 1) -> dict:
