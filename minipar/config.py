@@ -837,11 +837,18 @@ class ClusterConfig:
 @section("db.sqlite")
 @dataclasses.dataclass
 class SQLiteDBConfig:
-    """Task records in SQLite, used when controller.db is "sqlite"."""
+    """Task records in SQLite, used when controller.db is "sqlite". Writes are committed
+    in batches by a background thread; a crash loses at most the last fraction of a second."""
 
-    filename: str = option("", "Database file; empty means tasks.db in the profile's security dir.")
+    filename: str = option(
+        "",
+        "Database file; empty means tasks.db in the profile's security dir, and a relative "
+        "name is taken from there too. \":memory:\" keeps it in memory.",
+    )
     table: str = option(
-        "", "Table name; empty means one named after the controller session (a new table each run)."
+        "",
+        "Table name; empty means one named after the controller session (a new table each "
+        "run). Set a fixed name to keep task history across controller restarts.",
     )
 
 
@@ -850,8 +857,38 @@ class SQLiteDBConfig:
 class MongoDBConfig:
     """Task records in MongoDB (needs pymongo), used when controller.db is "mongodb"."""
 
-    database: str = option("", "Database name; empty means one named after the controller session.")
+    database: str = option(
+        "",
+        "Database name; empty means one named after the controller session (a new database "
+        "each run). Set a fixed name to keep task history across controller restarts.",
+    )
     connection_args: list = option([], "Positional arguments for pymongo.MongoClient.")
     connection_kwargs: Dict[str, Any] = option(
         {}, "Keyword arguments for pymongo.MongoClient, e.g. { host = \"mongo.example\", port = 27017 }."
+    )
+
+
+@section("db.dict")
+@dataclasses.dataclass
+class DictDBConfig:
+    """Task records in the controller's memory, used when controller.db is "dict" (the
+    default). The oldest completed records are dropped to stay within the limits; records
+    of pending tasks never are."""
+
+    record_limit: int = option(
+        10000,
+        "Most records kept (0: no limit). A record costs about 5 KB besides its buffers, so "
+        "10000 is about 50 MB: enough to fetch the results of a large map from another "
+        "client, small enough for a shared login node. ipyparallel kept 1024.",
+    )
+    size_limit: int = option(
+        256 * 1024 * 1024,
+        "Most bytes of buffers (arguments and results) kept, in bytes (0: no limit); "
+        "268435456 is 256 MiB. ipyparallel kept 1 GiB; use db = \"sqlite\" to keep big "
+        "results on disk instead.",
+    )
+    cull_fraction: float = option(
+        0.1,
+        "Fraction of the limit dropped at once when a limit is hit, oldest completed first, "
+        "so culling happens in batches rather than on every new task.",
     )

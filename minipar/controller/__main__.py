@@ -10,7 +10,7 @@ from ..config import ConfigError, load_config, split_overrides
 from ..logs import setup_logging
 from ..pidfile import pid_alive, read_pid, remove_pid, write_pid
 from ..profile import ProfileError, locate_profile_dir
-from .db import db_class
+from .db import db_class, open_db
 from .hub import Hub, HubError
 
 PROG = "python -m %s" % (__package__ or "minipar.controller")
@@ -72,10 +72,10 @@ def main(argv=None) -> int:
                   "pick another --cluster-id", " and cluster id" if cfg.cluster_id else "", other, pid_path)
         return 1
     try:
-        db = db_class(cfg.db, config.source_of("controller.db"))()
-        hub = Hub(cfg, profile_dir, db)
+        db_class(cfg.db, config.source_of("controller.db"))
+        hub = Hub(cfg, profile_dir, lambda session: open_db(config, session=session, profile_dir=profile_dir))
         hub.bind()
-    except (ConfigError, HubError) as e:
+    except (ConfigError, HubError, OSError) as e:
         log.error("%s", e)
         return 1
 

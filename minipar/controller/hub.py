@@ -44,6 +44,7 @@ from ..error import ConnectionFileError
 from ..protocol import PROTOCOL_VERSION, ProtocolError, Session, python_version, recv_frames, send_frames
 from ..pidfile import drain_fd, signal_wakeup_fd
 from .heartbeat import HeartMonitor
+from .queries import QueryHandlers, now_utc, utc
 from .scheduler import SCHEMES, Dependency, Scheduler
 
 log = logging.getLogger("minipar.controller")
@@ -101,11 +102,13 @@ class Task:
         self.attempts = 0
 
 
-class Hub:
-    def __init__(self, cfg, profile_dir, db):
+class Hub(QueryHandlers):
+    def __init__(self, cfg, profile_dir, open_db):
         self.cfg = cfg
         self.profile_dir = profile_dir
-        self.db = db
+        self.open_db = open_db
+        self.db = None
+        self.watchers: dict = {}
         self.cluster_id = cfg.cluster_id
         self.hwm = max(1, cfg.engine_hwm)
         if cfg.scheme not in SCHEMES:
@@ -139,6 +142,7 @@ class Hub:
             log.info("--reuse: no earlier connection file for this profile; making a new one")
         key = previous["key"] if previous else protocol.new_key()
         self.session = Session(key)
+        self.db = self.open_db(self.session.id)
         self.ctx = zmq.Context()
         ip = bind_address(cfg.ip)
         wanted = self._wanted_ports(previous)
@@ -295,9 +299,9 @@ class Hub:
             task.timeout = md.get("timeout") or None
             task.retries = int(md.get("retries") or 0)
         self.db.add_record(task.msg_id, {
-            "msg_id": task.msg_id, "header": msg.header, "buffers": msg.buffers,
-            "submitted": msg.header.get("date"), "client_uuid": client,
-            "queue": "task" if task.lb else "mux", "completed": None,
+            "header": msg.header, "metadata": md, "content": msg.content, "buffers": msg.buffers,
+            "submitted": utc(msg.header.get("date")), "client_uuid": client.decode("ascii", "replace"),
+            "queue": "task" if task.lb else "mux",
         })
         if dest is None:
             self.scheduler.submit(task, time.monotonic())
@@ -397,6 +401,12 @@ class Hub:
         "abort_request": on_abort,
         "clear_request": on_clear,
         "signal_request": on_signal,
+        "result_request": QueryHandlers.on_result_request,
+        "result_status_request": QueryHandlers.on_result_status,
+        "history_request": QueryHandlers.on_history,
+        "db_request": QueryHandlers.on_db_query,
+        "purge_request": QueryHandlers.on_purge,
+        "resubmit_request": QueryHandlers.on_resubmit,
     }
 
     # -- engines -----------------------------------------------------------------------
@@ -444,10 +454,14 @@ class Hub:
             return
         self.scheduler.finished_task(parent_id, task.engine, ok)
         send_frames(self.sockets["client"], [task.client] + msg.frames)
+        if self.watchers:
+            self.forward_to_watchers(parent_id, msg.frames)
+        content = msg.content
         self.db.update_record(parent_id, {
-            "result_header": msg.header, "result_metadata": md, "result_buffers": msg.buffers,
-            "started": md.get("started"), "completed": md.get("completed"),
-            "stdout": md.get("stdout", ""), "stderr": md.get("stderr", ""),
+            "result_header": msg.header, "result_content": content, "result_metadata": md,
+            "result_buffers": msg.buffers, "started": utc(md.get("started")),
+            "completed": utc(md.get("completed")), "received": now_utc(), "engine_uuid": md.get("engine_uuid"),
+            "stdout": md.get("stdout", ""), "stderr": md.get("stderr", ""), "error": None if ok else content,
         })
 
     def register(self, msg):
@@ -540,10 +554,13 @@ class Hub:
                    "engine_info": {"engine_id": engine_id}}
         md = {"engine_id": engine_id, "engine_uuid": engine.uuid if engine else None,
               "started": None, "completed": now, "stdout": "", "stderr": "", "status": status}
-        header = self.session.send(self.sockets["client"], reply_type, content, parent=task.header,
-                                   metadata=md, idents=[task.client])
+        header, frames = self.session.build(reply_type, content, task.header, md)
+        send_frames(self.sockets["client"], [task.client] + frames)
+        if self.watchers:
+            self.forward_to_watchers(task.msg_id, frames)
         self.db.update_record(task.msg_id, {"result_header": header, "result_content": content,
-                                            "completed": now, "error": ename})
+                                            "result_metadata": md, "completed": utc(now), "received": now_utc(),
+                                            "error": content})
         self.scheduler.finished_task(task.msg_id, engine_id, False)
 
     # -- stopping ----------------------------------------------------------------------
@@ -557,7 +574,8 @@ class Hub:
         for sock in self.sockets.values():
             sock.close(linger=200)
         self.ctx.term()
-        self.db.close()
+        if self.db is not None:
+            self.db.close()
 
 
 def reply_identity(ident: bytes) -> bytes:

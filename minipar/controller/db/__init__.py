@@ -1,21 +1,34 @@
-"""Task record stores for the hub, chosen by ``[controller] db``."""
+"""Task record stores for the hub, chosen by ``[controller] db``.
+
+Every backend takes ``(options, *, session, profile_dir)``: its ``[db.<name>]`` section (named
+by the class's ``config_section``), the controller's session id and the profile dir.
+:func:`open_db` does that from a loaded config.
+"""
 from __future__ import annotations
 
 import importlib
 
 from ...config import ConfigError
+from .base import BaseDB, NoRecords
 
 BUILTIN = {
     "dict": ("memory", "DictDB"),
     "nodb": ("memory", "NoDB"),
+    "sqlite": ("sqlite", "SQLiteDB"),
+    "mongodb": ("mongodb", "MongoDB"),
 }
+
+__all__ = ["BUILTIN", "BaseDB", "NoRecords", "db_class", "open_db"]
 
 
 def db_class(name: str, source: str = "configuration"):
     """The class for a ``db`` setting: a short name or a dotted ``pkg.mod.Class``."""
     if name in BUILTIN:
         module, cls = BUILTIN[name]
-        return getattr(importlib.import_module("." + module, __name__), cls)
+        mod = importlib.import_module("." + module, __name__)
+        if name == "mongodb" and mod.pymongo is None:
+            raise ConfigError(source, "controller.db", mod.MISSING)
+        return getattr(mod, cls)
     if "." not in name:
         raise ConfigError(source, "controller.db", "unknown backend %r; choose one of %s or a dotted "
                           "pkg.mod.Class" % (name, ", ".join(sorted(BUILTIN))))
@@ -24,3 +37,11 @@ def db_class(name: str, source: str = "configuration"):
         return getattr(importlib.import_module(module), cls)
     except (ImportError, AttributeError) as e:
         raise ConfigError(source, "controller.db", "cannot load %r: %s" % (name, e)) from None
+
+
+def open_db(config, *, session: str = "", profile_dir=None) -> BaseDB:
+    """The backend a loaded config asks for, built with its ``[db.*]`` options."""
+    cls = db_class(config.controller.db, config.source_of("controller.db"))
+    section = getattr(cls, "config_section", None)
+    options = config.section(section) if section else None
+    return cls(options, session=session, profile_dir=profile_dir)
