@@ -58,13 +58,13 @@ def noop_arg(x):
     return x
 
 
-def run_minipar(args):
+def run_minipar(args, controller_args=()):
     import minipar
 
     with tempfile.TemporaryDirectory() as tmp:
-        env = dict(os.environ, MINIPAR_DIR=tmp)
+        env = dict(os.environ, MINIPAR_DIR=tmp, PYTHONPATH=os.pathsep.join([str(HERE.parent), str(HERE)]))
         py = sys.executable
-        ctl = subprocess.Popen([py, "-m", "minipar.controller", "--log-level=WARNING"], env=env,
+        ctl = subprocess.Popen([py, "-m", "minipar.controller", "--log-level=WARNING", *controller_args], env=env,
                                cwd=str(HERE.parent))
         procs = [ctl]
         try:
