@@ -2,20 +2,32 @@
 
 ``import minipar as ipp`` gives the names ipyparallel users know.
 """
-from .client.asyncresult import AsyncMapResult, AsyncResult
+from .client.asyncresult import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION, AsyncMapResult, AsyncResult
 from .client.client import Client
-from .client.remote import interactive
+from .client.executor import ViewExecutor
+from .client.remote import (Dependency, ParallelFunction, Reference, RemoteFunction, depend, dependent, interactive,
+                            parallel, remote, require)
 from .client.view import DirectView, LoadBalancedView, View
 from .cluster.cluster import Cluster
 from .error import (CompositeError, DependencyError, DependencyTimeout, EngineError, ImpossibleDependency,
-                    InvalidDependency, MiniparError, NoEnginesRegistered, RemoteError, TimeoutError,
-                    UnmetDependency)
+                    InvalidDependency, MiniparError, NoEnginesRegistered, RemoteError, TaskAborted, TaskNotFound,
+                    TimeoutError, UnmetDependency)
 
 __version__ = "0.1.0"
+
+
+def load_ipython_extension(ip):
+    """``%load_ext minipar``: %px, %%px, %pxresult, %pxconfig and %autopx (IPython imported only here)."""
+    from .client.magics import load_ipython_extension as load
+    load(ip)
+
 
 __all__ = [
     "AsyncMapResult", "AsyncResult", "Client", "Cluster", "CompositeError", "DependencyError", "DependencyTimeout",
     "DirectView", "EngineError", "ImpossibleDependency", "InvalidDependency", "LoadBalancedView",
-    "MiniparError", "NoEnginesRegistered", "RemoteError", "TimeoutError", "UnmetDependency", "View",
+    "MiniparError", "NoEnginesRegistered", "RemoteError", "TaskAborted", "TaskNotFound", "TimeoutError", "UnmetDependency", "View",
     "interactive",
+    "ALL_COMPLETED", "FIRST_COMPLETED", "FIRST_EXCEPTION", "Dependency", "ParallelFunction", "Reference",
+    "RemoteFunction", "ViewExecutor", "depend", "dependent", "load_ipython_extension", "parallel", "remote",
+    "require",
 ]

@@ -6,6 +6,7 @@ read by someone who did not start the cluster.
 from __future__ import annotations
 
 import builtins
+import concurrent.futures
 import signal
 
 
@@ -13,7 +14,13 @@ class MiniparError(Exception):
     """Base of every minipar error."""
 
 
-class TimeoutError(MiniparError, builtins.TimeoutError):
+# Before Python 3.11 concurrent.futures has its own TimeoutError; results are Futures, so
+# a timeout should be caught by either name.
+_TIMEOUT_BASES = (builtins.TimeoutError,) if concurrent.futures.TimeoutError is builtins.TimeoutError \
+    else (builtins.TimeoutError, concurrent.futures.TimeoutError)
+
+
+class TimeoutError(MiniparError, *_TIMEOUT_BASES):
     """Raised when a wait with a timeout (``get``, ``wait_for_engines``...) runs out."""
 
 
@@ -56,6 +63,13 @@ class RemoteError(MiniparError):
     def render_traceback(self) -> str:
         return self.traceback or "%s: %s" % (self.ename, self.evalue)
 
+    def print_traceback(self, file=None):
+        print(self.render_traceback(), file=file)
+
+    def _render_traceback_(self):
+        """IPython shows these lines instead of the local traceback: the engine's is the useful one."""
+        return self.render_traceback().splitlines()
+
     def raise_exception(self, excid=0):
         raise self
 
@@ -83,14 +97,29 @@ class CompositeError(RemoteError):
             lines.append("  [engine %s] %s: %s" % (e.engine_info.get("engine_id", "?"), e.ename, e.evalue))
         return "\n".join(lines)
 
-    def render_traceback(self) -> str:
+    def render_traceback(self, excid=None) -> str:
+        """Every engine's traceback, each under its engine id; or only error number excid."""
+        errors = self.elist if excid is None else [self._error(excid)]
         parts = []
-        for e in self.elist:
+        for e in errors:
             parts.append("[engine %s]\n%s" % (e.engine_info.get("engine_id", "?"), e.render_traceback()))
         return "\n".join(parts)
 
+    def print_traceback(self, excid=None, file=None):
+        print(self.render_traceback(excid), file=file)
+
+    def _render_traceback_(self):
+        return [str(self).splitlines()[0]] + self.render_traceback().splitlines()
+
+    def _error(self, excid):
+        if not 0 <= excid < len(self.elist):
+            raise IndexError("an exception with index %d does not exist (this CompositeError holds %d)"
+                             % (excid, len(self.elist)))
+        return self.elist[excid]
+
     def raise_exception(self, excid=0):
-        raise self.elist[excid]
+        """Raise the excid-th engine's error by itself."""
+        raise self._error(excid)
 
     def __reduce__(self):
         return (type(self), (self.message, self.elist))
@@ -104,6 +133,17 @@ class EngineError(RemoteError):
 
     def __init__(self, evalue, engine_info=None, traceback=""):
         super().__init__("EngineError", evalue, traceback, engine_info)
+
+    def __reduce__(self):
+        return (type(self), (self.evalue, self.engine_info, self.traceback))
+
+
+class TaskNotFound(RemoteError, KeyError):
+    """Raised for a task the controller has no record of: never submitted, purged, or the
+    controller keeps no records (db = 'nodb')."""
+
+    def __init__(self, evalue, engine_info=None, traceback=""):
+        super().__init__("KeyError", evalue, traceback, engine_info)
 
     def __reduce__(self):
         return (type(self), (self.evalue, self.engine_info, self.traceback))
@@ -140,3 +180,31 @@ def describe_exit(returncode) -> str:
             name = "signal"
         return "killed by signal %s (%d)" % (name, -returncode)
     return "exit code %d" % returncode
+
+
+class TaskAborted(MiniparError):
+    """Raised for a task aborted before it started."""
+
+
+_REMOTE_CLASSES: dict = {}
+_HUB_ERRORS = {cls.__name__: cls for cls in (ImpossibleDependency, DependencyTimeout, InvalidDependency,
+                                               UnmetDependency, TaskAborted)}
+
+
+def remote_error_class(ename: str) -> type:
+    """RemoteError, or for an error minipar itself reports a RemoteError that is also that
+    class, so ``except ImpossibleDependency`` and ``except RemoteError`` both catch it."""
+    base = _HUB_ERRORS.get(ename)
+    if base is None:
+        return RemoteError
+    cls = _REMOTE_CLASSES.get(ename)
+    if cls is None:
+        cls = _REMOTE_CLASSES[ename] = type("Remote" + ename, (RemoteError, base), {
+            "__module__": __name__,
+            "__reduce__": lambda self: (_rebuild_remote, (self.ename, self.evalue, self.traceback,
+                                                          self.engine_info))})
+    return cls
+
+
+def _rebuild_remote(ename, evalue, traceback, engine_info):
+    return remote_error_class(ename)(ename, evalue, traceback, engine_info)

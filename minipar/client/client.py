@@ -25,7 +25,8 @@ from collections import deque
 import zmq
 
 from ..connection import connection_file_path, read_connection_file, url
-from ..error import NoEnginesRegistered, ProtocolMismatch, TimeoutError
+from .. import jsonutil
+from ..error import MiniparError, NoEnginesRegistered, ProtocolMismatch, RemoteError, TaskNotFound, TimeoutError
 from ..profile import locate_profile_dir
 from ..protocol import PROTOCOL_VERSION, ProtocolError, Session, python_version, recv_frames, send_frames
 from ..serialize import deserialize_object
@@ -66,6 +67,8 @@ class Client:
         self._engines_changed = threading.Condition()
         self._futures: dict = {}
         self._pending_replies: dict = {}
+        self._also: dict = {}
+        self.metadata: dict = {}
         self._local = threading.local()
         self._thread_sockets: list = []
         self._sockets_lock = threading.Lock()
@@ -204,22 +207,23 @@ class Client:
             if callback is not None:
                 callback(msg)
             return
+        also = self._also.pop(parent_id, ()) if self._also else ()
         content = msg.content
         md = msg.metadata
         if content.get("status") == "ok":
             try:
                 value = deserialize_object(msg.buffers)
             except Exception as e:  # noqa: BLE001 - becomes the task's error, the thread goes on
-                from ..error import RemoteError
-                ar._reply(parent_id, md, error=RemoteError(type(e).__name__, "result could not be unpickled "
-                                                           "on the client: %s" % e, "", md))
-                return
-            self.results[parent_id] = value
-            ar._reply(parent_id, md, value=value)
+                value, error = None, RemoteError(type(e).__name__, "result could not be unpickled on the client: "
+                                                 "%s" % e, "", md)
+            else:
+                error = None
         else:
-            error = error_from_reply(content, md)
-            self.results[parent_id] = error
-            ar._reply(parent_id, md, error=error)
+            value, error = None, error_from_reply(content, md)
+        self.results[parent_id] = value if error is None else error
+        for each in (ar, *also):
+            each._reply(parent_id, md, value, error)
+        self.metadata[parent_id] = ar._metadata[parent_id]
 
     def _on_notification(self, msg):
         t = msg.msg_type
@@ -227,7 +231,7 @@ class Client:
             ar = self._futures.get(msg.parent.get("msg_id"))
             if ar is not None:
                 c = msg.content
-                ar._stream(msg.parent["msg_id"], c.get("name", "stdout"), c.get("text", ""))
+                ar._stream(msg.parent["msg_id"], c.get("name", "stdout"), c.get("text", ""), c.get("engine_id"))
         elif t == "registration_notification":
             with self._engines_changed:
                 self._engines[msg.content["id"]] = msg.content["uuid"]
@@ -324,6 +328,17 @@ class Client:
         from .view import DirectView
         return DirectView(self, targets)
 
+    def executor(self, targets=None, **kwargs):
+        """A concurrent.futures.Executor running submissions on a load-balanced view."""
+        return self.load_balanced_view(targets).executor
+
+    def activate(self, targets="all", suffix=""):
+        """Register %px and friends in IPython for a blocking view on targets."""
+        view = self.direct_view(targets)
+        view.block = True
+        view.activate(suffix)
+        return view
+
     def load_balanced_view(self, targets=None):
         from .view import LoadBalancedView
         return LoadBalancedView(self, targets)
@@ -333,23 +348,32 @@ class Client:
         return set(self._futures)
 
     def wait(self, jobs=None, timeout=-1) -> bool:
+        """Wait for jobs (AsyncResults, msg_ids, history indices; default: all outstanding)."""
         import concurrent.futures
-        futures = set(self._futures.values()) if jobs is None else set(jobs)
+        from .view import futures_for
+        futures = set(self._futures.values()) if jobs is None else futures_for(self, jobs)
         done, not_done = concurrent.futures.wait(futures, None if timeout is None or timeout < 0 else timeout)
         return not not_done
 
-    def _hub_request(self, msg_type, content, block=True, timeout=HUB_REPLY_TIMEOUT):
-        """Ask the controller something; its reply message (or None when not blocking)."""
+    def _hub_request(self, msg_type, content, block=True, timeout=HUB_REPLY_TIMEOUT, on_reply=None, buffers=()):
+        """Ask the controller something; its reply message (or None when not blocking).
+
+        on_reply(msg) runs in the I/O thread before any later message is handled."""
         done = threading.Event()
         box = []
         header, frames = self.session.build(msg_type, content)
 
         def answered(msg):
+            if on_reply is not None:
+                try:
+                    on_reply(msg)
+                except Exception:  # noqa: BLE001 - the I/O thread must outlive a bad reply
+                    log.exception("error handling a %s", msg.msg_type)
             box.append(msg)
             done.set()
 
         self._pending_replies[header["msg_id"]] = answered
-        self._send(frames)
+        self._send(frames, buffers)
         if not block:
             return None
         if not done.wait(timeout):
@@ -357,12 +381,97 @@ class Client:
             raise TimeoutError("the controller at %s did not answer a %s within %gs" % (self._url, msg_type, timeout))
         reply = box[0]
         if reply.content.get("status") not in ("ok", None):
-            from ..error import MiniparError
             raise MiniparError("the controller refused a %s: %s" % (msg_type, reply.content.get("reason", "")))
         return reply
 
     def _target_ids(self, targets):
         return None if targets is None or targets == "all" else self._resolve(targets)
+
+    # -- results kept by the controller --------------------------------------------------
+
+    def get_result(self, indices_or_msg_ids=None, block=None, owner=False):
+        """An AsyncResult for tasks by msg_id (or index into this client's history), also
+        tasks another client submitted: fetched from the controller when not known here."""
+        if indices_or_msg_ids is None:
+            indices_or_msg_ids = -1
+        single = isinstance(indices_or_msg_ids, (str, int))
+        ids = self._msg_ids(indices_or_msg_ids)
+        ar = AsyncResult(self, ids, "get_result", single=single)
+        remote = []
+        for msg_id in ids:
+            if msg_id in self.metadata:
+                stored = self.results.get(msg_id)
+                ar._metadata[msg_id].update(self.metadata[msg_id])
+                failed = self.metadata[msg_id].get("status") != "ok"
+                ar._deliver(msg_id, None if failed else stored, stored if failed else None)
+            elif msg_id in self._futures:
+                self._also.setdefault(msg_id, []).append(ar)
+            else:
+                remote.append(msg_id)
+        if remote:
+            for msg_id in remote:
+                self._futures[msg_id] = ar
+
+            def missing(msg):
+                for msg_id, reason in (msg.content.get("missing") or {}).items():
+                    if self._futures.pop(msg_id, None) is ar:
+                        ar._deliver(msg_id, error=TaskNotFound(reason))
+
+            self._hub_request("result_request", {"msg_ids": remote}, block=False, on_reply=missing)
+        return ar.get() if block else ar
+
+    def result_status(self, msg_ids, status_only=True) -> dict:
+        """{'pending': [...], 'completed': [...]} as the controller knows them; with
+        status_only=False also the results of the completed ones."""
+        reply = self._hub_request("result_status_request", {"msg_ids": self._msg_ids(msg_ids)})
+        status = {"pending": reply.content["pending"], "completed": reply.content["completed"]}
+        if reply.content.get("missing"):
+            status["missing"] = reply.content["missing"]
+        if not status_only and status["completed"]:
+            ar = self.get_result(status["completed"], block=False)
+            status.update(zip(status["completed"], ar.get(return_exceptions=True)))
+        return status
+
+    def resubmit(self, indices_or_msg_ids=None, block=None):
+        """Run finished tasks again; an AsyncResult for the new tasks."""
+        ids = self._msg_ids(-1 if indices_or_msg_ids is None else indices_or_msg_ids)
+        box = []
+
+        def register(msg):
+            mapping = msg.content.get("resubmitted") or {}
+            new_ids = [mapping[m] for m in ids if m in mapping]
+            ar = AsyncResult(self, new_ids, "resubmit", single=len(ids) == 1)
+            for msg_id in new_ids:
+                self._futures[msg_id] = ar
+                self.history.append(msg_id)
+            box.append(ar)
+
+        self._hub_request("resubmit_request", {"msg_ids": ids}, on_reply=register)
+        return box[0].get() if block else box[0]
+
+    def purge_results(self, jobs=(), targets=()):
+        """Forget finished tasks in the controller's database (and here): jobs, those of
+        engines (targets), or jobs='all'."""
+        content = {"all": jobs == "all", "msg_ids": [] if jobs == "all" else self._msg_ids(jobs or []),
+                   "targets": self._resolve(targets) if targets else []}
+        self._hub_request("purge_request", content)
+        for msg_id in list(self.results) if jobs == "all" else content["msg_ids"]:
+            self.results.pop(msg_id, None)
+            self.metadata.pop(msg_id, None)
+
+    def purge_hub_results(self, jobs=(), targets=()):
+        return self.purge_results(jobs, targets)
+
+    def hub_history(self) -> list:
+        """Every msg_id the controller's database holds, oldest first."""
+        return self._hub_request("history_request", {}).content["history"]
+
+    def db_query(self, query: dict, keys=None) -> list:
+        """Task records matching a Mongo-style query ($lt, $gt, $in, $exists, ...), with only
+        ``keys`` if given; dates as datetimes, buffers as bytes."""
+        buffers: list = []
+        reply = self._hub_request("db_request", {"query": jsonutil.encode(query, buffers), "keys": keys})
+        return jsonutil.decode(reply.content["records"], reply.buffers)
 
     def shutdown(self, targets="all", hub=False, block=True):
         """Stop engines (and the controller with hub=True)."""

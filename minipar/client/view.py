@@ -1,109 +1,290 @@
-"""Views: DirectView sends to chosen engines, LoadBalancedView lets the controller choose."""
+"""Views: DirectView sends to chosen engines, LoadBalancedView lets the controller choose.
+
+A view holds flags (``block``, ``targets``, and for load-balanced tasks ``after``,
+``follow``, ``timeout``, ``retries``) that every call made through it uses; calls
+take per-call overrides without changing the view, so one view can be shared by
+threads and by the remote functions made from it.
+"""
 from __future__ import annotations
 
+import builtins
+import concurrent.futures
+import contextlib
+import threading
+import warnings
+
+from .. import serialize
 from ..serialize import pack_apply_message
-from .asyncresult import AsyncMapResult, AsyncResult
-from .remote import _map_chunk, _pull, _push
+from .asyncresult import AsyncMapResult, AsyncResult, _timeout
+from .map import cut, partition
+from .remote import Dependency, _import, _map_chunk, _pull, _push, msg_ids, parallel, remote
 
 
 def _fname(f) -> str:
     return getattr(f, "__name__", type(f).__name__)
 
 
-def _columns(sequences):
-    """The sequences as lists cut to the shortest, like the builtin map."""
+def _sequences(sequences, mapping):
+    """The sequences made sliceable, and how many items to use: the shortest's length for
+    a map (like the builtin), all of them (equal lengths required) for a parallel call."""
     if not sequences:
         raise TypeError("map() needs at least one sequence")
-    cols = [s if hasattr(s, "__len__") and hasattr(s, "__getitem__") else list(s) for s in sequences]
-    n = min(len(c) for c in cols)
-    return [c[:n] if len(c) != n else c for c in cols], n
+    seqs = [s if hasattr(s, "__len__") and hasattr(s, "__getitem__") else list(s) for s in sequences]
+    lens = [len(s) for s in seqs]
+    if not mapping and len(set(lens)) > 1:
+        raise ValueError("all sequences must have equal length, but have %s" % lens)
+    return seqs, min(lens)
+
+
+def futures_for(client, jobs) -> set:
+    """The pending AsyncResults among jobs: AsyncResults, msg_ids, or indices into the
+    client's history; anything no longer pending is done and needs no wait."""
+    if isinstance(jobs, (str, int)) or hasattr(jobs, "msg_ids"):
+        jobs = [jobs]
+    pending = client._futures
+    out = set()
+    for job in jobs:
+        if isinstance(job, concurrent.futures.Future):
+            out.add(job)
+            continue
+        if isinstance(job, int):
+            job = client.history[job]
+        ar = pending.get(job)
+        if ar is not None:
+            out.add(ar)
+    return out
 
 
 class View:
-    """What both views share: the block flag and the apply/map family."""
+    """What both views share: flags, the apply/map family, decorators, waiting."""
 
-    def __init__(self, client, targets=None, block=False):
+    _flag_names = ("targets", "block")
+
+    def __init__(self, client, targets=None, block=False, **flags):
         self.client = client
         self.targets = targets
         self.block = block
+        self.history: list = []
+        self.set_flags(**flags)
 
     def __repr__(self):
         return "<%s targets=%r>" % (type(self).__name__, self.targets)
 
+    def __len__(self):
+        t = self.targets
+        if isinstance(t, int):
+            return 1
+        if t is None or t == "all":
+            return len(self.client)
+        return len(self.client._resolve(t))
+
+    # -- flags -------------------------------------------------------------------------
+
+    def _check_flags(self, flags: dict) -> dict:
+        unknown = sorted(set(flags) - set(self._flag_names))
+        if unknown:
+            raise KeyError("%s is not a flag of %s (its flags: %s)"
+                           % (", ".join(map(repr, unknown)), type(self).__name__, ", ".join(self._flag_names)))
+        return flags
+
+    def set_flags(self, **kwargs):
+        """Set flags by name: every later call through this view uses them."""
+        for name, value in self._check_flags(kwargs).items():
+            setattr(self, name, value)
+
+    @contextlib.contextmanager
+    def temp_flags(self, **kwargs):
+        """Set flags for the duration of a ``with`` block, then restore them."""
+        saved = {name: getattr(self, name) for name in self._flag_names}
+        self.set_flags(**kwargs)
+        try:
+            yield self
+        finally:
+            for name, value in saved.items():
+                setattr(self, name, value)
+
+    def _options(self, block, flags) -> dict:
+        """This view's flags with a call's overrides; None means 'the view's value'."""
+        opts = {name: getattr(self, name) for name in self._flag_names}
+        if flags:
+            opts.update((k, v) for k, v in self._check_flags(flags).items() if v is not None)
+        if block is not None:
+            opts["block"] = block
+        return opts
+
+    # -- submitting --------------------------------------------------------------------
+
+    def _submit(self, items, factory, msg_type="apply_request"):
+        ar = self.client._submit(msg_type, items, factory)
+        self.history.extend(ar.msg_ids)
+        return ar
+
+    @staticmethod
+    def _maybe_block(ar, block):
+        return ar.get() if block else ar
+
     def apply(self, f, *args, **kwargs):
-        ar = self.apply_async(f, *args, **kwargs)
-        return ar.get() if self.block else ar
+        """``f(*args, **kwargs)`` remotely: the result if the view blocks, else an AsyncResult."""
+        return self._apply(f, args, kwargs)
+
+    def apply_async(self, f, *args, **kwargs):
+        return self._apply(f, args, kwargs, block=False)
 
     def apply_sync(self, f, *args, **kwargs):
-        return self.apply_async(f, *args, **kwargs).get()
+        return self._apply(f, args, kwargs, block=True)
 
     def map(self, f, *sequences, block=None, **kwargs):
-        ar = self.map_async(f, *sequences, **kwargs)
-        return ar.get() if (self.block if block is None else block) else ar
+        """Like the builtin map, in parallel: a list if blocking, else an AsyncMapResult."""
+        return self._map(f, sequences, mapping=True, block=block, **kwargs)
+
+    def map_async(self, f, *sequences, **kwargs):
+        if "block" in kwargs:
+            raise TypeError("map_async() doesn't take a block argument")
+        return self.map(f, *sequences, block=False, **kwargs)
 
     def map_sync(self, f, *sequences, **kwargs):
-        return self.map_async(f, *sequences, **kwargs).get()
+        if "block" in kwargs:
+            raise TypeError("map_sync() doesn't take a block argument")
+        return self.map(f, *sequences, block=True, **kwargs)
 
-    def _maybe_block(self, ar, block):
-        return ar.get() if (self.block if block is None else block) else ar
+    def imap(self, f, *sequences, **kwargs):
+        """An iterator over map's results, yielding each as soon as its chunk arrives."""
+        return iter(self.map_async(f, *sequences, **kwargs))
+
+    # -- decorators, executor, waiting ---------------------------------------------------
+
+    def remote(self, block=None, **flags):
+        """Decorator: calls of the function run on this view."""
+        return remote(self, block=block, **flags)
+
+    def parallel(self, dist="b", block=None, **flags):
+        """Decorator: the function runs on parts of its sequence arguments; ``.map`` per item."""
+        return parallel(self, dist=dist, block=block, **flags)
+
+    @property
+    def executor(self):
+        """A concurrent.futures.Executor submitting through this view."""
+        from .executor import ViewExecutor
+        return ViewExecutor(self)
+
+    @property
+    def outstanding(self) -> set:
+        """msg_ids sent through this view and not answered yet."""
+        pending = self.client._futures
+        return {m for m in self.history if m in pending}
+
+    def wait(self, jobs=None, timeout=-1) -> bool:
+        """Wait for jobs (AsyncResults, msg_ids, history indices; default: everything sent
+        through this view). True if all are done, False when timeout ran out first."""
+        futures = futures_for(self.client, self.history if jobs is None else jobs)
+        done, not_done = concurrent.futures.wait(futures, _timeout(timeout))
+        return not not_done
+
+    def abort(self, jobs=None, targets=None, block=None):
+        """Abort tasks sent through this view (or jobs) that have not started yet."""
+        return self.client.abort(list(self.outstanding) if jobs is None else jobs, targets=targets,
+                                 block=self.block if block is None else block)
+
+    def queue_status(self, targets=None, verbose=False):
+        return self.client.queue_status(self.targets if targets is None else targets, verbose=verbose)
+
+    def shutdown(self, targets=None, hub=False, block=None):
+        return self.client.shutdown(self.targets if targets is None else targets, hub=hub,
+                                    block=True if block is None else block)
 
 
 class DirectView(View):
     """Work sent to specific engines, queued on each in submission order."""
 
-    def __init__(self, client, targets="all", block=False):
-        super().__init__(client, targets, block)
+    def clear(self, targets=None, block=None):
+        """Empty the namespaces of this view's engines."""
+        return self.client.clear(self.targets if targets is None else targets, block=True if block is None else block)
 
-    def _targets(self, targets=None):
+    def __init__(self, client, targets="all", block=False, **flags):
+        super().__init__(client, targets, block, **flags)
+
+    def _targets(self, targets=None) -> list:
         return self.client._resolve(self.targets if targets is None else targets)
 
-    def _single(self, targets=None):
-        return isinstance(self.targets if targets is None else targets, int)
-
-    def apply_async(self, f, *args, **kwargs):
-        targets = self._targets()
+    def _apply(self, f, args, kwargs, block=None, **flags):
+        opts = self._options(block, flags)
+        targets = opts["targets"]
+        ids = self.client._resolve(targets)
         buffers = pack_apply_message(f, args, kwargs)
-        items = [({}, {"dest": t}, buffers) for t in targets]
-        return self.client._submit("apply_request", items, lambda ids: AsyncResult(
-            self.client, ids, _fname(f), targets, single=self._single()))
+        items = [({}, {"dest": t}, buffers) for t in ids]
+        ar = self._submit(items, lambda m: AsyncResult(self.client, m, _fname(f), ids,
+                                                       single=isinstance(targets, int)))
+        return self._maybe_block(ar, opts["block"])
 
-    def map_async(self, f, *sequences):
-        targets = self._targets()
-        cols, n = _columns(sequences)
-        k = len(targets)
-        items = []
-        start = 0
-        for i, t in enumerate(targets):
-            size = n // k + (1 if i < n % k else 0)
-            chunk = [c[start:start + size] for c in cols]
-            start += size
-            items.append(({}, {"dest": t}, pack_apply_message(_map_chunk, (f, *chunk), {})))
-        return self.client._submit("apply_request", items,
-                                   lambda ids: AsyncMapResult(self.client, ids, _fname(f), targets))
+    def _map(self, f, sequences, mapping=True, block=None, chunksize=None, ordered=True,
+             return_exceptions=False, **flags):
+        """One message per engine, each with a contiguous part of the sequences."""
+        opts = self._options(block, flags)
+        ids = self.client._resolve(opts["targets"])
+        seqs, n = _sequences(sequences, mapping)
+        items, used, sizes = [], [], []
+        for p, t in enumerate(ids):
+            parts = [partition(s, p, len(ids), n) for s in seqs]
+            size = len(parts[0])
+            if not size:
+                continue
+            call = pack_apply_message(_map_chunk, (f, *parts), {}) if mapping else pack_apply_message(f, parts, {})
+            items.append(({}, {"dest": t}, call))
+            used.append(t)
+            sizes.append(size)
+        ar = self._submit(items, lambda m: AsyncMapResult(self.client, m, _fname(f), used, chunk_sizes=sizes,
+                                                          ordered=ordered, return_exceptions=return_exceptions))
+        return self._maybe_block(ar, opts["block"])
 
-    def execute(self, code, targets=None, block=None):
-        tgts = self._targets(targets)
-        items = [({"code": code}, {"dest": t}, ()) for t in tgts]
-        ar = self.client._submit("execute_request", items, lambda ids: AsyncResult(
-            self.client, ids, "execute", tgts, single=self._single(targets)))
-        return self._maybe_block(ar, block)
+    def map(self, f, *sequences, block=None, return_exceptions=False):
+        """Like the builtin map: the sequences are cut into one contiguous part per engine."""
+        return self._map(f, sequences, mapping=True, block=block, return_exceptions=return_exceptions)
 
-    def _apply_to(self, targets, f, *args):
-        tgts = self._targets(targets)
-        buffers = pack_apply_message(f, args, {})
-        items = [({}, {"dest": t}, buffers) for t in tgts]
-        return self.client._submit("apply_request", items, lambda ids: AsyncResult(
-            self.client, ids, _fname(f), tgts, single=self._single(targets)))
+    def _to(self, targets, f, *args):
+        """f(*args) on targets (default: the view's), as an AsyncResult."""
+        return self._apply(f, args, {}, block=False, targets=targets)
+
+    def execute(self, code, silent=True, targets=None, block=None):
+        """Run code (a str) in the engines' namespace. Returns the AsyncResult, as
+        ipyparallel does, after waiting for it (and raising its errors) when blocking."""
+        opts = self._options(block, {"targets": targets})
+        tgts = opts["targets"]
+        ids = self.client._resolve(tgts)
+        items = [({"code": code}, {"dest": t}, ()) for t in ids]
+        ar = self._submit(items, lambda m: AsyncResult(self.client, m, "execute", ids, single=isinstance(tgts, int)),
+                          "execute_request")
+        if opts["block"]:
+            ar.get()
+        return ar
+
+    def run(self, filename, targets=None, block=None):
+        """Execute a local file's code on the engines."""
+        with open(filename) as f:
+            code = f.read() + "\n"
+        return self.execute(code, targets=targets, block=block)
 
     def push(self, ns: dict, targets=None, block=None):
         """Set names in each engine's namespace."""
         if not isinstance(ns, dict):
             raise TypeError("push() takes a dict of names to values, not %s" % type(ns).__name__)
-        return self._maybe_block(self._apply_to(targets, _push, ns), block)
+        return self._maybe_block(self._to(targets, _push, ns), self.block if block is None else block)
+
+    def update(self, ns: dict):
+        return self.push(ns)
 
     def pull(self, names, targets=None, block=None):
         """Get names from each engine's namespace: one value per engine, or a list per name list."""
-        return self._maybe_block(self._apply_to(targets, _pull, names), block)
+        if isinstance(names, (list, tuple, set)):
+            bad = [k for k in names if not isinstance(k, str)]
+            if bad:
+                raise TypeError("names must be str, not %r" % (bad[0],))
+            names = list(names)
+        elif not isinstance(names, str):
+            raise TypeError("pull() takes a name or a list of names, not %s" % type(names).__name__)
+        return self._maybe_block(self._to(targets, _pull, names), self.block if block is None else block)
+
+    def get(self, key_s):
+        return self.pull(key_s, block=True)
 
     def __getitem__(self, name):
         return self.pull(name, block=True)
@@ -111,24 +292,206 @@ class DirectView(View):
     def __setitem__(self, name, value):
         self.push({name: value}, block=True)
 
+    def scatter(self, key, seq, dist="b", flatten=False, targets=None, block=None, track=None):
+        """Cut seq into one contiguous part per engine (the first ones get the extra items)
+        and bind each part to key there; with flatten, a part of one item is bound as that
+        item. Returns None when blocking (after every engine has its part), else an
+        AsyncResult."""
+        if dist != "b":
+            raise ValueError("only dist='b' (contiguous parts) is supported, not %r" % (dist,))
+        block = self.block if block is None else block
+        ids = self._targets(targets)
+        if not (hasattr(seq, "__len__") and hasattr(seq, "__getitem__")):
+            seq = list(seq)
+        items = []
+        for p, t in enumerate(ids):
+            part = partition(seq, p, len(ids))
+            if flatten and len(part) == 1:
+                part = part[0]
+            items.append(({}, {"dest": t}, pack_apply_message(_push, ({key: part},), {})))
+        ar = self._submit(items, lambda m: AsyncResult(self.client, m, "scatter", ids, single=False))
+        if block:
+            ar.get()
+            return None
+        return ar
+
+    def gather(self, key, dist="b", targets=None, block=None):
+        """The parts of key on each engine joined in engine order: arrays concatenated,
+        sequences chained into a list (the inverse of scatter)."""
+        if dist != "b":
+            raise ValueError("only dist='b' (contiguous parts) is supported, not %r" % (dist,))
+        ids = self._targets(targets)
+        call = pack_apply_message(_pull, (key,), {})
+        items = [({}, {"dest": t}, call) for t in ids]
+        ar = self._submit(items, lambda m: AsyncMapResult(self.client, m, "gather", ids))
+        return self._maybe_block(ar, self.block if block is None else block)
+
+    @contextlib.contextmanager
+    def sync_imports(self, local=True, quiet=False):
+        """Import here and on the engines: each ``import`` in the block runs locally, then
+        the same import runs on every engine. ``import x as y`` binds ``x`` there (the
+        alias is not visible to __import__). Remote ImportErrors are raised at the end."""
+        if not local:
+            raise NotImplementedError("remote-only imports are not supported; use view.execute('import ...')")
+        original = builtins.__import__
+        owner = threading.get_ident()
+        nested = [0]
+        seen = set()
+        results = []
+
+        def view_import(name, globals=None, locals=None, fromlist=(), level=0):
+            if threading.get_ident() != owner or nested[0]:
+                return original(name, globals, locals, fromlist, level)
+            nested[0] += 1
+            try:
+                module = original(name, globals, locals, fromlist, level)
+            finally:
+                nested[0] -= 1
+            fromlist = tuple(fromlist or ())
+            if level <= 0 and (name, fromlist) not in seen:
+                seen.add((name, fromlist))
+                if not quiet:
+                    if fromlist:
+                        print("importing %s from %s on engine(s)" % (",".join(fromlist), name))
+                    else:
+                        print("importing %s on engine(s)" % name)
+                results.append(self._apply(_import, (name, fromlist, level), {}, block=False))
+            return module
+
+        builtins.__import__ = view_import
+        try:
+            yield
+        finally:
+            builtins.__import__ = original
+        for ar in results:
+            ar.get()
+
+    @property
+    def importer(self):
+        return self.sync_imports(True)
+
+    def use_cloudpickle(self):
+        """Pickle with cloudpickle here and on the engines (it must be installed on both)."""
+        serialize.use_cloudpickle()
+        return self._apply(serialize.use_cloudpickle, (), {})
+
+    def use_pickle(self):
+        """Back to the default pickler here and on the engines."""
+        serialize.use_pickle()
+        return self._apply(serialize.use_pickle, (), {})
+
+    def activate(self, suffix=""):
+        """Make this view the one IPython's %px, %%px, %pxresult and %autopx use."""
+        try:
+            from .magics import activate
+        except ImportError as e:
+            warnings.warn("the parallel magics need IPython (%s)" % e, RuntimeWarning, stacklevel=2)
+            return None
+        return activate(self, suffix)
+
+
+def _render_dependency(dep):
+    """after/follow as they travel in request metadata: a list of msg_ids (all must
+    succeed), or a Dependency's dict when it counts otherwise; None when empty."""
+    if dep is None:
+        return None
+    if isinstance(dep, Dependency):
+        if not dep:
+            return None
+        if dep.all and dep.success and not dep.failure:
+            return sorted(dep)
+        return dep.as_dict()
+    if isinstance(dep, dict):
+        return _render_dependency(Dependency(dep))
+    try:
+        ids = msg_ids(dep)
+    except TypeError as e:
+        raise ValueError("invalid dependency %r: %s" % (dep, e)) from None
+    return ids or None
+
 
 class LoadBalancedView(View):
-    """Work the controller hands to the least-loaded engine."""
+    """Work the controller hands to the least-loaded engine (among ``targets``, if set).
 
-    def apply_async(self, f, *args, **kwargs):
-        buffers = pack_apply_message(f, args, kwargs)
-        md = {"targets": list(self.targets)} if self.targets is not None else {}
-        return self.client._submit("apply_request", [({}, md, buffers)],
-                                   lambda ids: AsyncResult(self.client, ids, _fname(f)))
+    Task flags travel in each request's metadata: ``after`` (run once these tasks are
+    done), ``follow`` (run where these ran), ``timeout`` (seconds to wait for those) and
+    ``retries`` (resubmit a failed task this many times).
+    """
 
-    def map_async(self, f, *sequences, chunksize=1):
+    _flag_names = ("targets", "block", "after", "follow", "timeout", "retries")
+
+    def __init__(self, client, targets=None, block=False, **flags):
+        self.after = None
+        self.follow = None
+        self.timeout = None
+        self.retries = 0
+        super().__init__(client, targets, block, **flags)
+
+    def _check_flags(self, flags: dict) -> dict:
+        flags = super()._check_flags(flags)
+        for name in ("after", "follow"):
+            if name in flags:
+                _render_dependency(flags[name])
+        if flags.get("timeout") is not None:
+            t = flags["timeout"]
+            if isinstance(t, bool) or not isinstance(t, (int, float)):
+                raise TypeError("timeout is a number of seconds or None, not %s" % type(t).__name__)
+            if t < 0:
+                raise ValueError("timeout must not be negative, got %r" % t)
+        if "retries" in flags:
+            r = flags["retries"]
+            if isinstance(r, bool) or not isinstance(r, int):
+                raise TypeError("retries is an int, not %s" % type(r).__name__)
+            if r < 0:
+                raise ValueError("retries must not be negative, got %r" % r)
+        return flags
+
+    def _metadata(self, opts) -> dict:
+        md = {}
+        if opts["targets"] is not None:
+            md["targets"] = self.client._resolve(opts["targets"])
+        for name in ("after", "follow"):
+            dep = _render_dependency(opts[name])
+            if dep is not None:
+                md[name] = dep
+        if opts["timeout"]:
+            md["timeout"] = float(opts["timeout"])
+        if opts["retries"]:
+            md["retries"] = opts["retries"]
+        return md
+
+    def _apply(self, f, args, kwargs, block=None, **flags):
+        opts = self._options(block, flags)
+        md = self._metadata(opts)
+        ar = self._submit([({}, md, pack_apply_message(f, args, kwargs))],
+                          lambda m: AsyncResult(self.client, m, _fname(f)))
+        return self._maybe_block(ar, opts["block"])
+
+    def _map(self, f, sequences, mapping=True, block=None, chunksize=None, ordered=True,
+             return_exceptions=False, **flags):
+        """One task per chunksize items, each balanced on its own."""
+        chunksize = 1 if chunksize is None else chunksize
         if chunksize < 1:
             raise ValueError("chunksize must be at least 1, got %r" % chunksize)
-        cols, n = _columns(sequences)
-        md = {"targets": list(self.targets)} if self.targets is not None else {}
-        items = []
+        opts = self._options(block, flags)
+        md = self._metadata(opts)
+        seqs, n = _sequences(sequences, mapping)
+        items, sizes = [], []
         for start in range(0, n, chunksize):
-            chunk = [c[start:start + chunksize] for c in cols]
-            items.append(({}, md, pack_apply_message(_map_chunk, (f, *chunk), {})))
-        return self.client._submit("apply_request", items,
-                                   lambda ids: AsyncMapResult(self.client, ids, _fname(f)))
+            stop = min(n, start + chunksize)
+            parts = [cut(s, start, stop) for s in seqs]
+            call = pack_apply_message(_map_chunk, (f, *parts), {}) if mapping else pack_apply_message(f, parts, {})
+            items.append(({}, md, call))
+            sizes.append(stop - start)
+        ar = self._submit(items, lambda m: AsyncMapResult(self.client, m, _fname(f), chunk_sizes=sizes,
+                                                          ordered=ordered, return_exceptions=return_exceptions))
+        return self._maybe_block(ar, opts["block"])
+
+    def map(self, f, *sequences, block=None, chunksize=1, ordered=True, return_exceptions=False):
+        """Like the builtin map, one balanced task per chunksize items. ordered=False makes
+        iteration yield results in the order they complete."""
+        return self._map(f, sequences, mapping=True, block=block, chunksize=chunksize, ordered=ordered,
+                         return_exceptions=return_exceptions)
+
+
+__all__ = ["DirectView", "LoadBalancedView", "View"]
