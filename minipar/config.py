@@ -50,6 +50,7 @@ __all__ = [
     "section",
     "sections",
     "split_overrides",
+    "flag_overrides",
 ]
 
 CONFIG_FILE = "minipar.toml"
@@ -683,6 +684,11 @@ def _toml(value: Any) -> str:
 
 def _toml_key(key: str) -> str:
     return key if _BARE_KEY.fullmatch(key) else _toml(key)
+
+
+def flag_overrides(args, flag_keys: Mapping[str, str]) -> Dict[str, Any]:
+    """``{"section.key": value}`` for the argparse flags that were given (not None)."""
+    return {key: getattr(args, flag) for flag, key in flag_keys.items() if getattr(args, flag) is not None}
 
 
 def render_profile() -> str:

@@ -27,6 +27,14 @@ def wait_for(condition, timeout=20.0, what="condition", interval=0.02):
         time.sleep(interval)
 
 
+def announce_then_sleep(seconds, value="slept"):
+    """A task that says it started (its output streams to the client), then takes its time."""
+    import time
+    print("started", flush=True)
+    time.sleep(seconds)
+    return value
+
+
 def pid_gone(pid: int) -> bool:
     try:
         with open("/proc/%d/stat" % pid) as f:

@@ -9,7 +9,7 @@ import time
 import pytest
 
 import minipar
-from conftest import wait_for
+from conftest import announce_then_sleep, start_cluster, wait_for
 
 
 def test_engine_with_file_flag_from_elsewhere(profile, tmp_path):
@@ -108,17 +108,8 @@ def test_engine_leaves_when_the_controller_is_gone(profile):
     assert "lost the controller" in eng.output()
 
 
-def announce_then_sleep(seconds):
-    import time
-    print("started", flush=True)
-    time.sleep(seconds)
-
-
 def test_sigint_interrupts_the_task_and_the_engine_carries_on(profile):
-    profile.controller()
-    eng = profile.engine()
-    rc = profile.client()
-    rc.wait_for_engines(1, timeout=20)
+    rc, [eng] = start_cluster(profile, 1)
     ar = rc[0].apply_async(announce_then_sleep, 60)
     wait_for(lambda: ar.stdout == "started\n", what="the task to start (its output streamed)")
     eng.signal(signal.SIGINT)
@@ -131,10 +122,7 @@ def test_sigint_interrupts_the_task_and_the_engine_carries_on(profile):
 
 
 def test_sigterm_stops_and_unregisters(profile):
-    profile.controller()
-    eng = profile.engine()
-    rc = profile.client()
-    rc.wait_for_engines(1, timeout=20)
+    rc, [eng] = start_cluster(profile, 1)
     eng.signal(signal.SIGTERM)
     assert eng.wait() == 0
     wait_for(lambda: rc.ids == [], 10, "engine to unregister")
@@ -144,10 +132,7 @@ def test_sigterm_stops_and_unregisters(profile):
 
 
 def test_sigterm_during_a_task_fails_it_with_engine_error(profile):
-    profile.controller()
-    eng = profile.engine()
-    rc = profile.client()
-    rc.wait_for_engines(1, timeout=20)
+    rc, [eng] = start_cluster(profile, 1)
     ar = rc[0].apply_async(announce_then_sleep, 60)
     wait_for(lambda: ar.stdout == "started\n", what="the task to start (its output streamed)")
     eng.signal(signal.SIGTERM)

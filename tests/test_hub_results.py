@@ -7,14 +7,7 @@ from datetime import datetime, timezone
 import pytest
 
 import minipar
-from conftest import start_cluster, wait_for
-
-
-def announce_then_sleep(seconds, value):
-    import time
-    print("started", flush=True)
-    time.sleep(seconds)
-    return value
+from conftest import announce_then_sleep, start_cluster, wait_for
 
 
 def fail():

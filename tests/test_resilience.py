@@ -11,15 +11,8 @@ import pytest
 import zmq
 
 import minipar
-from conftest import pid_gone, start_cluster, wait_for
+from conftest import announce_then_sleep, pid_gone, start_cluster, wait_for
 from minipar.protocol import Session, recv_frames, send_frames
-
-
-def announce_then_sleep(seconds):
-    import time
-    print("started", flush=True)
-    time.sleep(seconds)
-    return "slept"
 
 
 def hold_the_gil(seconds):

@@ -8,7 +8,7 @@ import time
 import pytest
 
 import minipar
-from conftest import start_cluster, wait_for
+from conftest import announce_then_sleep, start_cluster, wait_for
 from minipar.client.remote import Dependency
 
 
@@ -16,13 +16,6 @@ def slow(seconds, value=None):
     import time
     time.sleep(seconds)
     return value
-
-
-def announce_then_sleep(seconds):
-    import time
-    print("started", flush=True)
-    time.sleep(seconds)
-    return "slept"
 
 
 def fail(message="planned"):

@@ -6,7 +6,7 @@ import logging
 import signal
 import sys
 
-from ..config import ConfigError, load_config, split_overrides
+from ..config import ConfigError, flag_overrides, load_config, split_overrides
 from ..logs import setup_logging
 from ..pidfile import pid_alive, read_pid, remove_pid, write_pid
 from ..profile import ProfileError, locate_profile_dir
@@ -49,10 +49,7 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     rest, overrides = split_overrides(argv)
     args = build_parser().parse_args(rest)
-    for flag, key in FLAG_KEYS.items():
-        value = getattr(args, flag)
-        if value is not None:
-            overrides[key] = value
+    overrides.update(flag_overrides(args, FLAG_KEYS))
     if args.nodb:
         overrides["controller.db"] = "nodb"
     try:

@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 
-from ..config import ConfigError, load_config, split_overrides
+from ..config import ConfigError, flag_overrides, load_config, split_overrides
 from ..connection import connection_file_path, read_connection_file
 from ..error import ConnectionFileError
 from ..logs import setup_logging
@@ -53,10 +53,7 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     rest, overrides = split_overrides(argv)
     args = build_parser().parse_args(rest)
-    for flag, key in FLAG_KEYS.items():
-        value = getattr(args, flag)
-        if value is not None:
-            overrides[key] = value
+    overrides.update(flag_overrides(args, FLAG_KEYS))
     try:
         if args.file and not (args.profile or args.profile_dir):
             profile_dir = None
