@@ -245,3 +245,13 @@ def test_send_signal_interrupts_a_busy_engine(cluster3):
         ar.get(10)
     assert info.value.ename == "KeyboardInterrupt"
     assert cluster3[2].apply_sync(pid) > 0
+
+
+def test_client_executor(cluster3):
+    import concurrent.futures
+    with cluster3.executor() as ex:
+        assert isinstance(ex, concurrent.futures.Executor)
+        assert ex.submit(pow, 2, 5).result(10) == 32
+        assert list(ex.map(abs, [-1, -2, -3], timeout=10)) == [1, 2, 3]
+    pinned = cluster3.executor(targets=[1])
+    assert pinned.submit(pid).result(10) == cluster3[1].apply_sync(pid)
