@@ -128,3 +128,22 @@ def test_sqlite_history_survives_a_controller_restart(profile):
         assert rc2.get_result(ar.msg_ids[0], block=True) == 49
         [rec] = rc2.db_query({"msg_id": ar.msg_ids[0]}, keys=["completed", "queue"])
         assert rec["queue"] == "mux" and isinstance(rec["completed"], datetime)
+
+
+def test_dictdb_stays_within_its_limit_and_keeps_pending_records(profile):
+    rc, _ = start_cluster(profile, 2, "--db.dict.record_limit=500")
+    lv = rc.load_balanced_view()
+    pending = rc[0].apply_async(announce_then_sleep, 60, "kept")
+    wait_for(lambda: pending.stdout == "started\n", 20, "the long task to start")
+    ar = lv.map_async(abs, range(20000), chunksize=1)
+    assert ar.get(120)[-3:] == [19997, 19998, 19999]
+    history = rc.hub_history()
+    assert len(history) <= 500
+    assert pending.msg_ids[0] in history
+    rc.send_signal(2, targets=[0])
+    with pytest.raises(minipar.RemoteError):
+        pending.get(20)
+    with minipar.Client(url_file=str(profile.client_file())) as rc2:
+        with pytest.raises(minipar.RemoteError) as info:
+            rc2.get_result(pending.msg_ids[0]).get(10)
+        assert info.value.ename == "KeyboardInterrupt"
