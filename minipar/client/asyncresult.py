@@ -297,11 +297,7 @@ class AsyncResult(concurrent.futures.Future):
         """Abort these tasks where they have not started yet."""
         if self.done():
             raise RuntimeError("can't abort %s: it is already done" % self._fname)
-        abort = getattr(self._client, "abort", None)
-        if abort is None:
-            raise NotImplementedError("aborting needs Client.abort (a controller abort request), which this "
-                                      "client does not have yet")
-        return abort(self.msg_ids, targets=self._targets, block=True)
+        return self._client.abort(self.msg_ids, targets=self._targets, block=True)
 
     def __await__(self):
         import asyncio
