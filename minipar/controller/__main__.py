@@ -15,6 +15,10 @@ from .hub import Hub, HubError
 
 PROG = "python -m %s" % (__package__ or "minipar.controller")
 
+SWITCH_INTERVAL = 0.0005
+"""Seconds a background thread (the SQLite writer) may hold the GIL before the hub's loop
+gets it back; Python's default of 5 ms would stall every message behind a batch write."""
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -80,6 +84,7 @@ def main(argv=None) -> int:
         log.info("received %s", signal.Signals(signum).name)
         hub.stopping = True
 
+    sys.setswitchinterval(SWITCH_INTERVAL)
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     log.info("Creating pid file: %s", pid_path)
