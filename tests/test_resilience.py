@@ -189,3 +189,14 @@ def test_killed_engine_process_is_gone(profile):
     engines[0].signal(signal.SIGKILL)
     wait_for(lambda: pid_gone(engines[0].pid), 5, "engine pid gone")
     wait_for(lambda: rc.ids == [], 10, "engine unregistered")
+
+
+def test_malformed_request_is_answered_with_an_error(profile):
+    rc, _ = start_cluster(profile, 1)
+    view = rc.load_balanced_view()
+    from minipar.serialize import pack_apply_message
+    ar = rc._submit("apply_request", [({}, {"retries": "many"}, pack_apply_message(sum, ([1],), {}))],
+                    lambda ids: minipar.AsyncResult(rc, ids, "sum"))
+    with pytest.raises(minipar.RemoteError, match="could not read this request"):
+        ar.get(10)
+    assert view.apply_sync(sum, [1, 2]) == 3

@@ -285,6 +285,9 @@ class Hub(QueryHandlers):
         except (KeyError, TypeError, ValueError) as e:
             self.rejected += 1
             log.warning("dropped a malformed %s from a client: %r", msg.msg_type, e)
+            if msg.msg_type in ("apply_request", "execute_request") and msg.msg_id not in self.pending:
+                task = Task(msg.msg_id, msg.header, reply_identity(msg.idents[0]), msg.frames, lb=False)
+                self.fail_task(task, "ValueError", "the controller could not read this request: %r" % e)
 
     def on_task_request(self, msg):
         md = msg.metadata
