@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import wait_for
 from services import require
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,17 +88,6 @@ def live_pids(comm: str) -> list:
 def sh(*args, env=None, timeout=60) -> subprocess.CompletedProcess:
     return subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
                           env=None if env is None else {**os.environ, **env})
-
-
-def poll(condition, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %gs waiting for %s" % (timeout, what))
-        time.sleep(0.05)
 
 
 # ---------------------------------------------------------------- MPI
@@ -217,7 +207,7 @@ def test_sbatch_parsable_prints_the_id_and_the_job_runs(slurm, tmp_path):
     r = sh("sbatch", "--parsable", "-o", str(tmp_path / "%j.out"), "--wrap", 'echo "$SLURM_JOB_ID" > %s' % out)
     assert r.returncode == 0 and r.stdout.strip().isdigit(), r.stdout + r.stderr
     job = r.stdout.strip()
-    poll(lambda: out.exists() and out.read_text().strip() == job, what="job %s to write its id" % job)
+    wait_for(lambda: out.exists() and out.read_text().strip() == job, 30, "job %s to write its id" % job)
 
 
 def test_a_job_that_can_never_fit_is_refused(slurm):

@@ -14,27 +14,12 @@ SHIM_DIR=/opt/minipar-testbed/mpich-abi
 PACKAGES=(openmpi-bin libopenmpi-dev mpich libmpich-dev)
 STEP_TIMEOUT=${MPI_STEP_TIMEOUT:-120}
 
-die() { echo "mpi.sh: $*" >&2; exit 1; }
+SCRIPT=mpi.sh
+. "$(dirname "$0")/lib.sh"
 [ "$(id -u)" = 0 ] || die "needs root (apt-get, /etc, /opt)"
-# one run at a time (two at once would both run apt-get and pip)
-mkdir -p /run/lock
-exec 9>/run/lock/minipar-mpi.sh.lock
-flock -w 900 9 || die "another mpi.sh has held /run/lock/minipar-mpi.sh.lock for 15 minutes"
+take_lock
 command -v "$PY" >/dev/null 2>&1 || die "no Python '$PY'"
-
-installed() { [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]; }
-missing=()
-for p in "${PACKAGES[@]}"; do installed "$p" || missing+=("$p"); done
-if [ ${#missing[@]} -gt 0 ]; then
-    export DEBIAN_FRONTEND=noninteractive
-    apt=(apt-get -y -q -o DPkg::Lock::Timeout=300)   # other bring-up scripts may be running apt
-    log=/tmp/minipar-mpi-apt.log
-    if ! "${apt[@]}" install --no-install-recommends "${missing[@]}" >"$log" 2>&1; then
-        "${apt[@]}" update >/dev/null   # only when an install failed: the package lists may be stale
-        "${apt[@]}" install --no-install-recommends "${missing[@]}" >"$log" 2>&1 \
-            || { tail -n 20 "$log" >&2; die "apt-get install ${missing[*]} failed"; }
-    fi
-fi
+install_missing "${PACKAGES[@]}"
 for exe in mpiexec.openmpi mpiexec.mpich; do command -v "$exe" >/dev/null || die "$exe missing after install"; done
 
 # mpi4py >= 4 (its wheel carries both the Open MPI and the MPICH flavour; Debian's python3-mpi4py 3.1

@@ -14,26 +14,11 @@ SLURMD_PID=/run/slurmd.pid
 WAIT=${SLURM_WAIT:-60}   # seconds for any one wait below
 NODE=$(hostname)
 
-die() { echo "slurm.sh: $*" >&2; exit 1; }
+SCRIPT=slurm.sh
+. "$(dirname "$0")/lib.sh"
 [ "$(id -u)" = 0 ] || die "needs root (apt-get, daemons)"
-# one run at a time (two at once would both start the daemons); the daemons must not inherit fd 9
-mkdir -p /run/lock
-exec 9>/run/lock/minipar-slurm.sh.lock
-flock -w 900 9 || die "another slurm.sh has held /run/lock/minipar-slurm.sh.lock for 15 minutes"
-
-installed() { [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]; }
-missing=()
-for p in "${PACKAGES[@]}"; do installed "$p" || missing+=("$p"); done
-if [ ${#missing[@]} -gt 0 ]; then
-    export DEBIAN_FRONTEND=noninteractive
-    apt=(apt-get -y -q -o DPkg::Lock::Timeout=300)   # other bring-up scripts may be running apt
-    log=/tmp/minipar-slurm-apt.log
-    if ! "${apt[@]}" install --no-install-recommends "${missing[@]}" >"$log" 2>&1; then
-        "${apt[@]}" update >/dev/null   # only when an install failed: the package lists may be stale
-        "${apt[@]}" install --no-install-recommends "${missing[@]}" >"$log" 2>&1 \
-            || { tail -n 20 "$log" >&2; die "apt-get install ${missing[*]} failed"; }
-    fi
-fi
+take_lock
+install_missing "${PACKAGES[@]}"
 
 # pid_alive PID COMM: a live (not zombie) process named COMM; alive PIDFILE COMM: same, pid from the file
 pid_alive() {
