@@ -180,18 +180,23 @@ def _check(value: Any, t: _Type) -> Any:
         if isinstance(value, (list, tuple)):
             if t.item is None:
                 return copy.deepcopy(list(value))
-            item_type = _Type(t.item)
-            items = []
-            for i, item in enumerate(value):
-                try:
-                    items.append(_check(item, item_type))
-                except _Mismatch:
-                    raise _Mismatch(_bad_item(t, value, i, item)) from None
-            return items
+            return _each_item(value, t, value, _check)
     elif base == "dict":
         if isinstance(value, dict):
             return copy.deepcopy(value)
     raise _Mismatch("expected %s, got %s" % (t.what(), _describe(value)))
+
+
+def _each_item(items, t, whole, convert) -> list:
+    """convert(item, item type) for each item of a typed list; a failure names the item."""
+    item_type = _Type(t.item)
+    out = []
+    for i, item in enumerate(items):
+        try:
+            out.append(convert(item, item_type))
+        except _Mismatch:
+            raise _Mismatch(_bad_item(t, whole, i, item)) from None
+    return out
 
 
 def _bad_item(t: _Type, whole: Any, index: int, item: Any) -> str:
@@ -228,14 +233,7 @@ def _coerce(text: str, t: _Type) -> Any:
         items = [p.strip() for p in stripped.split(",") if p.strip()]
         if t.item is None:
             return items
-        item_type = _Type(t.item)
-        coerced = []
-        for i, item in enumerate(items):
-            try:
-                coerced.append(_coerce(item, item_type))
-            except _Mismatch:
-                raise _Mismatch(_bad_item(t, text, i, item)) from None
-        return coerced
+        return _each_item(items, t, text, _coerce)
     elif base == "dict":
         if stripped.startswith("{"):
             return _check(_parse_toml_value(text, t), t)
