@@ -84,6 +84,22 @@ def test_wrong_key_is_named_as_the_likely_cause(profile, tmp_path):
     assert rc.ids == []
 
 
+def test_controller_lost_before_it_answers_the_registration(profile, tmp_path):
+    ctl = profile.controller()
+    info = json.loads(profile.engine_file().read_text())
+    info["key"] = "not-the-right-key-0000000000000000"
+    unanswered = tmp_path / "unanswered-engine.json"
+    unanswered.write_text(json.dumps(info))
+    eng = profile.engine("--file=%s" % unanswered, "--engine.registration_timeout=120",
+                         "--engine.controller_timeout=1.5", "--log-level=DEBUG")
+    wait_for(lambda: "heartbeats arrive" in eng.output(), what="the engine to hear the controller")
+    ctl.signal(signal.SIGKILL)
+    assert eng.wait(20) == 3
+    out = eng.output()
+    assert "lost the controller at tcp://127.0.0.1:%d while registering" % info["ports"]["engine"] in out
+    assert "Traceback" not in out
+
+
 def test_missing_connection_file(profile, tmp_path):
     eng = profile.engine("--file=%s" % (tmp_path / "nope.json"))
     assert eng.wait() == 1

@@ -486,12 +486,16 @@ class Hub(QueryHandlers):
             self.by_heart[heart] = engine
             self.monitor.add(heart)
             log.info("engine %d registered (host %s, pid %s)", engine.id, engine.hostname, engine.pid)
-            self.session.send(self.sockets["notification"], "registration_notification",
-                              {"id": engine.id, "uuid": engine.uuid}, idents=[b"engine"])
+            notify = True
+        else:
+            notify = False
         self.session.send(self.sockets["engine"], "registration_reply",
                           {"status": "ok", "id": engine.id, "heartbeat_period": self.cfg.heartbeat_period,
                            "controller": self.session.id},
                           parent=msg.header, idents=[ident])
+        if notify:
+            self.session.send(self.sockets["notification"], "registration_notification",
+                              {"id": engine.id, "uuid": engine.uuid}, idents=[b"engine"])
 
     def unregister(self, engine, reason):
         log.log(logging.INFO if reason == "engine shut down" else logging.WARNING,

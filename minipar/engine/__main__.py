@@ -93,7 +93,7 @@ def main(argv=None) -> int:
     except (EngineStartError, TunnelError) as e:
         log.error("%s", e)
         engine.close()
-        return 1
+        return getattr(e, "exit_code", 1)
     except KeyboardInterrupt:
         engine.close()
         return 130

@@ -42,6 +42,14 @@ POLL_INTERVAL = 0.2
 class EngineStartError(MiniparError):
     """Raised when the engine cannot register with its controller."""
 
+    exit_code = 1
+
+
+class ControllerLost(EngineStartError):
+    """The controller's heartbeats stopped before it answered the registration."""
+
+    exit_code = 3
+
 
 class Engine:
     def __init__(self, cfg, info: dict, connection_file: str = ""):
@@ -106,17 +114,26 @@ class Engine:
         header = self.session.send(self.socket, "registration_request", content)
         deadline = time.monotonic() + timeout
         heard_pings = False
+        last_ping = 0.0
         poller = zmq.Poller()
         poller.register(self.socket, zmq.POLLIN)
         poller.register(self.pings, zmq.POLLIN)
         while True:
-            left = deadline - time.monotonic()
+            now = time.monotonic()
+            left = deadline - now
             if left <= 0:
                 raise EngineStartError(self._no_answer(timeout, heard_pings))
+            if heard_pings and now - last_ping > self.cfg.controller_timeout:
+                raise ControllerLost(
+                    "lost the controller at %s while registering: its heartbeats stopped for %gs "
+                    "(engine.controller_timeout) before it answered" % (self.url, self.cfg.controller_timeout))
             for sock, _ in poller.poll(min(left, POLL_INTERVAL) * 1000):
                 if sock is self.pings:
                     self.pings.recv()
+                    if not heard_pings:
+                        log.debug("the controller's heartbeats arrive; waiting for its answer")
                     heard_pings = True
+                    last_ping = time.monotonic()
                     continue
                 msg = self._recv()
                 if msg is None:
