@@ -809,10 +809,14 @@ class ClusterConfig:
 
     n: int = option(0, "Number of engines; 0 means one per CPU core of this machine.")
     engines: str = option(
-        "local", "Engine launcher: a short name (local) or a dotted pkg.mod.Class."
+        "local",
+        "Engine launcher: local, mpi, ssh, sshproxy, pbs, sge, lsf, slurm, htcondor, or a "
+        "dotted pkg.mod.Class. Each reads its [launcher.NAME] section.",
     )
     controller: str = option(
-        "local", "Controller launcher: a short name (local) or a dotted pkg.mod.Class."
+        "local",
+        "Controller launcher: local, mpi, ssh, pbs, sge, lsf, slurm, htcondor, or a dotted "
+        "pkg.mod.Class.",
     )
     controller_ip: str = option("", "Interface the controller listens on; empty keeps controller.ip.")
     controller_location: str = option(
@@ -896,3 +900,97 @@ class DictDBConfig:
         "Fraction of the limit dropped at once when a limit is hit, oldest completed first, "
         "so culling happens in batches rather than on every new task.",
     )
+
+
+# ------------------------------------------------------------------ launchers
+
+
+@section("launcher.ssh")
+@dataclasses.dataclass
+class SSHLauncherConfig:
+    """Engines (cluster.engines = "ssh" or "sshproxy") and the controller (cluster.controller
+    = "ssh") started on other hosts through the system ssh client."""
+
+    engines: Dict[str, Any] = option(
+        {},
+        "Engines per host: { \"host1\" = 2, \"user@host2\" = { n = 1, engine_args = [...], "
+        "engine_cmd = [...] } }.",
+    )
+    controller_host: str = option("", "[user@]host the controller is started on (cluster.controller = \"ssh\").")
+    ssh_command: List[str] = option(["ssh"], "The ssh client and its options.")
+    scp_command: List[str] = option(["scp"], "The scp client and its options.")
+    remote_python: str = option("python3", "Python interpreter on the remote hosts.")
+    remote_pythonpath: str = option(
+        "",
+        "PYTHONPATH on the remote hosts; empty means the directory this minipar is imported "
+        "from (right on a shared file system).",
+    )
+    remote_profile_dir: str = option(
+        "", "Profile directory on the remote hosts; empty means the same path as here."
+    )
+    to_send: list = option(
+        [], "Extra files copied to each host before starting: [[\"local\", \"remote\"], ...]."
+    )
+    to_fetch: list = option(
+        [], "Extra files copied back from each host after starting: [[\"remote\", \"local\"], ...]."
+    )
+
+
+@section("launcher.mpi")
+@dataclasses.dataclass
+class MPILauncherConfig:
+    """Engines (cluster.engines = "mpi") or the controller started with mpiexec."""
+
+    mpi_command: List[str] = option(["mpiexec"], "The MPI launcher command.")
+    mpi_args: List[str] = option(
+        [], "Extra arguments for mpiexec, before the program, e.g. [\"--hostfile\", \"hosts\"]."
+    )
+
+
+@dataclasses.dataclass
+class BatchConfig:
+    queue: str = option("", "Queue (Slurm: partition) to submit to; empty means the system's default.")
+    account: str = option("", "Account or project to charge; empty means none.")
+    timelimit: str = option("", "Wall-clock limit as the system writes it (e.g. \"01:00:00\"); empty means none.")
+    options: List[str] = option(
+        [], "Extra header lines written as they are into the batch script (e.g. \"#SBATCH --mem=4G\")."
+    )
+    context: Dict[str, Any] = option(
+        {}, "Extra template fields: { scratch = \"/scratch/me\" } makes {scratch} usable in templates."
+    )
+
+
+@dataclasses.dataclass
+class SlurmConfig(BatchConfig):
+    qos: str = option("", "Quality of service (--qos); empty means none.")
+
+
+@dataclasses.dataclass
+class BatchTemplateConfig:
+    batch_template: str = option(
+        "", "The batch script as a template with {fields}; empty means the built-in one."
+    )
+    batch_template_file: str = option(
+        "", "File holding the template (relative paths are in the profile dir); wins over batch_template."
+    )
+
+
+BATCH_SYSTEMS = {
+    "pbs": "PBS / Torque (qsub, qstat, qdel)",
+    "sge": "Grid Engine (qsub, qstat, qdel)",
+    "lsf": "LSF (bsub, bjobs, bkill)",
+    "slurm": "Slurm (sbatch, squeue, scancel)",
+    "htcondor": "HTCondor (condor_submit, condor_q, condor_rm)",
+}
+
+for _system, _title in BATCH_SYSTEMS.items():
+    # One declaration per system and role, all from the two shapes above.
+    _base = SlurmConfig if _system == "slurm" else BatchConfig
+    section("launcher.%s" % _system)(type(
+        "%sLauncherConfig" % _system.upper(), (_base,),
+        {"__module__": __name__, "__doc__": "Jobs submitted to %s (cluster.engines or cluster.controller = "
+                                            "\"%s\")." % (_title, _system)}))
+    for _role in ("engines", "controller"):
+        section("launcher.%s.%s" % (_system, _role))(type(
+            "%s%sTemplateConfig" % (_system.upper(), _role.capitalize()), (BatchTemplateConfig,),
+            {"__module__": __name__, "__doc__": "The batch script that starts the %s on %s." % (_role, _system)}))

@@ -580,26 +580,26 @@ def test_render_and_load_tricky_values(tmp_path, registry):
 
 
 def test_registered_section_is_loaded_and_nested(tmp_path, registry):
-    @section("launcher.slurm")
+    @section("site.batch")
     class Slurm:
-        queue: str = option("", "Partition.")
+        partition: str = option("", "Partition.")
         account: str = option("", "Account.")
 
-    @section("launcher.slurm.engines")
+    @section("site.batch.engines")
     class SlurmEngines:
         batch_template_file: str = option("", "Template file.")
 
     write_profile(
         tmp_path,
-        '[launcher.slurm]\nqueue = "short"\n[launcher.slurm.engines]\nbatch_template_file = "e.t"\n',
+        '[site.batch]\npartition = "short"\n[site.batch.engines]\nbatch_template_file = "e.t"\n',
     )
     cfg = load_config(tmp_path)
-    assert cfg.launcher.slurm.queue == "short"
-    assert cfg.launcher.slurm.engines.batch_template_file == "e.t"
-    assert cfg.section("launcher.slurm.engines") is cfg.launcher.slurm.engines
-    assert split_overrides(["--launcher.slurm.account=p1"]) == ([], {"launcher.slurm.account": "p1"})
-    write_profile(tmp_path, "[launcher]\nqueue = 1\n")
-    with pytest.raises(ConfigError, match=r"launcher.queue: unknown setting; did you mean 'launcher.slurm.queue'\?"):
+    assert cfg.site.batch.partition == "short"
+    assert cfg.site.batch.engines.batch_template_file == "e.t"
+    assert cfg.section("site.batch.engines") is cfg.site.batch.engines
+    assert split_overrides(["--site.batch.account=p1"]) == ([], {"site.batch.account": "p1"})
+    write_profile(tmp_path, "[site]\npartition = 1\n")
+    with pytest.raises(ConfigError, match=r"site.partition: unknown setting; did you mean 'site.batch.partition'\?"):
         load_config(tmp_path)
 
 
@@ -764,3 +764,18 @@ def test_load_config_from_located_profile(monkeypatch, tmp_path):
     (path / "minipar.toml").write_text(render_profile().replace("# ip = ", "ip = ", 1).replace(
         'ip = "127.0.0.1"', 'ip = "*"', 1))
     assert load_config(path).controller.ip == "*"
+
+
+def test_launcher_sections_load_from_the_profile(tmp_path):
+    write_profile(
+        tmp_path,
+        '[launcher.slurm]\nqueue = "short"\nqos = "high"\n[launcher.slurm.engines]\nbatch_template_file = "e.t"\n'
+        '[launcher.ssh.engines]\n"host1" = 2\n"me@host2" = { n = 1, engine_args = ["--log-level=DEBUG"] }\n',
+    )
+    cfg = load_config(tmp_path)
+    assert cfg.launcher.slurm.queue == "short" and cfg.launcher.slurm.qos == "high"
+    assert cfg.launcher.slurm.engines.batch_template_file == "e.t"
+    assert cfg.launcher.ssh.engines == {"host1": 2, "me@host2": {"n": 1, "engine_args": ["--log-level=DEBUG"]}}
+    write_profile(tmp_path, '[launcher.sge]\nqos = "high"\n')
+    with pytest.raises(ConfigError, match=r"launcher.sge.qos: unknown setting; did you mean 'launcher.slurm.qos'\?"):
+        load_config(tmp_path)

@@ -36,8 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
                                        "everything), or returns once they are up with --daemonize.")
     add_profile_args(start)
     start.add_argument("-n", "--n", type=int, help="number of engines (default: [cluster] n, or one per core)")
-    start.add_argument("--engines", help="engine launcher: local or pkg.mod.Class")
-    start.add_argument("--controller", help="controller launcher: local or pkg.mod.Class")
+    start.add_argument("--engines", help="engine launcher: local, mpi, ssh, sshproxy, pbs, sge, lsf, slurm, htcondor or pkg.mod.Class")
+    start.add_argument("--controller", help="controller launcher: local, mpi, ssh, pbs, sge, lsf, slurm, htcondor or pkg.mod.Class")
     start.add_argument("--ip", help="interface the controller listens on ('*' = all)")
     start.add_argument("--location", help="address written into the connection files")
     start.add_argument("--daemonize", action="store_true", help="return once the cluster is up; "

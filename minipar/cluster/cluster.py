@@ -28,7 +28,7 @@ from ..config import load_config
 from ..connection import connection_file_path
 from ..error import MiniparError, TimeoutError, describe_exit
 from ..profile import locate_profile_dir
-from .launchers import import_launcher, launcher_class
+from .launchers import import_launcher, launcher_class, launcher_settings
 from .launchers.base import ControllerLauncher, EngineSetLauncher, tail
 
 log = logging.getLogger("minipar.cluster")
@@ -36,6 +36,8 @@ log = logging.getLogger("minipar.cluster")
 WATCH_INTERVAL = 0.5
 """Seconds between checks that the cluster's processes still run."""
 
+JOB_CHECK_INTERVAL = 2.0
+"""Seconds between asking a batch system or remote host whether engine jobs still run."""
 PROGRESS_INTERVAL = 0.1
 """Seconds between progress updates while waiting for engines."""
 
@@ -191,8 +193,9 @@ class Cluster:
                 return
             self._stopping = False
             self.start_time = self.start_time or time.time()
-            self.controller = self.controller_class(self.profile_dir, self.cluster_id, self.cfg.log_level,
-                                                    self._controller_args())
+            self.controller = self.controller_class(
+                self.profile_dir, self.cluster_id, self.cfg.log_level, self._controller_args(),
+                settings=launcher_settings(self.config, self.controller_class, "controller"))
             started = time.time()
             self.controller.start()
             self.write_state()
@@ -240,7 +243,8 @@ class Cluster:
             self.start_time = self.start_time or time.time()
             first = sum(s.n for s in self.engine_sets.values())
             launcher = self.engine_class(self.profile_dir, self.cluster_id, self.cfg.log_level, self.cfg.engine_args,
-                                         n=n, first_index=first)
+                                         n=n, first_index=first,
+                                         settings=launcher_settings(self.config, self.engine_class, "engines"))
             set_id = "%d-%d" % (time.time(), len(self.engine_sets))
             self.engine_sets[set_id] = launcher
             launcher.start()
@@ -296,6 +300,7 @@ class Cluster:
         client = self.connect_client_sync()
         known = set(client.ids) if fresh else set()
         deadline = time.monotonic() + timeout
+        next_job_check = time.monotonic() + JOB_CHECK_INTERVAL
         progress = Progress(n)
         try:
             while True:
@@ -306,6 +311,10 @@ class Cluster:
                 procs = self.engine_processes
                 if procs and not any(p.running for p in procs):
                     raise ClusterError(self._engines_problem("every engine process exited", count, n))
+                if not procs and time.monotonic() > next_job_check:
+                    next_job_check = time.monotonic() + JOB_CHECK_INTERVAL
+                    if self.engine_sets and not any(s.running for s in self.engine_sets.values()):
+                        raise ClusterError(self._engines_problem("every engine job ended", count, n))
                 if time.monotonic() > deadline:
                     raise TimeoutError(self._engines_problem(
                         "engines did not register within %gs (cluster.engine_timeout)" % timeout, count, n))

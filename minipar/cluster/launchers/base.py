@@ -130,6 +130,9 @@ class Launcher:
     """Starts, signals and stops the processes of one role; see the module docstring."""
 
     name = ""
+    settings_section = ""
+    """The profile section this launcher reads (``launcher.slurm``); the Cluster passes it,
+    merged with the role's sub-section, as the ``settings`` option."""
 
     def __init__(self, profile_dir, cluster_id: str = "", log_level: str = "INFO", args=(), **options):
         self.profile_dir = Path(profile_dir)
@@ -141,6 +144,10 @@ class Launcher:
     @property
     def log_dir(self) -> Path:
         return self.profile_dir / "log"
+
+    @property
+    def settings(self) -> dict:
+        return self.options.get("settings", {})
 
     def start(self) -> None:
         raise NotImplementedError
