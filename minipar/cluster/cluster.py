@@ -29,7 +29,7 @@ from ..connection import connection_file_path
 from ..error import MiniparError, TimeoutError, describe_exit
 from ..profile import locate_profile_dir
 from .launchers import import_launcher, launcher_class, launcher_settings
-from .launchers.base import ControllerLauncher, EngineSetLauncher, tail
+from .launchers.base import CannotSignal, ControllerLauncher, EngineSetLauncher, tail
 
 log = logging.getLogger("minipar.cluster")
 
@@ -266,9 +266,17 @@ class Cluster:
             self._stopping = False
 
     def signal_engines_sync(self, sig):
-        """Send a signal to every engine: SIGINT interrupts what they are running."""
+        """Send a signal to every engine: SIGINT interrupts what they are running.
+
+        Engines whose launcher cannot deliver signals get it through the controller."""
+        through_controller = False
         for launcher in self.engine_sets.values():
-            launcher.signal(sig)
+            try:
+                launcher.signal(sig)
+            except CannotSignal:
+                through_controller = True
+        if through_controller:
+            self.connect_client_sync().send_signal(sig)
 
     def restart_engines_sync(self):
         """Replace every engine with a fresh process (empty namespace, new id)."""
@@ -346,7 +354,7 @@ class Cluster:
         If anything fails, everything started is stopped before the error is raised."""
         try:
             self.start_cluster_sync(n)
-            return self.wait_for_engines_sync(self.n if n is None else n, timeout)
+            return self.wait_for_engines_sync(None, timeout)
         except BaseException:
             self.stop_cluster_sync()
             raise

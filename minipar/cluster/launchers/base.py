@@ -32,6 +32,12 @@ class LauncherError(MiniparError):
     """Raised when a launcher cannot start, find or stop its processes."""
 
 
+class CannotSignal(LauncherError):
+    """Raised by ``signal()`` when the launcher has no way to deliver a signal to its
+    engines (a batch system without one, mpiexec that would kill the job instead); the
+    Cluster then asks the controller to have the engines signal themselves."""
+
+
 def python_command(role: str) -> list:
     """Run this very package's <role> module with this interpreter."""
     return [sys.executable, "-m", "%s.%s" % (PACKAGE, role)]
