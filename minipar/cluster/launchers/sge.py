@@ -1,0 +1,74 @@
+"""Grid Engine: qsub -terse, qstat, qdel.
+
+Engines are the tasks of an array job (``-t 1-n``), one engine each. SGE has no way to
+signal a running job (no qsig; qmod only suspends), so signals go through the controller.
+Jobs get a bare environment without ``-V`` and the queue's shell unless ``-S``: the
+templates name /bin/sh and the command carries its own interpreter path and PYTHONPATH.
+"""
+from __future__ import annotations
+
+import re
+
+from .batch import DONE, PENDING, RUNNING, BatchControllerLauncher, BatchEngineSetLauncher, BatchLauncher
+
+HEADER = """#!/bin/sh
+#$ -S /bin/sh
+#$ -N {job_name}
+#$ -j y
+#$ -o {output_file}
+"""
+
+ENGINES_TEMPLATE = HEADER + """#$ -t 1-{n}
+{options}
+exec {program_and_args}
+"""
+
+CONTROLLER_TEMPLATE = HEADER + """{options}
+exec {program_and_args}
+"""
+
+JOB_ID = re.compile(r"^(\d+)")
+
+
+class SGELauncher(BatchLauncher):
+    system = "sge"
+    settings_section = "launcher.sge"
+    submit_command = ("qsub", "-terse")
+    delete_command = ("qdel",)
+
+    def header_options(self) -> list:
+        s = self.settings
+        lines = []
+        if s.get("queue"):
+            lines.append("#$ -q %s" % s["queue"])
+        if s.get("account"):
+            lines.append("#$ -A %s" % s["account"])
+        if s.get("timelimit"):
+            lines.append("#$ -l h_rt=%s" % s["timelimit"])
+        return lines
+
+    def parse_job_id(self, output: str) -> str:
+        m = JOB_ID.match(output.strip())
+        return m.group(1) if m else ""
+
+    def job_state(self) -> str:
+        # Plain qstat lists this user's jobs, one row per running array task, with a state
+        # like qw, hqw, r, t, dr or Eqw. A job not listed has finished or was deleted.
+        proc = self.run(["qstat"])
+        states = [row.split()[4] for row in proc.stdout.splitlines()[2:]
+                  if row.split() and row.split()[0] == self.job_id and len(row.split()) > 4]
+        if not states:
+            return DONE
+        if any("E" in s for s in states) and not any("r" in s or "t" in s for s in states):
+            return DONE
+        if any("r" in s or "t" in s or "d" in s for s in states):
+            return RUNNING
+        return PENDING
+
+
+class SGEControllerLauncher(SGELauncher, BatchControllerLauncher):
+    default_template = CONTROLLER_TEMPLATE
+
+
+class SGEEngineSetLauncher(SGELauncher, BatchEngineSetLauncher):
+    default_template = ENGINES_TEMPLATE

@@ -1,0 +1,70 @@
+"""Slurm: sbatch --parsable, squeue, scancel.
+
+Engines run as the tasks of one ``srun`` step, so ``scancel --signal`` reaches them
+(and only them, not the batch shell) and they end with the job.
+"""
+from __future__ import annotations
+
+from .base import LauncherError
+from .batch import DONE, PENDING, RUNNING, BatchControllerLauncher, BatchEngineSetLauncher, BatchLauncher
+
+HEADER = """#!/bin/sh
+#SBATCH --job-name={job_name}
+#SBATCH --output={output_file}
+"""
+
+ENGINES_TEMPLATE = HEADER + """#SBATCH --ntasks={n}
+{options}
+srun {program_and_args}
+"""
+
+CONTROLLER_TEMPLATE = HEADER + """#SBATCH --ntasks=1
+{options}
+exec {program_and_args}
+"""
+
+RUNNING_STATES = {"RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT",
+                  "RESIZING"}
+
+
+class SlurmLauncher(BatchLauncher):
+    system = "slurm"
+    settings_section = "launcher.slurm"
+    submit_command = ("sbatch", "--parsable")
+    delete_command = ("scancel",)
+    signal_command = ("scancel", "--signal={signal}")
+
+    def header_options(self) -> list:
+        s = self.settings
+        flags = [("partition", s.get("queue")), ("account", s.get("account")), ("time", s.get("timelimit")),
+                 ("qos", s.get("qos"))]
+        return ["#SBATCH --%s=%s" % (flag, value) for flag, value in flags if value]
+
+    def parse_job_id(self, output: str) -> str:
+        first = output.strip().split(";")[0]
+        return first if first.isdigit() else ""
+
+    def job_state(self) -> str:
+        # squeue forgets finished jobs (empty output, exit 0) or, after MinJobAge, does not know
+        # the id at all (exit 1, "Invalid job id"): both mean the job is over.
+        proc = self.run(["squeue", "--noheader", "--jobs", self.job_id, "--format=%T"], check=False)
+        if proc.returncode != 0:
+            if "Invalid job id" in proc.stderr:
+                return DONE
+            raise LauncherError("squeue failed (exit %d): %s" % (proc.returncode, proc.stderr.strip()))
+        states = set(proc.stdout.split())
+        if not states:
+            return DONE
+        if states & RUNNING_STATES:
+            return RUNNING
+        if "PENDING" in states or "REQUEUED" in states:
+            return PENDING
+        return DONE
+
+
+class SlurmControllerLauncher(SlurmLauncher, BatchControllerLauncher):
+    default_template = CONTROLLER_TEMPLATE
+
+
+class SlurmEngineSetLauncher(SlurmLauncher, BatchEngineSetLauncher):
+    default_template = ENGINES_TEMPLATE
