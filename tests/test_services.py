@@ -12,51 +12,18 @@ import re
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from conftest import wait_for
-from services import require
+from services import bring_up, run_script
 
-ROOT = Path(__file__).resolve().parent.parent
-SERVICES = ROOT / "scripts" / "services"
 ENV_DIR = Path("/etc/minipar-testbed")
-COLD_TIMEOUT = 900  # apt downloads included
 WARM_SECONDS = 60   # a second run must not reinstall or restart anything; it takes seconds
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
                                 reason="the service scripts install packages and start daemons: root only")
-
-
-class Run:
-    def __init__(self, args, timeout):
-        start = time.monotonic()
-        try:
-            proc = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
-            self.returncode, self.stdout, self.stderr = proc.returncode, proc.stdout, proc.stderr
-        except subprocess.TimeoutExpired as e:
-            self.returncode = None
-            self.stdout = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
-            self.stderr = "timed out after %ss" % timeout
-        self.seconds = time.monotonic() - start
-        self.ok_lines = [line for line in self.stdout.splitlines() if line.startswith("OK ")]
-
-    def summary(self) -> str:
-        tail = (self.stdout + self.stderr).strip().splitlines()[-15:]
-        return "exit %s after %.1fs:\n%s" % (self.returncode, self.seconds, "\n".join(tail))
-
-
-def run_script(name: str, *args: str, timeout: float = COLD_TIMEOUT) -> Run:
-    return Run([str(SERVICES / name), *args], timeout)
-
-
-def bring_up(name: str, what: str, *args: str) -> Run:
-    run = run_script(name, *args)
-    require(what, run.returncode == 0 and len(run.ok_lines) == 1,
-            "scripts/services/%s (as root); it ended %s" % (name, run.summary()))
-    return run
 
 
 def read_env(name: str) -> dict:

@@ -8,8 +8,9 @@ the systems differ.
 
 Jobs run where the batch system puts them, often without the submitting environment:
 the command in the script therefore names this interpreter by absolute path and sets
-PYTHONPATH to where this package imports from (a shared file system, as on every HPC
-site), so a vendored minipar works in the job too.
+PYTHONPATH as local engines get it (where this package imports from, then the submitting
+PYTHONPATH; a shared file system, as on every HPC site), so a vendored minipar and the
+user's modules import in the job as they would locally.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from .base import PACKAGE, PACKAGE_ROOT, CannotSignal, ControllerLauncher, EngineSetLauncher, Launcher, LauncherError
+from .base import PACKAGE, CannotSignal, ControllerLauncher, EngineSetLauncher, Launcher, LauncherError, child_env
 from .template import BatchTemplate
 
 log = logging.getLogger(__name__)
@@ -87,16 +88,17 @@ class BatchLauncher(Launcher):
         s = self.settings
         program = [sys.executable, "-m", self.module]
         args = self.program_args()
+        pythonpath = child_env()["PYTHONPATH"]
         fields = dict(s.get("context", {}))
         fields.update(
             n=getattr(self, "n", 1), queue=s.get("queue", ""), account=s.get("account", ""),
             timelimit=s.get("timelimit", ""), qos=s.get("qos", ""),
             options="\n".join(self.header_options() + list(s.get("options", []))),
             profile_dir=str(self.profile_dir), cluster_id=self.cluster_id, log_level=self.log_level,
-            job_name=self.job_name, output_file=self.output_file, python=sys.executable, pythonpath=PACKAGE_ROOT,
+            job_name=self.job_name, output_file=self.output_file, python=sys.executable, pythonpath=pythonpath,
             program=" ".join(shlex.quote(a) for a in program), args=" ".join(shlex.quote(a) for a in args),
             program_and_args="env PYTHONPATH=%s${PYTHONPATH:+:$PYTHONPATH} %s" % (
-                shlex.quote(PACKAGE_ROOT), " ".join(shlex.quote(a) for a in program + args)),
+                shlex.quote(pythonpath), " ".join(shlex.quote(a) for a in program + args)),
         )
         return fields
 

@@ -31,7 +31,7 @@ JOB_ID = re.compile(r"^(\d+)")
 
 
 class SGELauncher(BatchLauncher):
-    system = "sge"
+    system = name = "sge"
     settings_section = "launcher.sge"
     submit_command = ("qsub", "-terse")
     delete_command = ("qdel",)

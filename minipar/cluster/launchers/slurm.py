@@ -28,7 +28,7 @@ RUNNING_STATES = {"RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "STOPPED"
 
 
 class SlurmLauncher(BatchLauncher):
-    system = "slurm"
+    system = name = "slurm"
     settings_section = "launcher.slurm"
     submit_command = ("sbatch", "--parsable")
     delete_command = ("scancel",)

@@ -1,0 +1,210 @@
+"""Batch launchers against the real Slurm and Grid Engine of the test bed, and their templates.
+
+Every system test runs the same behaviour on both: engines (and a controller) as real jobs,
+signals, stopping from another process, submission errors, jobs that die.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+import minipar
+from conftest import ROOT, announce_then_sleep, pid_gone, wait_for
+from minipar.cluster.cluster import ClusterError
+from minipar.cluster.launchers import LauncherError
+from minipar.cluster.launchers.template import BatchTemplate, TemplateError
+from services import bring_up
+
+SCRIPTS = {"slurm": ("slurm.sh", "single-node Slurm"), "sge": ("sge.sh", "Grid Engine")}
+JOB_ID_VARIABLE = {"slurm": "SLURM_JOB_ID", "sge": "JOB_ID"}
+_up: dict = {}
+
+
+def job_listed(system: str, job_id: str) -> bool:
+    if system == "slurm":
+        out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True, timeout=30)
+        return bool(out.stdout.strip())
+    out = subprocess.run(["qstat"], capture_output=True, text=True, timeout=30)
+    return any(row.split()[:1] == [job_id] for row in out.stdout.splitlines()[2:])
+
+
+@pytest.fixture(params=["slurm", "sge"])
+def system(request, tmp_path, monkeypatch):
+    """A batch system brought up once per session, and a profile whose cluster uses it."""
+    name = request.param
+    if name not in _up:
+        if os.geteuid() != 0:
+            pytest.skip("bringing up %s needs root" % name)
+        _up[name] = bring_up(*SCRIPTS[name])
+    monkeypatch.setenv("MINIPAR_DIR", str(tmp_path / "mp"))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
+    return name
+
+
+def make_profile(tmp_path, text: str):
+    pdir = tmp_path / "profile"
+    pdir.mkdir(exist_ok=True)
+    (pdir / "minipar.toml").write_text(text)
+    return pdir
+
+
+def engine_facts(system):
+    import os
+    variable = {"slurm": "SLURM_JOB_ID", "sge": "JOB_ID"}[system]
+    return os.getpid(), os.environ.get(variable)
+
+
+def test_engines_run_as_one_job_and_stop_with_it(system, tmp_path):
+    pdir = make_profile(tmp_path, '[cluster]\nengines = "%s"\n' % system)
+    cluster = minipar.Cluster(profile_dir=str(pdir), n=2, controller_args=["--controller.heartbeat_period=0.2"])
+    with cluster as rc:
+        [engines] = cluster.engine_sets.values()
+        facts = rc[:].apply_sync(engine_facts, system)
+        assert len({pid for pid, _ in facts}) == 2
+        assert {job for _, job in facts} == {engines.job_id}
+        state = json.loads(cluster.state_file.read_text())
+        [saved] = state["engines"].values()
+        assert saved["job_id"] == engines.job_id and saved["n"] == 2
+        script = open(saved["script_file"]).read()
+        assert "-m minipar.engine" in script and "--profile-dir %s" % pdir in script
+        assert sorted(rc[:].map_sync(lambda x: x * x, range(6))) == [0, 1, 4, 9, 16, 25]
+    for pid, _ in facts:
+        wait_for(lambda: pid_gone(pid), 20, "engine pid %d to be gone" % pid)
+    assert not job_listed(system, engines.job_id)
+
+
+def test_signal_reaches_every_engine_of_the_job(system, tmp_path):
+    pdir = make_profile(tmp_path, '[cluster]\nengines = "%s"\n' % system)
+    with minipar.Cluster(profile_dir=str(pdir), n=2) as rc:
+        ar = rc[:].apply_async(announce_then_sleep, 60)
+        wait_for(lambda: all(out == "started\n" for out in ar.stdout), 30, "both tasks to start")
+        rc.cluster.signal_engines_sync(signal.SIGINT)
+        with pytest.raises(minipar.CompositeError) as info:
+            ar.get(20)
+        assert [e.ename for e in info.value.elist] == ["KeyboardInterrupt"] * 2
+        assert rc[:].apply_sync(sum, [1, 2]) == [3, 3]
+
+
+def test_controller_and_engines_both_as_jobs(system, tmp_path):
+    pdir = make_profile(tmp_path, '[cluster]\nengines = "%s"\ncontroller = "%s"\n' % (system, system))
+    cluster = minipar.Cluster(profile_dir=str(pdir), n=2)
+    with cluster as rc:
+        assert rc[:].apply_sync(sum, [2, 3]) == [5, 5]
+        script = open(cluster.controller.script_file).read()
+        assert "-m minipar.controller" in script and "'--ip=*'" in script
+        controller_job = cluster.controller.job_id
+        assert job_listed(system, controller_job)
+    wait_for(lambda: not job_listed(system, controller_job), 30, "the controller's job to end")
+
+
+def test_cli_start_daemonized_then_stop_from_another_process(system, tmp_path):
+    pdir = make_profile(tmp_path, "")
+    cli = [sys.executable, "-m", "minipar.cluster"]
+    out = subprocess.run(cli + ["start", "-n", "2", "--daemonize", "--engines", system, "--profile-dir", str(pdir)],
+                         capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stdout + out.stderr
+    [state_file] = (pdir / "security").glob("cluster-*.json")
+    state = json.loads(state_file.read_text())
+    [engines] = state["engines"].values()
+    with minipar.Client(profile_dir=str(pdir), cluster_id=state["cluster_id"]) as rc:
+        rc.wait_for_engines(2, timeout=60)
+        pids = rc[:].apply_sync(os.getpid)
+    listing = subprocess.run(cli + ["list", "--profile-dir", str(pdir)], capture_output=True, text=True, timeout=60)
+    assert listing.stdout.splitlines()[1].split()[2:5] == ["running", "2/2", "local/%s" % system]
+    stop = subprocess.run(cli + ["stop", "--profile-dir", str(pdir), "--cluster-id", state["cluster_id"]],
+                          capture_output=True, text=True, timeout=120)
+    assert stop.returncode == 0, stop.stdout + stop.stderr
+    assert not job_listed(system, engines["job_id"])
+    for pid in pids:
+        wait_for(lambda: pid_gone(pid), 20, "engine pid %d to be gone" % pid)
+    assert not state_file.exists()
+
+
+def test_template_file_with_context_and_arithmetic(system, tmp_path):
+    directive = {"slurm": "#SBATCH", "sge": "#$"}[system]
+    pdir = make_profile(tmp_path, '[cluster]\nengines = "%s"\n[launcher.%s]\ncontext = { greeting = "hi" }\n'
+                                  '[launcher.%s.engines]\nbatch_template_file = "engines.tmpl"\n'
+                        % (system, system, system))
+    template = {
+        "slurm": "#!/bin/sh\n#SBATCH --ntasks={n}\n#SBATCH --output={output_file}\n"
+                 "# pairs={n//2} most={max(n - 1, 1)}\necho {greeting} ${{SLURM_JOB_ID}}\nsrun {program_and_args}\n",
+        "sge": "#!/bin/sh\n#$ -S /bin/sh\n#$ -t 1-{n}\n#$ -j y\n#$ -o {output_file}\n"
+               "# pairs={n//2} most={max(n - 1, 1)}\necho {greeting} ${{JOB_ID}}\nexec {program_and_args}\n",
+    }[system]
+    (pdir / "engines.tmpl").write_text(template)
+    cluster = minipar.Cluster(profile_dir=str(pdir), n=2)
+    with cluster as rc:
+        assert rc[:].apply_sync(sum, [1, 1]) == [2, 2]
+        [engines] = cluster.engine_sets.values()
+        script = open(engines.script_file).read()
+        assert directive in script and "# pairs=1 most=1\n" in script
+        assert "echo hi ${%s}\n" % JOB_ID_VARIABLE[system] in script
+        wait_for(lambda: "hi %s" % engines.job_id in open(engines.output_file).read(), 20, "the job's echo")
+
+
+def test_refused_submission_names_the_command_and_leaves_nothing(system, tmp_path):
+    pdir = make_profile(tmp_path, '[cluster]\nengines = "%s"\n[launcher.%s]\nqueue = "nosuchqueue"\n'
+                        % (system, system))
+    cluster = minipar.Cluster(profile_dir=str(pdir), n=1)
+    with pytest.raises(LauncherError) as info:
+        cluster.start_and_connect_sync()
+    submit = {"slurm": "sbatch --parsable", "sge": "qsub -terse"}[system]
+    assert str(info.value).startswith(submit) and "failed (exit" in str(info.value)
+    assert "nosuchqueue" in str(info.value) or "partition" in str(info.value)
+    assert cluster.controller is None and not cluster.state_file.exists()
+
+
+def test_engines_that_die_in_the_job_fail_fast_naming_its_output(system, tmp_path):
+    pdir = make_profile(tmp_path, '[cluster]\nengines = "%s"\nengine_args = ["--no-such-flag"]\n' % system)
+    cluster = minipar.Cluster(profile_dir=str(pdir), n=1, engine_timeout=90)
+    with pytest.raises(ClusterError) as info:
+        cluster.start_and_connect_sync()
+    message = str(info.value)
+    assert "every engine job ended: 0 of 1 registered" in message
+    assert "unrecognized arguments: --no-such-flag" in message
+    assert cluster.controller is None and not cluster.state_file.exists()
+
+
+# ------------------------------------------------------------------- templates, no service
+
+
+def test_template_arithmetic_and_errors():
+    fields = {"n": 10, "queue": "short"}
+    assert BatchTemplate("-t 1-{n} nodes={max(n // 4, 1)} {n%3} {queue} ${{HOME}}", "t").render(fields) == \
+        "-t 1-10 nodes=2 1 short ${HOME}"
+    problems = {
+        "{nope}": "t: the batch template uses {nope}, which is not a field",
+        "${HOME}": "write a literal brace twice: ${{HOME}}",
+        "{__import__('os')}": "only numbers, field names",
+        "{n.__class__}": "only numbers, field names",
+        "{n // 0}": "integer division or modulo by zero",
+        "{}": "empty or numbered field",
+        "{n +}": "neither a field nor arithmetic",
+    }
+    for text, message in problems.items():
+        with pytest.raises(TemplateError) as info:
+            BatchTemplate(text, "t").render(fields)
+        assert message in str(info.value), text
+
+
+def test_missing_template_file_is_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINIPAR_DIR", str(tmp_path / "mp"))
+    pdir = make_profile(tmp_path, '[cluster]\nengines = "slurm"\n[launcher.slurm.engines]\n'
+                                  'batch_template_file = "missing.tmpl"\n')
+    cluster = minipar.Cluster(profile_dir=str(pdir), n=1)
+    with pytest.raises(LauncherError, match=r"launcher.slurm.engines.batch_template_file: cannot read .*missing.tmpl"):
+        cluster.start_engines_sync()
+
+
+def test_missing_submit_command_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINIPAR_DIR", str(tmp_path / "mp"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    pdir = make_profile(tmp_path, '[cluster]\nengines = "sge"\n')
+    cluster = minipar.Cluster(profile_dir=str(pdir), n=1)
+    with pytest.raises(LauncherError, match="qsub: command not found; is this a sge submit host"):
+        cluster.start_engines_sync()
