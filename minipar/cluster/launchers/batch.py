@@ -141,9 +141,17 @@ class BatchLauncher(Launcher):
         except subprocess.TimeoutExpired:
             raise LauncherError("%s did not answer within %gs" % (" ".join(cmd), COMMAND_TIMEOUT)) from None
         if check and proc.returncode != 0:
-            raise LauncherError("%s failed (exit %d): %s" % (" ".join(cmd), proc.returncode,
-                                                              (proc.stderr or proc.stdout).strip()))
+            raise command_failed(cmd, proc)
         return proc
+
+    def status_output(self, cmd, unknown: str):
+        """The output of a status command, or None when it says the job is unknown (over)."""
+        proc = self.run(cmd, check=False)
+        if proc.returncode != 0:
+            if unknown in proc.stderr or unknown in proc.stdout:
+                return None
+            raise command_failed(cmd, proc)
+        return proc.stdout
 
     def parse_job_id(self, output: str) -> str:
         raise NotImplementedError
@@ -188,10 +196,10 @@ class BatchLauncher(Launcher):
         """Delete the job and wait (bounded) until the system no longer lists it."""
         if not self.job_id:
             return
-        proc = self.run(list(self.delete_command) + [self.job_id], check=False)
+        cmd = list(self.delete_command) + [self.job_id]
+        proc = self.run(cmd, check=False)
         if proc.returncode != 0 and self.state(fresh=True) != DONE:
-            raise LauncherError("%s %s failed (exit %d): %s" % (" ".join(self.delete_command), self.job_id,
-                                                                 proc.returncode, (proc.stderr or proc.stdout).strip()))
+            raise command_failed(cmd, proc)
         deadline = time.monotonic() + max(timeout, 1.0) + 10.0
         while self.state(fresh=True) != DONE:
             if time.monotonic() > deadline:
@@ -211,7 +219,10 @@ class BatchLauncher(Launcher):
 
     @property
     def output_files(self) -> list:
-        return [self.output_file]
+        """The job's output file, or the per-task files some systems write beside it."""
+        base = Path(self.output_file)
+        found = sorted(str(p) for p in base.parent.glob(base.name + "*"))
+        return found or [self.output_file]
 
     def to_dict(self) -> dict:
         return dict(super().to_dict(), job_id=self.job_id, script_file=self.script_file)
@@ -219,6 +230,11 @@ class BatchLauncher(Launcher):
     def restore(self, d: dict) -> None:
         self.job_id = d.get("job_id", "")
         self.script_file = d.get("script_file", "")
+
+
+def command_failed(cmd, proc) -> LauncherError:
+    return LauncherError("%s failed (exit %d): %s" % (" ".join(cmd), proc.returncode,
+                                                      (proc.stderr or proc.stdout).strip()))
 
 
 class BatchControllerLauncher(BatchLauncher, ControllerLauncher):

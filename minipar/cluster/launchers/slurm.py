@@ -5,7 +5,6 @@ Engines run as the tasks of one ``srun`` step, so ``scancel --signal`` reaches t
 """
 from __future__ import annotations
 
-from .base import LauncherError
 from .batch import DONE, PENDING, RUNNING, BatchControllerLauncher, BatchEngineSetLauncher, BatchLauncher
 
 HEADER = """#!/bin/sh
@@ -47,12 +46,9 @@ class SlurmLauncher(BatchLauncher):
     def job_state(self) -> str:
         # squeue forgets finished jobs (empty output, exit 0) or, after MinJobAge, does not know
         # the id at all (exit 1, "Invalid job id"): both mean the job is over.
-        proc = self.run(["squeue", "--noheader", "--jobs", self.job_id, "--format=%T"], check=False)
-        if proc.returncode != 0:
-            if "Invalid job id" in proc.stderr:
-                return DONE
-            raise LauncherError("squeue failed (exit %d): %s" % (proc.returncode, proc.stderr.strip()))
-        states = set(proc.stdout.split())
+        output = self.status_output(["squeue", "--noheader", "--jobs", self.job_id, "--format=%T"],
+                                    unknown="Invalid job id")
+        states = set((output or "").split())
         if not states:
             return DONE
         if states & RUNNING_STATES:

@@ -1,0 +1,104 @@
+"""HTCondor: a submit description (not a shell script), condor_submit, condor_q, condor_rm.
+
+Engines are the ``n`` processes of one cluster (``queue n``). HTCondor has no command to
+signal a running job, so signals go through the controller. The description names the
+interpreter as the executable and passes the arguments in HTCondor's quoted syntax.
+"""
+from __future__ import annotations
+
+import re
+
+from .base import LauncherError
+from .batch import DONE, PENDING, RUNNING, BatchControllerLauncher, BatchEngineSetLauncher, BatchLauncher
+
+HEADER = """universe = vanilla
+executable = {python}
+arguments = "{condor_arguments}"
+environment = "PYTHONPATH={condor_pythonpath}"
+getenv = False
+"""
+
+ENGINES_TEMPLATE = HEADER + """output = {output_file}.$(Process)
+error = {output_file}.$(Process)
+{options}
+queue {n}
+"""
+
+CONTROLLER_TEMPLATE = HEADER + """output = {output_file}
+error = {output_file}
+{options}
+queue 1
+"""
+
+JOB_ID = re.compile(r"submitted to cluster (\d+)\.")
+RUNNING_STATES = {"R", "S", "<", ">"}
+PENDING_STATES = {"I", "H"}
+
+
+def condor_quote(arg: str) -> str:
+    """One argument in HTCondor's new argument syntax (inside the outer double quotes)."""
+    arg = arg.replace('"', '""')
+    if not arg or any(c in arg for c in " \t'"):
+        return "'%s'" % arg.replace("'", "''")
+    return arg
+
+
+class HTCondorLauncher(BatchLauncher):
+    system = name = "htcondor"
+    settings_section = "launcher.htcondor"
+    submit_command = ("condor_submit",)
+    delete_command = ("condor_rm",)
+    script_suffix = ".condor"
+
+    def header_options(self) -> list:
+        s = self.settings
+        lines = []
+        if s.get("account"):
+            lines.append('accounting_group = %s' % s["account"])
+        if s.get("timelimit"):
+            lines.append("periodic_remove = (time() - EnteredCurrentStatus) > %s && JobStatus == 2"
+                         % seconds(s["timelimit"]))
+        return lines
+
+    def fields(self) -> dict:
+        fields = super().fields()
+        args = ["-m", self.module] + self.program_args()
+        fields["condor_arguments"] = " ".join(condor_quote(a) for a in args)
+        fields["condor_pythonpath"] = condor_quote(fields["pythonpath"])
+        return fields
+
+    def parse_job_id(self, output: str) -> str:
+        m = JOB_ID.search(output)
+        return m.group(1) if m else ""
+
+    def job_state(self) -> str:
+        # condor_q -nobatch CLUSTER: one row per process, "ID OWNER SUBMITTED RUN_TIME ST PRI
+        # SIZE CMD" with SUBMITTED two words, so ST is the sixth; finished processes leave.
+        output = self.status_output(["condor_q", "-nobatch", self.job_id], unknown="not found")
+        rows = [row.split() for row in (output or "").splitlines()]
+        states = {row[5] for row in rows if len(row) > 5 and row[0].startswith(self.job_id + ".")}
+        if states & RUNNING_STATES:
+            return RUNNING
+        if states & PENDING_STATES:
+            return PENDING
+        return DONE
+
+
+def seconds(timelimit: str) -> int:
+    """'HH:MM:SS', 'MM:SS' or seconds, as HTCondor expressions need them."""
+    total = 0
+    try:
+        for part in str(timelimit).split(":"):
+            total = total * 60 + int(part)
+    except ValueError:
+        raise LauncherError("launcher.htcondor.timelimit: expected HH:MM:SS, MM:SS or seconds, got %r"
+                            % timelimit) from None
+    return total
+
+
+class HTCondorControllerLauncher(HTCondorLauncher, BatchControllerLauncher):
+    default_template = CONTROLLER_TEMPLATE
+
+
+class HTCondorEngineSetLauncher(HTCondorLauncher, BatchEngineSetLauncher):
+    default_template = ENGINES_TEMPLATE

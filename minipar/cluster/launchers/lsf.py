@@ -1,0 +1,73 @@
+"""LSF: bsub (the script on stdin), bjobs, bkill.
+
+Engines are the elements of a job array (``-J name[1-n]``). ``bkill -s`` delivers a
+signal to every element.
+"""
+from __future__ import annotations
+
+import re
+
+from .batch import DONE, PENDING, RUNNING, BatchControllerLauncher, BatchEngineSetLauncher, BatchLauncher
+
+ENGINES_TEMPLATE = """#!/bin/sh
+#BSUB -J {job_name}[1-{n}]
+#BSUB -o {output_file}
+{options}
+exec {program_and_args}
+"""
+
+CONTROLLER_TEMPLATE = """#!/bin/sh
+#BSUB -J {job_name}
+#BSUB -o {output_file}
+{options}
+exec {program_and_args}
+"""
+
+JOB_ID = re.compile(r"Job <(\d+)> is submitted")
+RUNNING_STATES = {"RUN", "USUSP", "SSUSP"}
+PENDING_STATES = {"PEND", "PSUSP", "WAIT"}
+
+
+class LSFLauncher(BatchLauncher):
+    system = name = "lsf"
+    settings_section = "launcher.lsf"
+    submit_command = ("bsub",)
+    submit_reads_stdin = True
+    delete_command = ("bkill",)
+    signal_command = ("bkill", "-s", "{signal}")
+
+    def header_options(self) -> list:
+        s = self.settings
+        lines = []
+        if s.get("queue"):
+            lines.append("#BSUB -q %s" % s["queue"])
+        if s.get("account"):
+            lines.append("#BSUB -P %s" % s["account"])
+        if s.get("timelimit"):
+            lines.append("#BSUB -W %s" % s["timelimit"])
+        return lines
+
+    def parse_job_id(self, output: str) -> str:
+        m = JOB_ID.search(output)
+        return m.group(1) if m else ""
+
+    def job_state(self) -> str:
+        # bjobs ID: a header, then one row per array element with STAT in the third column;
+        # finished elements stay listed as DONE or EXIT for a while, then the id is unknown.
+        output = self.status_output(["bjobs", self.job_id], unknown="is not found")
+        if output is None:
+            return DONE
+        states = {row.split()[2] for row in output.splitlines()[1:] if len(row.split()) > 2}
+        if states & RUNNING_STATES:
+            return RUNNING
+        if states & PENDING_STATES:
+            return PENDING
+        return DONE
+
+
+class LSFControllerLauncher(LSFLauncher, BatchControllerLauncher):
+    default_template = CONTROLLER_TEMPLATE
+
+
+class LSFEngineSetLauncher(LSFLauncher, BatchEngineSetLauncher):
+    default_template = ENGINES_TEMPLATE

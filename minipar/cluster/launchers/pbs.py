@@ -1,0 +1,72 @@
+"""PBS / Torque: qsub, qstat, qdel, qsig.
+
+Engines are the tasks of an array job. The built-in template writes Torque's ``-t 1-n``
+(as ipyparallel did); on PBS Pro / OpenPBS, whose arrays are ``-J 1-n``, give your own
+``[launcher.pbs.engines] batch_template``.
+"""
+from __future__ import annotations
+
+from .batch import DONE, PENDING, RUNNING, BatchControllerLauncher, BatchEngineSetLauncher, BatchLauncher
+
+HEADER = """#!/bin/sh
+#PBS -N {job_name}
+#PBS -j oe
+#PBS -o {output_file}
+"""
+
+ENGINES_TEMPLATE = HEADER + """#PBS -t 1-{n}
+{options}
+exec {program_and_args}
+"""
+
+CONTROLLER_TEMPLATE = HEADER + """{options}
+exec {program_and_args}
+"""
+
+RUNNING_STATES = set("RBESU")
+PENDING_STATES = set("QHWT")
+
+
+class PBSLauncher(BatchLauncher):
+    system = name = "pbs"
+    settings_section = "launcher.pbs"
+    submit_command = ("qsub",)
+    delete_command = ("qdel",)
+    signal_command = ("qsig", "-s", "SIG{signal}")
+
+    def header_options(self) -> list:
+        s = self.settings
+        lines = []
+        if s.get("queue"):
+            lines.append("#PBS -q %s" % s["queue"])
+        if s.get("account"):
+            lines.append("#PBS -A %s" % s["account"])
+        if s.get("timelimit"):
+            lines.append("#PBS -l walltime=%s" % s["timelimit"])
+        return lines
+
+    def parse_job_id(self, output: str) -> str:
+        lines = output.strip().splitlines()
+        return lines[-1].strip() if lines and lines[-1].strip()[:1].isdigit() else ""
+
+    def job_state(self) -> str:
+        # qstat ID prints a header, a dashes line and one row with the state letter in the
+        # fifth column; an id the server no longer knows is an error ("Unknown Job Id").
+        output = self.status_output(["qstat", self.job_id], unknown="Unknown Job Id")
+        if output is None:
+            return DONE
+        rows = [row.split() for row in output.splitlines()]
+        states = {row[4] for row in rows if len(row) > 5 and row[0][:1].isdigit()}
+        if states & RUNNING_STATES:
+            return RUNNING
+        if states & PENDING_STATES:
+            return PENDING
+        return DONE
+
+
+class PBSControllerLauncher(PBSLauncher, BatchControllerLauncher):
+    default_template = CONTROLLER_TEMPLATE
+
+
+class PBSEngineSetLauncher(PBSLauncher, BatchEngineSetLauncher):
+    default_template = ENGINES_TEMPLATE
