@@ -1,6 +1,6 @@
 """Cluster start-up and shut-down time, minipar vs ipyparallel.
 
-    python benchmarks/bench_cluster.py [--engines 2] [--repeat 5]
+    python benchmarks/bench_cluster.py [--engines 2] [--repeat 5] [--launcher slurm]
 
 Times ``Cluster(n).start_and_connect_sync()`` until n engines are registered, and
 ``stop_cluster_sync()`` until every process is gone; reports the median of the repeats.
@@ -36,13 +36,14 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--engines", type=int, default=2)
     p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--launcher", default="local", help="engine launcher for both: local, mpi, slurm, sge...")
     p.add_argument("--no-ipyparallel", action="store_true")
     args = p.parse_args()
     import minipar
 
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["MINIPAR_DIR"] = tmp
-        results = {"minipar": measure(lambda n: minipar.Cluster(n=n, log_level="WARNING"), args.engines,
+        results = {"minipar": measure(lambda n: minipar.Cluster(n=n, engines=args.launcher, log_level="WARNING"), args.engines,
                                       args.repeat)}
     if not args.no_ipyparallel:
         try:
@@ -50,7 +51,8 @@ def main():
         except ImportError:
             print("(ipyparallel not installed: minipar figures only)")
         else:
-            results["ipyparallel"] = measure(lambda n: ipp.Cluster(n=n, log_level=40), args.engines, args.repeat)
+            results["ipyparallel"] = measure(lambda n: ipp.Cluster(n=n, engines=args.launcher, log_level=40),
+                                             args.engines, args.repeat)
     print("%-10s %12s %12s %8s" % ("metric", "minipar", "ipyparallel", "ratio"))
     for k, m in results["minipar"].items():
         i = results.get("ipyparallel", {}).get(k)
