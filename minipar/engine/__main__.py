@@ -13,6 +13,7 @@ from ..logs import setup_logging
 from ..profile import ProfileError, locate_profile_dir
 from ..tunnel import TunnelError
 from .engine import Engine, EngineStartError, exit_engine, run_startup
+from .mpi import MPIStartError, init_mpi
 
 PROG = "python -m %s" % (__package__ or "minipar.engine")
 
@@ -64,6 +65,15 @@ def main(argv=None) -> int:
     except (ConfigError, ProfileError, ValueError) as e:
         return fail(str(e), 2)
     log = logging.getLogger("minipar.engine")
+    mpi = None
+    if cfg.mpi:
+        try:
+            mpi = init_mpi(cfg.mpi)
+        except MPIStartError as e:
+            return fail(str(e))
+        rank, size = mpi.COMM_WORLD.Get_rank(), mpi.COMM_WORLD.Get_size()
+        setup_logging("Engine rank %d" % rank, cfg.log_level)
+        log.info("MPI initialised (%s): rank %d of %d", mpi.get_vendor()[0], rank, size)
 
     if cfg.file:
         path = os.path.abspath(os.path.expanduser(cfg.file))
@@ -81,6 +91,9 @@ def main(argv=None) -> int:
         return fail(str(e))
 
     engine = Engine(cfg, info, path)
+    if mpi is not None:
+        engine.preset["MPI"] = mpi
+        engine.namespace.update(engine.preset)
     try:
         run_startup(cfg, engine.namespace)
     except BaseException as e:  # noqa: B902 - any failure of user start-up code ends the engine

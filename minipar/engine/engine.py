@@ -64,6 +64,7 @@ class Engine:
         self.aborted: set = set()
         self.stopping = False
         self.namespace = new_namespace()
+        self.preset: dict = {}  # names a cleared namespace starts with again (engine.mpi's MPI)
         self.tunnel = None
 
     # -- connecting --------------------------------------------------------------------
@@ -194,6 +195,7 @@ class Engine:
         elif t == "clear_request":
             self.namespace.clear()
             self.namespace.update(new_namespace())
+            self.namespace.update(self.preset)
         elif t == "registration_reply":
             c = msg.content
             if c.get("status") == "ok":
