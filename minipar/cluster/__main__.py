@@ -51,9 +51,20 @@ def build_parser() -> argparse.ArgumentParser:
     lst = sub.add_parser("list", help="list clusters (all profiles unless one is named)")
     add_profile_args(lst, cluster_id=False)
 
-    eng = sub.add_parser("engines", help="add engines to a running cluster")
+    eng = sub.add_parser("engines", help="add engines to a running cluster",
+                         description="Add engines to a running cluster of this profile (found by its state "
+                                     "file). With --foreground, start them here from the engine connection file "
+                                     "alone (the controller may run elsewhere) and stay until SIGINT or SIGTERM, "
+                                     "then stop them: this is what the sshproxy launcher runs on each host.")
     add_profile_args(eng)
     eng.add_argument("-n", "--n", type=int, default=1, help="how many engines to add (default 1)")
+    eng.add_argument("--foreground", action="store_true",
+                     help="start the engines here and stop them on SIGINT/SIGTERM; needs only "
+                          "security/controller[-ID]-engine.json in the profile")
+    eng.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (with --foreground)")
+    eng.add_argument("--engine-arg", action="append", default=[], metavar="ARG",
+                     help="an argument for each engine, repeatable (with --foreground); "
+                          "write it as --engine-arg=--startup-command=...")
     return p
 
 
@@ -113,13 +124,70 @@ def cmd_stop(args) -> int:
 
 
 def cmd_engines(args) -> int:
-    cluster = Cluster.from_file(profile=args.profile, profile_dir=args.profile_dir, cluster_id=args.cluster_id)
+    if args.foreground:
+        return run_engines_in_foreground(args)
+    pdir = locate_profile_dir(args.profile, args.profile_dir, create=False)
+    if not state_file_path(pdir, args.cluster_id).exists():
+        raise ClusterError("no cluster with id %r in %s to add engines to; to start engines here for a controller "
+                           "elsewhere, copy its engine connection file into this profile's security dir and use "
+                           "--foreground" % (args.cluster_id, pdir))
+    cluster = Cluster.from_file(profile_dir=str(pdir), cluster_id=args.cluster_id)
     if not cluster.controller_running:
         raise ClusterError("cluster %r has no running controller" % args.cluster_id)
-    cluster.start_engines_sync(args.n)
+    set_id = cluster.start_engines_sync(args.n)
     cluster._watch_stop.set()
-    print("started %d engine(s) in cluster %r" % (args.n, args.cluster_id))
+    print("started %d engine(s) in cluster %r" % (cluster.engine_sets[set_id].n, args.cluster_id))
     return 0
+
+
+FOREGROUND_STOP_TIMEOUT = 5.0
+"""Seconds the engines of ``engines --foreground`` get after SIGTERM before SIGKILL."""
+
+
+def run_engines_in_foreground(args) -> int:
+    """Start n engines here, report the ones that end, stop them all on SIGINT/SIGTERM/SIGHUP.
+
+    Returns 0 once stopped, 1 if every engine ended on its own. Output goes to stdout, which
+    for sshproxy is the ssh channel into the launching host's log."""
+    from ..connection import connection_file_path
+    from .launchers.base import tail
+    from .launchers.local import LocalEngineSetLauncher
+
+    if args.n < 1:
+        raise ClusterError("engines --foreground needs -n >= 1, got %d" % args.n)
+    pdir = locate_profile_dir(args.profile, args.profile_dir, create=True)
+    engine_file = connection_file_path(pdir, "engine", args.cluster_id)
+    if not engine_file.exists():
+        raise ClusterError("no engine connection file %s; copy the controller's there first" % engine_file)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda *_: stop.set())
+    launcher = LocalEngineSetLauncher(pdir, args.cluster_id, args.log_level or "INFO", args.engine_arg, n=args.n)
+    code = 0
+    try:
+        launcher.start()
+        say("started %d engine(s) here, pids %s, logs in %s"
+            % (args.n, " ".join(str(p.pid) for p in launcher.processes), launcher.log_dir))
+        while not stop.wait(0.5):
+            for p in launcher.exited():
+                say("engine %s; last lines of %s:\n%s" % (p.describe(), p.log_file, tail(p.log_file)))
+            if not launcher.running:
+                say("every engine exited")
+                code = 1
+                break
+    finally:
+        launcher.stop(FOREGROUND_STOP_TIMEOUT)
+    if code == 0:
+        say("stopped %d engine(s)" % args.n)
+    return code
+
+
+def say(text: str) -> None:
+    """Print and flush, and carry on if stdout is gone (an ssh connection that dropped)."""
+    try:
+        print(text, flush=True)
+    except OSError:
+        pass
 
 
 def read_states(profile_dir: Path) -> list:

@@ -1,0 +1,1 @@
+"""Fake external tools for tests: programs that behave like ones that cannot be installed here."""
