@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,29 +19,49 @@ from conftest import ROOT, announce_then_sleep, pid_gone, wait_for
 from minipar.cluster.cluster import ClusterError
 from minipar.cluster.launchers import LauncherError
 from minipar.cluster.launchers.template import BatchTemplate, TemplateError
+from fakes.batch import fake_batch_env, stop_all_jobs
 from services import bring_up
 
-SCRIPTS = {"slurm": ("slurm.sh", "single-node Slurm"), "sge": ("sge.sh", "Grid Engine")}
-JOB_ID_VARIABLE = {"slurm": "SLURM_JOB_ID", "sge": "JOB_ID"}
+REAL = {"slurm": ("slurm.sh", "single-node Slurm"), "sge": ("sge.sh", "Grid Engine")}
+FAKE = ("pbs", "lsf", "htcondor")
 _up: dict = {}
 
 
-def job_listed(system: str, job_id: str) -> bool:
+def listed_states(system: str, job_id: str) -> list:
+    """What the batch system itself says of the job, asked directly (not through the launcher)."""
+    def out(*cmd):
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout
+
     if system == "slurm":
-        out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True, timeout=30)
-        return bool(out.stdout.strip())
-    out = subprocess.run(["qstat"], capture_output=True, text=True, timeout=30)
-    return any(row.split()[:1] == [job_id] for row in out.stdout.splitlines()[2:])
+        return out("squeue", "-h", "-j", job_id, "-o", "%T").split()
+    if system == "sge":
+        return [row.split()[4] for row in out("qstat").splitlines()[2:] if row.split()[:1] == [job_id]]
+    if system == "pbs":
+        return [row.split()[4] for row in out("qstat", job_id).splitlines()[2:] if len(row.split()) > 4]
+    if system == "lsf":
+        return [row.split()[2] for row in out("bjobs", job_id).splitlines()[1:]
+                if len(row.split()) > 2 and row.split()[2] not in ("DONE", "EXIT")]
+    return [row.split()[5] for row in out("condor_q", "-nobatch", job_id).splitlines()
+            if row.split()[:1] and row.split()[0].startswith(job_id + ".")]
 
 
-@pytest.fixture(params=["slurm", "sge"])
+def job_listed(system: str, job_id: str) -> bool:
+    return bool(listed_states(system, job_id))
+
+
+@pytest.fixture(params=list(REAL) + list(FAKE))
 def system(request, tmp_path, monkeypatch):
-    """A batch system brought up once per session, and a profile whose cluster uses it."""
+    """A batch system (real, brought up once per session, or the fakes) and a MINIPAR_DIR."""
     name = request.param
-    if name not in _up:
+    if name in REAL and name not in _up:
         if os.geteuid() != 0:
             pytest.skip("bringing up %s needs root" % name)
-        _up[name] = bring_up(*SCRIPTS[name])
+        _up[name] = bring_up(*REAL[name])
+    if name in FAKE:
+        env = fake_batch_env(tmp_path, kill_delay=0.5)
+        for key in ("PATH", "FAKE_BATCH_SPOOL", "FAKE_BATCH_PYTHON", "FAKE_BATCH_KILL_DELAY"):
+            monkeypatch.setenv(key, env[key])
+        request.addfinalizer(lambda: stop_all_jobs(env))
     monkeypatch.setenv("MINIPAR_DIR", str(tmp_path / "mp"))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
     return name
@@ -53,10 +74,20 @@ def make_profile(tmp_path, text: str):
     return pdir
 
 
-def engine_facts(system):
+def number(job_id) -> str:
+    """The numeric part of a job id: '12', '3[].server' and '3[2].server' give '12', '3', '3'."""
+    return re.match(r"\d*", str(job_id)).group()
+
+
+def engine_facts():
+    """This engine's pid and the batch job it runs in, from the variables each system sets."""
     import os
-    variable = {"slurm": "SLURM_JOB_ID", "sge": "JOB_ID"}[system]
-    return os.getpid(), os.environ.get(variable)
+    import re
+    for variable in ("SLURM_JOB_ID", "JOB_ID", "PBS_JOBID", "LSB_JOBID"):
+        if os.environ.get(variable):
+            return os.getpid(), re.match(r"\d*", os.environ[variable]).group()
+    with open(os.environ["_CONDOR_JOB_AD"]) as ad:
+        return os.getpid(), re.search(r"ClusterId = (\d+)", ad.read()).group(1)
 
 
 def test_engines_run_as_one_job_and_stop_with_it(system, tmp_path):
@@ -64,9 +95,9 @@ def test_engines_run_as_one_job_and_stop_with_it(system, tmp_path):
     cluster = minipar.Cluster(profile_dir=str(pdir), n=2, controller_args=["--controller.heartbeat_period=0.2"])
     with cluster as rc:
         [engines] = cluster.engine_sets.values()
-        facts = rc[:].apply_sync(engine_facts, system)
+        facts = rc[:].apply_sync(engine_facts)
         assert len({pid for pid, _ in facts}) == 2
-        assert {job for _, job in facts} == {engines.job_id}
+        assert {job for _, job in facts} == {number(engines.job_id)}
         state = json.loads(cluster.state_file.read_text())
         [saved] = state["engines"].values()
         assert saved["job_id"] == engines.job_id and saved["n"] == 2
@@ -96,7 +127,7 @@ def test_controller_and_engines_both_as_jobs(system, tmp_path):
     with cluster as rc:
         assert rc[:].apply_sync(sum, [2, 3]) == [5, 5]
         script = open(cluster.controller.script_file).read()
-        assert "-m minipar.controller" in script and "'--ip=*'" in script
+        assert "-m minipar.controller" in script and "--ip=*" in script
         controller_job = cluster.controller.job_id
         assert job_listed(system, controller_job)
     wait_for(lambda: not job_listed(system, controller_job), 30, "the controller's job to end")
@@ -125,37 +156,58 @@ def test_cli_start_daemonized_then_stop_from_another_process(system, tmp_path):
     assert not state_file.exists()
 
 
+ARITHMETIC = "# pairs={n//2} most={max(n - 1, 1)}\n"
+TEMPLATES = {
+    "slurm": "#!/bin/sh\n#SBATCH --ntasks={n}\n#SBATCH --output={output_file}\n" + ARITHMETIC
+             + "echo {greeting} ${{SLURM_JOB_ID}}\nsrun {program_and_args}\n",
+    "sge": "#!/bin/sh\n#$ -S /bin/sh\n#$ -t 1-{n}\n#$ -j y\n#$ -o {output_file}\n" + ARITHMETIC
+           + "echo {greeting} ${{JOB_ID}}\nexec {program_and_args}\n",
+    "pbs": "#!/bin/sh\n#PBS -t 1-{n}\n#PBS -j oe\n#PBS -o {output_file}\n" + ARITHMETIC
+           + "echo {greeting} ${{PBS_JOBID}}\nexec {program_and_args}\n",
+    "lsf": "#!/bin/sh\n#BSUB -J x[1-{n}]\n#BSUB -o {output_file}\n" + ARITHMETIC
+           + "echo {greeting} ${{LSB_JOBID}}\nexec {program_and_args}\n",
+    "htcondor": "executable = {python}\narguments = \"{condor_arguments}\"\n"
+                "environment = \"PYTHONPATH={condor_pythonpath} GREETING={greeting}\"\n"
+                "output = {output_file}.$(Process)\nerror = {output_file}.$(Process)\n" + ARITHMETIC
+                + "queue {n}\n",
+}
+
+
 def test_template_file_with_context_and_arithmetic(system, tmp_path):
-    directive = {"slurm": "#SBATCH", "sge": "#$"}[system]
     pdir = make_profile(tmp_path, '[cluster]\nengines = "%s"\n[launcher.%s]\ncontext = { greeting = "hi" }\n'
                                   '[launcher.%s.engines]\nbatch_template_file = "engines.tmpl"\n'
                         % (system, system, system))
-    template = {
-        "slurm": "#!/bin/sh\n#SBATCH --ntasks={n}\n#SBATCH --output={output_file}\n"
-                 "# pairs={n//2} most={max(n - 1, 1)}\necho {greeting} ${{SLURM_JOB_ID}}\nsrun {program_and_args}\n",
-        "sge": "#!/bin/sh\n#$ -S /bin/sh\n#$ -t 1-{n}\n#$ -j y\n#$ -o {output_file}\n"
-               "# pairs={n//2} most={max(n - 1, 1)}\necho {greeting} ${{JOB_ID}}\nexec {program_and_args}\n",
-    }[system]
-    (pdir / "engines.tmpl").write_text(template)
+    (pdir / "engines.tmpl").write_text(TEMPLATES[system])
     cluster = minipar.Cluster(profile_dir=str(pdir), n=2)
     with cluster as rc:
         assert rc[:].apply_sync(sum, [1, 1]) == [2, 2]
         [engines] = cluster.engine_sets.values()
         script = open(engines.script_file).read()
-        assert directive in script and "# pairs=1 most=1\n" in script
-        assert "echo hi ${%s}\n" % JOB_ID_VARIABLE[system] in script
-        wait_for(lambda: "hi %s" % engines.job_id in open(engines.output_file).read(), 20, "the job's echo")
+        assert "# pairs=1 most=1\n" in script and "{" not in script.replace("${", "")
+        if system == "htcondor":
+            assert rc[:].apply_sync(lambda: __import__("os").environ["GREETING"]) == ["hi", "hi"]
+        elif system != "pbs":  # PBS copies output back only when the job ends
+            wait_for(lambda: "hi %s" % engines.job_id in "".join(open(f).read() for f in engines.output_files),
+                     20, "the job's echo")
+
+
+REFUSED = {
+    "slurm": ('queue = "nosuchqueue"', "sbatch --parsable failed (exit 1)", "invalid partition"),
+    "sge": ('queue = "nosuchqueue"', "qsub -terse failed (exit 1)", "nosuchqueue"),
+    "pbs": ('options = ["#PBS -Z"]', "qsub ", "invalid option"),
+    "lsf": ('options = ["#BSUB -Z"]', "bsub failed", "invalid option"),
+    "htcondor": ('options = ["environment = \\"BROKEN\\""]', "condor_submit ", "not NAME=VALUE"),
+}
 
 
 def test_refused_submission_names_the_command_and_leaves_nothing(system, tmp_path):
-    pdir = make_profile(tmp_path, '[cluster]\nengines = "%s"\n[launcher.%s]\nqueue = "nosuchqueue"\n'
-                        % (system, system))
+    setting, command, says = REFUSED[system]
+    pdir = make_profile(tmp_path, '[cluster]\nengines = "%s"\n[launcher.%s]\n%s\n' % (system, system, setting))
     cluster = minipar.Cluster(profile_dir=str(pdir), n=1)
     with pytest.raises(LauncherError) as info:
         cluster.start_and_connect_sync()
-    submit = {"slurm": "sbatch --parsable", "sge": "qsub -terse"}[system]
-    assert str(info.value).startswith(submit) and "failed (exit" in str(info.value)
-    assert "nosuchqueue" in str(info.value) or "partition" in str(info.value)
+    message = str(info.value)
+    assert message.startswith(command) and "failed (exit" in message and says in message
     assert cluster.controller is None and not cluster.state_file.exists()
 
 

@@ -337,7 +337,7 @@ class Cluster:
                 lines.append("engine %s" % p.describe())
         logs = [f for s in self.engine_sets.values() for f in s.output_files]
         for f in logs[:4]:
-            lines.append("--- last lines of %s ---\n%s" % (f, tail(f)))
+            lines.append("--- last lines of %s ---\n%s" % (f, tail(f, 25)))
         if len(logs) > 4:
             lines.append("(and %d more logs in %s)" % (len(logs) - 4, self.profile_dir / "log"))
         return "\n".join(lines)
