@@ -371,6 +371,7 @@ def test_sshproxy_starts_engines_through_cluster_engines_on_the_host(bed):
         assert cmdline(proxy["pid"])[1:6] == ["-m", "minipar.cluster", "engines", "--foreground", "-n"]
         engine_pids = rc[:].apply_sync(os.getpid)
         assert len(set(engine_pids)) == 2 and {parent(p) for p in engine_pids} == {proxy["pid"]}
+        assert [s.engines_running() for s in cluster.engine_sets.values()] == [2]
         ar = rc[:].execute(SLEEP, block=False)
         wait_for(lambda: ar.stdout == ["sleeping\n", "sleeping\n"], 20, "both tasks to start")
         cluster.signal_engines_sync(signal.SIGINT)

@@ -211,7 +211,7 @@ def cmd_list(args) -> int:
     for pdir in dirs:
         for state in read_states(pdir):
             cluster = Cluster.from_dict(state)
-            running = sum(engines_running(s) for s in cluster.engine_sets.values())
+            running = sum(s.engines_running() for s in cluster.engine_sets.values())
             total = sum(s.n for s in cluster.engine_sets.values())
             controller = cluster.controller_running
             if not controller and running == 0:
@@ -231,14 +231,6 @@ def cmd_list(args) -> int:
     for path in stale:
         print("removed stale state file %s (none of its processes run)" % path)
     return 0
-
-
-def engines_running(launcher) -> int:
-    """Engine processes alive; for a batch job or remote set, all of them while it runs."""
-    processes = getattr(launcher, "processes", None)
-    if processes:
-        return sum(p.running for p in processes)
-    return launcher.n if launcher.running else 0
 
 
 def launcher_name(launcher) -> str:

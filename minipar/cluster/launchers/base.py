@@ -209,6 +209,10 @@ class EngineSetLauncher(Launcher):
         super().__init__(profile_dir, cluster_id, log_level, args, **options)
         self.n = n
 
+    def engines_running(self) -> int:
+        """How many of the n engines still run, as far as the launcher can tell."""
+        return self.n if self.running else 0
+
     def to_dict(self) -> dict:
         return dict(super().to_dict(), n=self.n)
 

@@ -62,6 +62,9 @@ class LocalEngineSetLauncher(LocalProcessesMixin, EngineSetLauncher):
         super().__init__(*a, **kw)
         self.processes = []
 
+    def engines_running(self) -> int:
+        return sum(p.running for p in self.processes)
+
     def start(self) -> None:
         cmd = python_command("engine") + self.common_args() + self.args
         env = child_env()

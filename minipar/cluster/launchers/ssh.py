@@ -273,6 +273,9 @@ class SSHEngineSetLauncher(SSHLauncher, EngineSetLauncher):
 
     name = "ssh"
 
+    def engines_running(self) -> int:
+        return sum(p.running for p in self.processes)
+
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
         self.setup()
@@ -345,6 +348,10 @@ class SSHProxyEngineSetLauncher(SSHEngineSetLauncher):
 
     def signal(self, sig) -> None:
         raise CannotSignal("sshproxy engines are children of `cluster engines --foreground` on each host")
+
+    def engines_running(self) -> int:
+        per_host = {h.host: h.n for h in self.hosts}
+        return sum(per_host.get(p.host, 0) for p in self.processes if p.running)
 
     def stop(self, timeout: float = 5.0) -> None:
         self.stop_remote(timeout + PROXY_STOP_GRACE)
