@@ -62,3 +62,16 @@ def bring_up(name: str, what: str, *args: str) -> Run:
     require(what, run.returncode == 0 and len(run.ok_lines) == 1,
             "scripts/services/%s (as root); it ended %s" % (name, run.summary()))
     return run
+
+
+NETNS_HOSTS = ("tbh1", "tbh2")
+
+
+@pytest.fixture(scope="session")
+def netns_hosts():
+    """Hosts tbh1 and tbh2 (network namespaces at 10.99.0.11 and .12, each with its own sshd and
+    hostname) and tbroot (this namespace, 10.99.0.1 on the bridge tbbr0): scripts/services/netns.sh."""
+    require("network-namespace hosts", hasattr(os, "geteuid") and os.geteuid() == 0,
+            "scripts/services/netns.sh, which needs root (ip netns, sshd)")
+    bring_up("netns.sh", "network-namespace hosts %s and tbroot" % ", ".join(NETNS_HOSTS))
+    return NETNS_HOSTS
