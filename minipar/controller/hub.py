@@ -168,7 +168,8 @@ class Hub(QueryHandlers):
         log.info("Hub listening on tcp://%s:%d for clients and tcp://%s:%d for engines",
                  cfg.ip, ports["client"], cfg.ip, ports["engine"])
         log.info("Hub using DB backend: %s", type(self.db).__name__)
-        for role, ssh in (("client", cfg.ssh_server), ("engine", cfg.engine_ssh_server)):
+        # The client file last: whoever waits for it (a Cluster) may then start engines at once.
+        for role, ssh in (("engine", cfg.engine_ssh_server), ("client", cfg.ssh_server)):
             path = connection_file_path(self.profile_dir, role, self.cluster_id)
             log.info("writing connection info to %s", path)
             write_connection_file(path, dict(self.info, ssh=ssh))
