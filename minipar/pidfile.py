@@ -17,6 +17,8 @@ def pid_alive(pid: int) -> bool:
         with open("/proc/%d/stat" % pid) as f:
             state = f.read().rsplit(")", 1)[1].split()[0]
         return state not in ("Z", "X")
+    except (FileNotFoundError, ProcessLookupError):  # gone between kill(0) and the read
+        return False
     except (OSError, IndexError):
         return True
 

@@ -39,7 +39,7 @@ def pid_gone(pid: int) -> bool:
     try:
         with open("/proc/%d/stat" % pid) as f:
             return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # a read of a vanishing process fails with ESRCH
         return True
 
 
