@@ -1,10 +1,12 @@
 """Estimate pi on a local minipar cluster started with the Cluster API.
 
-    python examples/pi_cluster.py [--engines 4] [--samples 20000000]
+    python examples/pi_cluster.py [--engines 4] [--samples 20000000] [--launcher slurm]
 
 `with minipar.Cluster(n=...) as rc` starts a controller and the engines as local
 processes, waits until they are registered and hands back a connected Client; leaving
-the block (also through Ctrl-C or an error) stops every process it started.
+the block (also through Ctrl-C or an error) stops every process it started. On a login
+node, `--launcher slurm` (or mpi, sge, pbs, lsf, htcondor) starts the engines that way
+instead, with the controller listening on every interface so compute nodes reach it.
 """
 import argparse
 import os
@@ -32,9 +34,11 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--engines", type=int, default=4)
     p.add_argument("--samples", type=int, default=20_000_000)
+    p.add_argument("--launcher", default="local", help="how engines start: local, mpi, slurm, sge, ...")
     args = p.parse_args()
 
-    with ipp.Cluster(n=args.engines, log_level="WARNING") as rc:
+    where = {} if args.launcher == "local" else {"engines": args.launcher, "controller_ip": "*"}
+    with ipp.Cluster(n=args.engines, log_level="WARNING", **where) as rc:
         print("engines:", rc.ids, "pids:", rc[:].apply_sync(os.getpid))
         chunks = 4 * args.engines
         per_chunk = args.samples // chunks
