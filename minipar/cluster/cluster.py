@@ -406,8 +406,10 @@ class Cluster:
             for launcher in launchers:
                 role = "controller" if launcher is self.controller else "engine"
                 ended += [(role, p) for p in launcher.exited()]
-            if ended:
+            if ended and self.state_file.exists():
                 self.write_state()
+            elif ended:  # stopped from another process (cluster stop): nothing left to watch
+                self._watch_stop.set()
             for role, p in ended:
                 log.warning("%s process %d exited on its own (%s); last lines of %s:\n%s", role, p.pid,
                             describe_exit(p.returncode), p.log_file, tail(p.log_file))

@@ -24,6 +24,7 @@ import socket
 import subprocess
 import threading
 import time
+import uuid
 from pathlib import Path
 
 from ...error import describe_exit
@@ -204,7 +205,7 @@ class Remote:
                 continue
             target = remote
             if posixpath.normpath(remote) == os.path.normpath(os.path.abspath(local)):
-                target = "%s.minipar-%d.tmp" % (remote, os.getpid())
+                target = "%s.minipar-%s.tmp" % (remote, uuid.uuid4().hex)  # unique per host sharing the file
                 renames.append((target, remote))
             self.scp(str(local), scp_location(self.host, target), "copy %s to %s" % (local, remote))
         if renames:
@@ -218,7 +219,7 @@ class Remote:
                 continue
             local = Path(local)
             local.parent.mkdir(parents=True, exist_ok=True)
-            tmp = local.with_name(".%s.minipar-%d.tmp" % (local.name, os.getpid()))
+            tmp = local.with_name(".%s.minipar-%s.tmp" % (local.name, uuid.uuid4().hex))
             try:
                 self.scp(scp_location(self.host, remote), str(tmp), "copy %s here to %s" % (remote, local))
                 if mode is not None:
