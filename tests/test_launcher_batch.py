@@ -260,3 +260,29 @@ def test_missing_submit_command_says_so(tmp_path, monkeypatch):
     cluster = minipar.Cluster(profile_dir=str(pdir), n=1)
     with pytest.raises(LauncherError, match="qsub: command not found; is this a sge submit host"):
         cluster.start_engines_sync()
+
+
+HEADERS = {
+    "slurm": ["#SBATCH --partition=short", "#SBATCH --account=proj42", "#SBATCH --time=01:00:00",
+              "#SBATCH --qos=high"],
+    "sge": ["#$ -q short", "#$ -A proj42", "#$ -l h_rt=01:00:00"],
+    "pbs": ["#PBS -q short", "#PBS -A proj42", "#PBS -l walltime=01:00:00"],
+    "lsf": ["#BSUB -q short", "#BSUB -P proj42", "#BSUB -W 01:00:00"],
+    "htcondor": ["accounting_group = proj42",
+                 "periodic_remove = (time() - EnteredCurrentStatus) > 3600 && JobStatus == 2"],
+}
+
+
+@pytest.mark.parametrize("system", sorted(HEADERS))
+def test_default_templates_carry_the_settings_as_header_lines(system, tmp_path):
+    from minipar.cluster.launchers import ENGINE_LAUNCHERS, import_launcher
+    cls = import_launcher(ENGINE_LAUNCHERS[system])
+    settings = {"queue": "short", "account": "proj42", "timelimit": "01:00:00", "qos": "high",
+                "options": ["# mine"], "context": {}}
+    launcher = cls(tmp_path, "c1", "INFO", ["--engine.work_dir=/tmp"], n=3, settings=settings)
+    script = launcher.write_script().read_text()
+    header = script.split("\n")
+    for line in HEADERS[system] + ["# mine"]:
+        assert line in header, (line, script)
+    assert "-m minipar.engine" in script and "--cluster-id c1" in script and "--engine.work_dir=/tmp" in script
+    assert ("queue 3" if system == "htcondor" else "3") in script

@@ -179,6 +179,17 @@ SLEEP = "import time\nprint('sleeping', flush=True)\ntime.sleep(60)"
 
 # --------------------------------------------------------------------------- no sshd needed
 
+
+def interrupt_both_engines(cluster, rc):
+    """SIGINT through the cluster interrupts a sleeping task on both engines."""
+    ar = rc[:].execute(SLEEP, block=False)
+    wait_for(lambda: ar.stdout == ["sleeping\n", "sleeping\n"], 20, "both tasks to start")
+    cluster.signal_engines_sync(signal.SIGINT)
+    with pytest.raises(minipar.CompositeError) as info:
+        ar.get(15)
+    assert [e.ename for e in info.value.elist] == ["KeyboardInterrupt", "KeyboardInterrupt"]
+
+
 def test_empty_or_bad_engines_map_is_a_clear_config_error(mpdir):
     cluster = minipar.Cluster(engines="ssh", n=3)
     try:
@@ -305,12 +316,7 @@ def test_no_self_copy_and_signals_over_ssh(bed):
     pids = [p["pid"] for p in state_processes(cluster)]
     assert sorted(rc[:].apply_sync(os.getpid)) == sorted(pids)
 
-    ar = rc[:].execute(SLEEP, block=False)
-    wait_for(lambda: ar.stdout == ["sleeping\n", "sleeping\n"], 20, "both tasks to start")
-    cluster.signal_engines_sync(signal.SIGINT)
-    with pytest.raises(minipar.CompositeError) as info:
-        ar.get(15)
-    assert [e.ename for e in info.value.elist] == ["KeyboardInterrupt", "KeyboardInterrupt"]
+    interrupt_both_engines(cluster, rc)
     assert "kill -s INT %s" % " ".join(map(str, pids)) in bed.ssh_commands()
     assert rc[:].apply_sync(sum, [1, 1]) == [2, 2]
     cluster.stop_cluster_sync()
@@ -372,12 +378,7 @@ def test_sshproxy_starts_engines_through_cluster_engines_on_the_host(bed):
         engine_pids = rc[:].apply_sync(os.getpid)
         assert len(set(engine_pids)) == 2 and {parent(p) for p in engine_pids} == {proxy["pid"]}
         assert [s.engines_running() for s in cluster.engine_sets.values()] == [2]
-        ar = rc[:].execute(SLEEP, block=False)
-        wait_for(lambda: ar.stdout == ["sleeping\n", "sleeping\n"], 20, "both tasks to start")
-        cluster.signal_engines_sync(signal.SIGINT)
-        with pytest.raises(minipar.CompositeError) as info:
-            ar.get(15)
-        assert [e.ename for e in info.value.elist] == ["KeyboardInterrupt", "KeyboardInterrupt"]
+        interrupt_both_engines(cluster, rc)
     assert_all_gone(engine_pids + [proxy["pid"]])
     assert "kill -s TERM %d" % proxy["pid"] in bed.ssh_commands()
     assert "stopped 2 engine(s)" in Path(proxy["log_file"]).read_text()

@@ -2,6 +2,15 @@
 
 die() { echo "$SCRIPT: $*" >&2; exit 1; }
 
+# poll CMD...: run CMD every 0.1 s until it succeeds; give up (status 1) after $WAIT seconds (the script sets WAIT)
+poll() {
+    local deadline=$((SECONDS + WAIT))
+    until "$@" >/dev/null 2>&1; do
+        [ "$SECONDS" -lt "$deadline" ] || return 1
+        sleep 0.1
+    done
+}
+
 # take_lock: one run of this script at a time; daemons started later must close fd 9 (9>&-)
 take_lock() {
     mkdir -p /run/lock

@@ -31,14 +31,6 @@ host_ip() { echo "$NET.$((10 + $1))"; }
 HOSTS=()
 for k in $(seq "$N"); do HOSTS+=("tbh$k"); done
 
-# poll CMD...: run CMD every 0.1 s until it succeeds; give up (status 1) after $WAIT seconds
-poll() {
-    local deadline=$((SECONDS + WAIT))
-    until "$@" >/dev/null 2>&1; do
-        [ "$SECONDS" -lt "$deadline" ] || return 1
-        sleep 0.1
-    done
-}
 # write_in_place PATH CONTENT: rewrite only when different, and in place (never mv): the namespaces'
 # hosts files are bind-mounted over /etc/hosts, and a bind mount keeps the old inode
 write_in_place() {

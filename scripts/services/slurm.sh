@@ -36,14 +36,6 @@ stop() {
     kill -TERM "$(cat "$1")" 2>/dev/null || true
     poll dead "$1" "$2" || die "$2 (pid $(cat "$1")) did not stop on SIGTERM within ${WAIT}s"
 }
-# poll CMD...: run CMD every 0.1 s until it succeeds; give up (status 1) after $WAIT seconds
-poll() {
-    local deadline=$((SECONDS + WAIT))
-    until "$@" >/dev/null 2>&1; do
-        [ "$SECONDS" -lt "$deadline" ] || return 1
-        sleep 0.1
-    done
-}
 wait_for() { local what=$1; shift; poll "$@" || die "timed out after ${WAIT}s waiting for $what"; }
 
 # munge: the postinst makes the key; make one if it is somehow missing

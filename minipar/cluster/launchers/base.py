@@ -132,6 +132,38 @@ def stop_processes(processes, timeout: float) -> None:
         time.sleep(POLL_INTERVAL)
 
 
+class ProcessesMixin:
+    """For launchers whose handle is a list of Process objects, here or on other hosts."""
+
+    processes: list
+
+    @property
+    def running(self) -> bool:
+        return any(p.running for p in self.processes)
+
+    def engines_running(self) -> int:
+        return sum(p.running for p in self.processes)
+
+    def exited(self) -> list:
+        ended = [p for p in self.processes if not p.reported and not p.running]
+        for p in ended:
+            p.reported = True
+        return ended
+
+    @property
+    def output_files(self) -> list:
+        return [p.log_file for p in self.processes]
+
+    def to_dict(self) -> dict:
+        return dict(super().to_dict(), processes=[p.to_dict() for p in self.processes])
+
+    def restore(self, d: dict) -> None:
+        self.processes = [self.process_from_dict(p) for p in d.get("processes", [])]
+
+    def process_from_dict(self, d: dict) -> Process:
+        return Process.from_dict(d)
+
+
 class Launcher:
     """Starts, signals and stops the processes of one role; see the module docstring."""
 

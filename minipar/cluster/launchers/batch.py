@@ -51,6 +51,11 @@ class BatchLauncher(Launcher):
     """With {signal} (a name like INT) and the job id appended; empty: the system cannot signal jobs."""
     default_template = ""
     script_suffix = ".sh"
+    header_lines: dict = {}
+    """Setting -> the header line that carries it, e.g. {"queue": "#SBATCH --partition=%s"}."""
+    running_states: frozenset = frozenset()
+    pending_states: frozenset = frozenset()
+    """The system's words for a job (or array task) that runs, or waits to; any other is over."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -82,7 +87,8 @@ class BatchLauncher(Launcher):
 
     def header_options(self) -> list:
         """The system's header lines for queue, account, timelimit..., before the user's own."""
-        return []
+        s = self.settings
+        return [line % s[key] for key, line in self.header_lines.items() if s.get(key)]
 
     def fields(self) -> dict:
         s = self.settings
@@ -159,6 +165,15 @@ class BatchLauncher(Launcher):
     def job_state(self) -> str:
         """PENDING, RUNNING, or DONE (finished, deleted or unknown to the system)."""
         raise NotImplementedError
+
+    def classify(self, states) -> str:
+        """The job's state from those of its tasks: running if any runs, else pending if any waits."""
+        states = set(states)
+        if states & self.running_states:
+            return RUNNING
+        if states & self.pending_states:
+            return PENDING
+        return DONE
 
     def start(self) -> None:
         script = self.write_script()

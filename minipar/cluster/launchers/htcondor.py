@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from .base import LauncherError
-from .batch import DONE, PENDING, RUNNING, BatchControllerLauncher, BatchEngineSetLauncher, BatchLauncher
+from .batch import BatchControllerLauncher, BatchEngineSetLauncher, BatchLauncher
 
 HEADER = """universe = vanilla
 executable = {python}
@@ -31,8 +31,6 @@ queue 1
 """
 
 JOB_ID = re.compile(r"submitted to cluster (\d+)\.")
-RUNNING_STATES = {"R", "S", "<", ">"}
-PENDING_STATES = {"I", "H"}
 
 
 def condor_quote(arg: str) -> str:
@@ -50,14 +48,15 @@ class HTCondorLauncher(BatchLauncher):
     delete_command = ("condor_rm",)
     script_suffix = ".condor"
 
+    header_lines = {"account": "accounting_group = %s"}
+    running_states = frozenset({"R", "S", "<", ">"})
+    pending_states = frozenset({"I", "H"})
+
     def header_options(self) -> list:
-        s = self.settings
-        lines = []
-        if s.get("account"):
-            lines.append('accounting_group = %s' % s["account"])
-        if s.get("timelimit"):
+        lines = super().header_options()
+        if self.settings.get("timelimit"):
             lines.append("periodic_remove = (time() - EnteredCurrentStatus) > %s && JobStatus == 2"
-                         % seconds(s["timelimit"]))
+                         % seconds(self.settings["timelimit"]))
         return lines
 
     def fields(self) -> dict:
@@ -76,12 +75,7 @@ class HTCondorLauncher(BatchLauncher):
         # SIZE CMD" with SUBMITTED two words, so ST is the sixth; finished processes leave.
         output = self.status_output(["condor_q", "-nobatch", self.job_id], unknown="not found")
         rows = [row.split() for row in (output or "").splitlines()]
-        states = {row[5] for row in rows if len(row) > 5 and row[0].startswith(self.job_id + ".")}
-        if states & RUNNING_STATES:
-            return RUNNING
-        if states & PENDING_STATES:
-            return PENDING
-        return DONE
+        return self.classify(row[5] for row in rows if len(row) > 5 and row[0].startswith(self.job_id + "."))
 
 
 def seconds(timelimit: str) -> int:

@@ -1,15 +1,12 @@
 """Local launchers: the controller and engines as child processes, each in its own session."""
 from __future__ import annotations
 
-from .base import ControllerLauncher, EngineSetLauncher, Process, child_env, python_command, stop_processes
+from .base import (ControllerLauncher, EngineSetLauncher, Process, ProcessesMixin, child_env, python_command,
+                   stop_processes)
 
 
-class LocalProcessesMixin:
+class LocalProcessesMixin(ProcessesMixin):
     processes: list
-
-    @property
-    def running(self) -> bool:
-        return any(p.running for p in self.processes)
 
     def signal(self, sig) -> None:
         for p in self.processes:
@@ -17,22 +14,6 @@ class LocalProcessesMixin:
 
     def stop(self, timeout: float = 5.0) -> None:
         stop_processes(self.processes, timeout)
-
-    def exited(self) -> list:
-        ended = [p for p in self.processes if not p.reported and not p.running]
-        for p in ended:
-            p.reported = True
-        return ended
-
-    @property
-    def output_files(self) -> list:
-        return [p.log_file for p in self.processes]
-
-    def to_dict(self) -> dict:
-        return dict(super().to_dict(), processes=[p.to_dict() for p in self.processes])
-
-    def restore(self, d: dict) -> None:
-        self.processes = [Process.from_dict(p) for p in d.get("processes", [])]
 
 
 class LocalControllerLauncher(LocalProcessesMixin, ControllerLauncher):
@@ -61,9 +42,6 @@ class LocalEngineSetLauncher(LocalProcessesMixin, EngineSetLauncher):
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
         self.processes = []
-
-    def engines_running(self) -> int:
-        return sum(p.running for p in self.processes)
 
     def start(self) -> None:
         cmd = python_command("engine") + self.common_args() + self.args

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from .batch import DONE, PENDING, RUNNING, BatchControllerLauncher, BatchEngineSetLauncher, BatchLauncher
+from .batch import DONE, BatchControllerLauncher, BatchEngineSetLauncher, BatchLauncher
 
 ENGINES_TEMPLATE = """#!/bin/sh
 #BSUB -J {job_name}[1-{n}]
@@ -24,8 +24,6 @@ exec {program_and_args}
 """
 
 JOB_ID = re.compile(r"Job <(\d+)> is submitted")
-RUNNING_STATES = {"RUN", "USUSP", "SSUSP"}
-PENDING_STATES = {"PEND", "PSUSP", "WAIT"}
 
 
 class LSFLauncher(BatchLauncher):
@@ -36,16 +34,9 @@ class LSFLauncher(BatchLauncher):
     delete_command = ("bkill",)
     signal_command = ("bkill", "-s", "{signal}")
 
-    def header_options(self) -> list:
-        s = self.settings
-        lines = []
-        if s.get("queue"):
-            lines.append("#BSUB -q %s" % s["queue"])
-        if s.get("account"):
-            lines.append("#BSUB -P %s" % s["account"])
-        if s.get("timelimit"):
-            lines.append("#BSUB -W %s" % s["timelimit"])
-        return lines
+    header_lines = {"queue": "#BSUB -q %s", "account": "#BSUB -P %s", "timelimit": "#BSUB -W %s"}
+    running_states = frozenset({"RUN", "USUSP", "SSUSP"})
+    pending_states = frozenset({"PEND", "PSUSP", "WAIT"})
 
     def parse_job_id(self, output: str) -> str:
         m = JOB_ID.search(output)
@@ -57,12 +48,7 @@ class LSFLauncher(BatchLauncher):
         output = self.status_output(["bjobs", self.job_id], unknown="is not found")
         if output is None:
             return DONE
-        states = {row.split()[2] for row in output.splitlines()[1:] if len(row.split()) > 2}
-        if states & RUNNING_STATES:
-            return RUNNING
-        if states & PENDING_STATES:
-            return PENDING
-        return DONE
+        return self.classify(row.split()[2] for row in output.splitlines()[1:] if len(row.split()) > 2)
 
 
 class LSFControllerLauncher(LSFLauncher, BatchControllerLauncher):

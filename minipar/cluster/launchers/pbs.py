@@ -6,7 +6,7 @@ Engines are the tasks of an array job. The built-in template writes Torque's ``-
 """
 from __future__ import annotations
 
-from .batch import DONE, PENDING, RUNNING, BatchControllerLauncher, BatchEngineSetLauncher, BatchLauncher
+from .batch import DONE, BatchControllerLauncher, BatchEngineSetLauncher, BatchLauncher
 
 HEADER = """#!/bin/sh
 #PBS -N {job_name}
@@ -23,8 +23,6 @@ CONTROLLER_TEMPLATE = HEADER + """{options}
 exec {program_and_args}
 """
 
-RUNNING_STATES = set("RBESU")
-PENDING_STATES = set("QHWT")
 
 
 class PBSLauncher(BatchLauncher):
@@ -34,16 +32,9 @@ class PBSLauncher(BatchLauncher):
     delete_command = ("qdel",)
     signal_command = ("qsig", "-s", "SIG{signal}")
 
-    def header_options(self) -> list:
-        s = self.settings
-        lines = []
-        if s.get("queue"):
-            lines.append("#PBS -q %s" % s["queue"])
-        if s.get("account"):
-            lines.append("#PBS -A %s" % s["account"])
-        if s.get("timelimit"):
-            lines.append("#PBS -l walltime=%s" % s["timelimit"])
-        return lines
+    header_lines = {"queue": "#PBS -q %s", "account": "#PBS -A %s", "timelimit": "#PBS -l walltime=%s"}
+    running_states = frozenset("RBESU")
+    pending_states = frozenset("QHWT")
 
     def parse_job_id(self, output: str) -> str:
         lines = output.strip().splitlines()
@@ -56,12 +47,7 @@ class PBSLauncher(BatchLauncher):
         if output is None:
             return DONE
         rows = [row.split() for row in output.splitlines()]
-        states = {row[4] for row in rows if len(row) > 5 and row[0][:1].isdigit()}
-        if states & RUNNING_STATES:
-            return RUNNING
-        if states & PENDING_STATES:
-            return PENDING
-        return DONE
+        return self.classify(row[4] for row in rows if len(row) > 5 and row[0][:1].isdigit())
 
 
 class PBSControllerLauncher(PBSLauncher, BatchControllerLauncher):

@@ -408,10 +408,7 @@ class RemoteProcess(Process):
                     stopped=self.stopped)
 
 
-def restore_processes(dicts, remote_for) -> list:
-    processes = []
-    for d in dicts:
-        client = Process(d["client_pid"], d.get("log_file", "")) if d.get("client_pid") else None
-        processes.append(RemoteProcess(remote_for(d["host"]), d["pid"], d.get("log_file", ""), client,
-                                       d.get("returncode"), d.get("stopped", False)))
-    return processes
+def restore_process(d: dict, remote_for) -> RemoteProcess:
+    client = Process(d["client_pid"], d.get("log_file", "")) if d.get("client_pid") else None
+    return RemoteProcess(remote_for(d["host"]), d["pid"], d.get("log_file", ""), client, d.get("returncode"),
+                         d.get("stopped", False))

@@ -36,16 +36,7 @@ class SGELauncher(BatchLauncher):
     submit_command = ("qsub", "-terse")
     delete_command = ("qdel",)
 
-    def header_options(self) -> list:
-        s = self.settings
-        lines = []
-        if s.get("queue"):
-            lines.append("#$ -q %s" % s["queue"])
-        if s.get("account"):
-            lines.append("#$ -A %s" % s["account"])
-        if s.get("timelimit"):
-            lines.append("#$ -l h_rt=%s" % s["timelimit"])
-        return lines
+    header_lines = {"queue": "#$ -q %s", "account": "#$ -A %s", "timelimit": "#$ -l h_rt=%s"}
 
     def parse_job_id(self, output: str) -> str:
         m = JOB_ID.match(output.strip())

@@ -5,7 +5,7 @@ Engines run as the tasks of one ``srun`` step, so ``scancel --signal`` reaches t
 """
 from __future__ import annotations
 
-from .batch import DONE, PENDING, RUNNING, BatchControllerLauncher, BatchEngineSetLauncher, BatchLauncher
+from .batch import BatchControllerLauncher, BatchEngineSetLauncher, BatchLauncher
 
 HEADER = """#!/bin/sh
 #SBATCH --job-name={job_name}
@@ -22,8 +22,6 @@ CONTROLLER_TEMPLATE = HEADER + """#SBATCH --ntasks=1
 exec {program_and_args}
 """
 
-RUNNING_STATES = {"RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT",
-                  "RESIZING"}
 
 
 class SlurmLauncher(BatchLauncher):
@@ -32,12 +30,11 @@ class SlurmLauncher(BatchLauncher):
     submit_command = ("sbatch", "--parsable")
     delete_command = ("scancel",)
     signal_command = ("scancel", "--signal={signal}")
-
-    def header_options(self) -> list:
-        s = self.settings
-        flags = [("partition", s.get("queue")), ("account", s.get("account")), ("time", s.get("timelimit")),
-                 ("qos", s.get("qos"))]
-        return ["#SBATCH --%s=%s" % (flag, value) for flag, value in flags if value]
+    header_lines = {"queue": "#SBATCH --partition=%s", "account": "#SBATCH --account=%s",
+                    "timelimit": "#SBATCH --time=%s", "qos": "#SBATCH --qos=%s"}
+    running_states = frozenset({"RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "STOPPED", "SIGNALING",
+                                "STAGE_OUT", "RESIZING"})
+    pending_states = frozenset({"PENDING", "REQUEUED"})
 
     def parse_job_id(self, output: str) -> str:
         first = output.strip().split(";")[0]
@@ -48,14 +45,7 @@ class SlurmLauncher(BatchLauncher):
         # the id at all (exit 1, "Invalid job id"): both mean the job is over.
         output = self.status_output(["squeue", "--noheader", "--jobs", self.job_id, "--format=%T"],
                                     unknown="Invalid job id")
-        states = set((output or "").split())
-        if not states:
-            return DONE
-        if states & RUNNING_STATES:
-            return RUNNING
-        if "PENDING" in states or "REQUEUED" in states:
-            return PENDING
-        return DONE
+        return self.classify((output or "").split())
 
 
 class SlurmControllerLauncher(SlurmLauncher, BatchControllerLauncher):

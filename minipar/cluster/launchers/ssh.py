@@ -15,9 +15,10 @@ from pathlib import Path
 
 from ...config import CONFIG_FILE, ConfigError
 from ...connection import connection_file_path
-from .base import PACKAGE, PACKAGE_ROOT, CannotSignal, ControllerLauncher, EngineSetLauncher, LauncherError, tail
+from .base import (PACKAGE, PACKAGE_ROOT, CannotSignal, ControllerLauncher, EngineSetLauncher, LauncherError,
+                   ProcessesMixin, tail)
 from .remote import (SSH_TIMEOUT, Remote, RemoteProcess, alive_function, end_clients, file_tag, host_name,
-                     in_parallel, restore_processes, same_file, wait_started)
+                     in_parallel, restore_process, same_file, wait_started)
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ def file_pairs(value, source: str, key: str) -> list:
 
 # ---------------------------------------------------------------------------- launchers
 
-class SSHLauncher:
+class SSHLauncher(ProcessesMixin):
     """What the ssh launchers share: settings, hosts, remote paths, remote processes."""
 
     name = "ssh"
@@ -208,10 +209,6 @@ class SSHLauncher:
 
     # -- the launcher interface ---------------------------------------------------------------
 
-    @property
-    def running(self) -> bool:
-        return any(p.running for p in self.processes)
-
     def signal(self, sig) -> None:
         by_host = self.by_host([p for p in self.processes if p.may_run_there])
         in_parallel(lambda host: self.remote(host).signal(by_host[host], sig), list(by_host))
@@ -247,21 +244,8 @@ class SSHLauncher:
     def stop(self, timeout: float = 5.0) -> None:
         self.stop_remote(timeout)
 
-    def exited(self) -> list:
-        ended = [p for p in self.processes if not p.reported and not p.running]
-        for p in ended:
-            p.reported = True
-        return ended
-
-    @property
-    def output_files(self) -> list:
-        return [p.log_file for p in self.processes]
-
-    def to_dict(self) -> dict:
-        return dict(super().to_dict(), processes=[p.to_dict() for p in self.processes])
-
-    def restore(self, d: dict) -> None:
-        self.processes = restore_processes(d.get("processes", []), self.remote)
+    def process_from_dict(self, d: dict) -> RemoteProcess:
+        return restore_process(d, self.remote)
 
 
 class SSHEngineSetLauncher(SSHLauncher, EngineSetLauncher):
@@ -272,9 +256,6 @@ class SSHEngineSetLauncher(SSHLauncher, EngineSetLauncher):
     ``engine_cmd`` replaces ``<remote_python> -m <package>.engine``."""
 
     name = "ssh"
-
-    def engines_running(self) -> int:
-        return sum(p.running for p in self.processes)
 
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
