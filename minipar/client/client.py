@@ -103,7 +103,9 @@ class Client:
         header, frames = self.session.build("connect_request", {"protocol": PROTOCOL_VERSION,
                                                                 "python": python_version()})
         self._connect_id = header["msg_id"]
-        self._send(frames)
+        # Through the I/O thread's own socket: the controller answers there, and a reply that
+        # overtook that socket's connection would be dropped as unroutable.
+        self._send(frames, via_io_thread=True)
         if not self._connected.wait(timeout):
             self.close()
             raise TimeoutError(
@@ -120,10 +122,10 @@ class Client:
 
     # -- the I/O thread ----------------------------------------------------------------
 
-    def _send(self, frames, buffers=()):
+    def _send(self, frames, buffers=(), via_io_thread=False):
         """Send from the calling thread on its own socket; the controller answers on the I/O
         thread's socket, whose identity prefixes this one. Saves waking the I/O thread."""
-        sock = getattr(self._local, "socket", None)
+        sock = False if via_io_thread else getattr(self._local, "socket", None)
         if sock is None:
             sock = self._thread_socket()
         if sock is False:
