@@ -100,6 +100,18 @@ def test_controller_lost_before_it_answers_the_registration(profile, tmp_path):
     assert "Traceback" not in out
 
 
+def test_sigterm_while_waiting_for_the_controller_stops_at_once(profile):
+    profile.controller().stop()
+    eng = profile.engine("--engine.registration_timeout=120", "--log-level=DEBUG")
+    wait_for(lambda: "asked the controller at" in eng.output(), what="the engine to ask for registration")
+    t0 = time.monotonic()
+    eng.signal(signal.SIGTERM)
+    assert eng.wait(20) == 0
+    assert time.monotonic() - t0 < 10
+    assert "stopped before the controller at tcp://127.0.0.1:" in eng.output()
+    assert "Traceback" not in eng.output()
+
+
 def test_missing_connection_file(profile, tmp_path):
     eng = profile.engine("--file=%s" % (tmp_path / "nope.json"))
     assert eng.wait() == 1

@@ -104,9 +104,10 @@ def main(argv=None) -> int:
         engine.install_signal_handlers()
         engine.register(cfg.registration_timeout)
     except (EngineStartError, TunnelError) as e:
-        log.error("%s", e)
+        code = getattr(e, "exit_code", 1)
+        log.log(logging.ERROR if code else logging.INFO, "%s", e)
         engine.close()
-        return getattr(e, "exit_code", 1)
+        return code
     except KeyboardInterrupt:
         engine.close()
         return 130

@@ -51,6 +51,12 @@ class ControllerLost(EngineStartError):
     exit_code = 3
 
 
+class StoppedWhileRegistering(EngineStartError):
+    """SIGTERM arrived before the controller answered: a plain stop, not a failure."""
+
+    exit_code = 0
+
+
 class Engine:
     def __init__(self, cfg, info: dict, connection_file: str = ""):
         self.cfg = cfg
@@ -113,6 +119,7 @@ class Engine:
         content = {"uuid": self.uuid, "heart": self.heart_id.decode(), "protocol": PROTOCOL_VERSION,
                    "python": python_version(), "pid": os.getpid(), "hostname": socket.gethostname()}
         header = self.session.send(self.socket, "registration_request", content)
+        log.debug("asked the controller at %s to register this engine", self.url)
         deadline = time.monotonic() + timeout
         heard_pings = False
         last_ping = 0.0
@@ -122,6 +129,8 @@ class Engine:
         while True:
             now = time.monotonic()
             left = deadline - now
+            if self.stopping:
+                raise StoppedWhileRegistering("stopped before the controller at %s answered" % self.url)
             if left <= 0:
                 raise EngineStartError(self._no_answer(timeout, heard_pings))
             if heard_pings and now - last_ping > self.cfg.controller_timeout:
