@@ -478,7 +478,8 @@ class Hub(QueryHandlers):
                               parent=msg.header, idents=[ident])
             return
         engine = self.by_ident.get(ident)
-        if engine is None:
+        new = engine is None
+        if new:
             heart = c["heart"].encode()
             engine = EngineState(self.next_id, c["uuid"], ident, heart, c.get("pid"), c.get("hostname", ""))
             self.next_id += 1
@@ -487,14 +488,11 @@ class Hub(QueryHandlers):
             self.by_heart[heart] = engine
             self.monitor.add(heart)
             log.info("engine %d registered (host %s, pid %s)", engine.id, engine.hostname, engine.pid)
-            notify = True
-        else:
-            notify = False
         self.session.send(self.sockets["engine"], "registration_reply",
                           {"status": "ok", "id": engine.id, "heartbeat_period": self.cfg.heartbeat_period,
                            "controller": self.session.id},
                           parent=msg.header, idents=[ident])
-        if notify:
+        if new:  # after the reply, so clients never know of an engine that does not know its id
             self.session.send(self.sockets["notification"], "registration_notification",
                               {"id": engine.id, "uuid": engine.uuid}, idents=[b"engine"])
 

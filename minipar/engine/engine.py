@@ -114,11 +114,14 @@ class Engine:
         self.streamer.start()
         self.executor = Executor(self.namespace, self.streamer)
 
+    def request_registration(self) -> dict:
+        return self.session.send(self.socket, "registration_request", {
+            "uuid": self.uuid, "heart": self.heart_id.decode(), "protocol": PROTOCOL_VERSION,
+            "python": python_version(), "pid": os.getpid(), "hostname": socket.gethostname()})
+
     def register(self, timeout: float):
         """Send a registration request and wait for the answer, queueing anything else."""
-        content = {"uuid": self.uuid, "heart": self.heart_id.decode(), "protocol": PROTOCOL_VERSION,
-                   "python": python_version(), "pid": os.getpid(), "hostname": socket.gethostname()}
-        header = self.session.send(self.socket, "registration_request", content)
+        header = self.request_registration()
         log.debug("asked the controller at %s to register this engine", self.url)
         deadline = time.monotonic() + timeout
         heard_pings = False
@@ -231,9 +234,7 @@ class Engine:
             if session != self.controller_session:
                 log.info("a new controller is serving at %s; registering again", self.url)
                 self.controller_session = session
-                self.session.send(self.socket, "registration_request", {
-                    "uuid": self.uuid, "heart": self.heart_id.decode(), "protocol": PROTOCOL_VERSION,
-                    "python": python_version(), "pid": os.getpid(), "hostname": socket.gethostname()})
+                self.request_registration()
         return now - self.last_ping < self.cfg.controller_timeout
 
     def abort(self, msg_ids):

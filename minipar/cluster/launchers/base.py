@@ -38,6 +38,14 @@ class CannotSignal(LauncherError):
     Cluster then asks the controller to have the engines signal themselves."""
 
 
+def signal_name(sig) -> str:
+    """'INT' for SIGINT: the spelling kill -s, scancel, qsig and bkill all take."""
+    try:
+        return signal.Signals(sig).name[3:]
+    except ValueError:
+        raise LauncherError("cannot send signal %r: not a known signal" % (sig,)) from None
+
+
 def python_command(role: str) -> list:
     """Run this very package's <role> module with this interpreter."""
     return [sys.executable, "-m", "%s.%s" % (PACKAGE, role)]

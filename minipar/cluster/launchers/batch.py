@@ -17,13 +17,13 @@ from __future__ import annotations
 import logging
 import os
 import shlex
-import signal as signals
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from .base import PACKAGE, CannotSignal, ControllerLauncher, EngineSetLauncher, Launcher, LauncherError, child_env
+from .base import (PACKAGE, CannotSignal, ControllerLauncher, EngineSetLauncher, Launcher, LauncherError, child_env,
+                   signal_name)
 from .template import BatchTemplate
 
 log = logging.getLogger(__name__)
@@ -102,9 +102,9 @@ class BatchLauncher(Launcher):
             options="\n".join(self.header_options() + list(s.get("options", []))),
             profile_dir=str(self.profile_dir), cluster_id=self.cluster_id, log_level=self.log_level,
             job_name=self.job_name, output_file=self.output_file, python=sys.executable, pythonpath=pythonpath,
-            program=" ".join(shlex.quote(a) for a in program), args=" ".join(shlex.quote(a) for a in args),
+            program=shlex.join(program), args=shlex.join(args),
             program_and_args="env PYTHONPATH=%s${PYTHONPATH:+:$PYTHONPATH} %s" % (
-                shlex.quote(pythonpath), " ".join(shlex.quote(a) for a in program + args)),
+                shlex.quote(pythonpath), shlex.join(program + args)),
         )
         return fields
 
@@ -228,8 +228,7 @@ class BatchLauncher(Launcher):
             raise CannotSignal("%s cannot signal a running job" % self.system)
         if not self.job_id or self.state() == DONE:
             return
-        name = signals.Signals(sig).name[3:]
-        cmd = [part.format(signal=name) for part in self.signal_command] + [self.job_id]
+        cmd = [part.format(signal=signal_name(sig)) for part in self.signal_command] + [self.job_id]
         self.run(cmd)
 
     @property

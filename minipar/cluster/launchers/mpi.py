@@ -29,7 +29,7 @@ import time
 import uuid
 
 from .base import (POLL_INTERVAL, CannotSignal, ControllerLauncher, EngineSetLauncher, LauncherError, Process,
-                   child_env, python_command)
+                   child_env, python_command, signal_name)
 
 JOB_VARIABLE = "MINIPAR_MPI_JOB"
 """Set, with a value unique to one launch, in the environment of mpiexec and so of its ranks."""
@@ -74,13 +74,6 @@ def kill_pids(pids, sig) -> None:
             pass
 
 
-def signal_name(sig) -> str:
-    try:
-        return signal.Signals(sig).name
-    except ValueError:
-        return "signal %d" % sig
-
-
 class MPIJobMixin:
     """One mpiexec process and the job it started; see the module docstring."""
 
@@ -113,8 +106,8 @@ class MPIJobMixin:
     def signal(self, sig) -> None:
         if sig not in FORWARDED_SIGNALS:
             raise CannotSignal("mpiexec does not pass %s on to every rank as it is (only %s); it may end "
-                               "the job instead" % (signal_name(sig), ", ".join(
-                                   sorted(signal_name(s) for s in FORWARDED_SIGNALS))))
+                               "the job instead" % ("SIG" + signal_name(sig), ", ".join(
+                                   sorted("SIG" + signal_name(s) for s in FORWARDED_SIGNALS))))
         if self.mpiexec is not None:
             self.mpiexec.signal(sig)
 

@@ -28,7 +28,7 @@ import uuid
 from pathlib import Path
 
 from ...error import describe_exit
-from .base import LauncherError, Process
+from .base import LauncherError, Process, signal_name
 
 log = logging.getLogger(__name__)
 
@@ -125,13 +125,6 @@ def stop_script(pids, timeout: float, then: str = "") -> str:
         "  while [ -n \"$left\" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); pids=$left; left=$(alive); done\n"
         "fi\n"
         "echo %s $left\n%s" % (" ".join(str(int(p)) for p in pids), max(1, int(timeout * 10)), LEFT_MARKER, then))
-
-
-def signal_name(sig) -> str:
-    try:
-        return signal.Signals(sig).name[3:]
-    except ValueError:
-        raise LauncherError("cannot send signal %r over ssh: not a known signal" % (sig,)) from None
 
 
 def command_text(cmd) -> str:

@@ -7,11 +7,13 @@ files and ``to_fetch`` after.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import posixpath
 import shlex
 from pathlib import Path
+from typing import Optional
 
 from ...config import CONFIG_FILE, ConfigError
 from ...connection import connection_file_path
@@ -36,14 +38,14 @@ ENGINES_EXAMPLE = ('[launcher.ssh.engines]\n"host1" = 2\n"user@host2" = { n = 4,
 
 # ---------------------------------------------------------------------------- settings
 
+@dataclasses.dataclass
 class HostEngines:
     """What the engines map says about one host."""
 
-    def __init__(self, host: str, n: int, args=None, cmd=None):
-        self.host = host
-        self.n = n
-        self.args = args
-        self.cmd = cmd
+    host: str
+    n: int
+    args: Optional[list] = None
+    cmd: Optional[list] = None
 
 
 def string_list(value, source: str, key: str, split: bool = False) -> list:
