@@ -68,14 +68,17 @@ def read_connection_file(path, hint: str = "") -> dict:
         info = json.loads(text)
     except ValueError as e:
         raise ConnectionFileError("connection file %s is not valid JSON: %s" % (path, e)) from None
+    return check_connection_info(info, "connection file %s" % path)
+
+
+def check_connection_info(info, source: str = "connection info") -> dict:
+    """The info of a connection file (or the dict given in its place), checked."""
     if not isinstance(info, dict):
-        raise ConnectionFileError("connection file %s does not hold a JSON object" % path)
+        raise ConnectionFileError("%s does not hold a JSON object" % source)
     missing = [k for k in REQUIRED_FIELDS if k not in info]
     if missing:
-        raise ConnectionFileError("connection file %s lacks %s" % (path, ", ".join(missing)))
+        raise ConnectionFileError("%s lacks %s" % (source, ", ".join(missing)))
     ports = info["ports"]
     if not isinstance(ports, dict) or not all(isinstance(ports.get(p), int) for p in PORT_NAMES):
-        raise ConnectionFileError(
-            "connection file %s: 'ports' must map %s to integers" % (path, ", ".join(PORT_NAMES))
-        )
+        raise ConnectionFileError("%s: 'ports' must map %s to integers" % (source, ", ".join(PORT_NAMES)))
     return info

@@ -1,6 +1,7 @@
 """ssh -L tunnels through the system ``ssh`` binary: one process carries every port."""
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import time
@@ -30,15 +31,19 @@ def split_server(server: str):
     return server, None
 
 
-def open_tunnel(server: str, remote_host: str, remote_ports: dict, timeout: float = TUNNEL_TIMEOUT):
+def open_tunnel(server: str, remote_host: str, remote_ports: dict, timeout: float = TUNNEL_TIMEOUT,
+                identity: str | None = None):
     """Forward each remote port to a new local port; returns (process, {name: local_port}).
 
-    The remote host is resolved on the ssh server, so 'localhost' there means the server."""
+    The remote host is resolved on the ssh server, so 'localhost' there means the server;
+    identity is a private key file for ``ssh -i``."""
     host, ssh_port = split_server(server)
     local = {name: free_local_port() for name in remote_ports}
     cmd = ["ssh", "-N", "-o", "ExitOnForwardFailure=yes", "-o", "BatchMode=yes"]
     if ssh_port:
         cmd += ["-p", str(ssh_port)]
+    if identity:
+        cmd += ["-i", os.path.expanduser(identity)]
     for name, port in remote_ports.items():
         cmd += ["-L", "127.0.0.1:%d:%s:%d" % (local[name], remote_host, port)]
     cmd.append(host)

@@ -258,6 +258,9 @@ class AsyncResult(concurrent.futures.Future):
     def engine_id(self):
         return self._per_message("engine_id")
 
+    def __dir__(self):
+        return sorted(set(super().__dir__()) | set(METADATA_KEYS))
+
     def __getattr__(self, key):
         if key in METADATA_KEYS:
             return self._per_message(key)

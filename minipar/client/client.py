@@ -20,11 +20,12 @@ import logging
 import os
 import threading
 import time
+import warnings
 from collections import deque
 
 import zmq
 
-from ..connection import connection_file_path, read_connection_file, url
+from ..connection import check_connection_info, connection_file_path, read_connection_file, url
 from .. import jsonutil
 from ..error import MiniparError, NoEnginesRegistered, ProtocolMismatch, RemoteError, TaskNotFound, TimeoutError
 from ..profile import locate_profile_dir
@@ -47,21 +48,55 @@ WAIT_FOR_ENGINES_TIMEOUT = 60.0
 """Default limit for wait_for_engines: long enough for a batch queue on a quiet system."""
 
 
+IGNORED_CLIENT_ARGS = ("context", "ipython_dir", "paramiko")
+"""ipyparallel's Client arguments that mean nothing here: minipar makes its own zmq context, keeps
+profiles in MINIPAR_DIR, and tunnels through the system ssh (never paramiko)."""
+
+
+def _wait_for_file(path, timeout):
+    """A client started with its controller may look before the connection file is written."""
+    deadline = time.monotonic() + (timeout or 0)
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _check_purge_args(jobs, targets):
+    if not jobs and not targets:
+        raise ValueError("purge needs jobs (msg_ids, AsyncResults or 'all') or targets (engine ids)")
+
+
 class Client:
     """A connection to a controller: the engines, views on them, and their results."""
 
     def __init__(self, url_file=None, profile=None, profile_dir=None, cluster_id=None,
-                 sshserver=None, timeout=CONNECT_TIMEOUT, **kwargs):
-        if kwargs.get("url_or_file"):
-            url_file = kwargs.pop("url_or_file")
+                 sshserver=None, timeout=CONNECT_TIMEOUT, sshkey=None, cluster=None, debug=False, **kwargs):
+        for alias in ("connection_info", "url_or_file"):
+            if kwargs.get(alias):
+                url_file = kwargs.pop(alias)
+        ignored = [k for k in IGNORED_CLIENT_ARGS if k in kwargs]
+        for k in ignored:
+            kwargs.pop(k)
+        if kwargs.pop("password", None):
+            raise TypeError("Client(password=...): minipar tunnels through the system ssh, which cannot take "
+                            "a password from Python; use an ssh key or agent (sshkey=...)")
         if kwargs:
             raise TypeError("Client() got unexpected keyword argument(s): %s" % ", ".join(sorted(kwargs)))
-        if url_file is None:
-            pdir = locate_profile_dir(profile, profile_dir, create=False)
-            url_file = connection_file_path(pdir, "client", cluster_id or "")
-        self.url_file = str(url_file)
-        self._info = read_connection_file(url_file, hint="Is the controller running for this profile"
-                                                        " and cluster id?")
+        self.cluster = cluster
+        self.debug = debug
+        self.block = False
+        self.profile = profile or "default"
+        if isinstance(url_file, dict):
+            self.url_file = None
+            self._info = check_connection_info(dict(url_file), "Client(connection_info)")
+        else:
+            if url_file is None:
+                pdir = locate_profile_dir(profile, profile_dir, create=False)
+                url_file = connection_file_path(pdir, "client", cluster_id or "")
+                _wait_for_file(url_file, timeout)
+            self.url_file = str(url_file)
+            self._info = read_connection_file(url_file, hint="Is the controller running for this profile"
+                                                            " and cluster id?")
+        self._sshkey = sshkey
         self.session = Session(self._info["key"])
         self._engines: dict = {}
         self._engines_changed = threading.Condition()
@@ -96,7 +131,7 @@ class Client:
             return {n: url(self._info, n) for n in names}
         from ..tunnel import open_tunnel
         self._tunnel, local = open_tunnel(ssh, self._info["location"],
-                                          {n: self._info["ports"][n] for n in names})
+                                          {n: self._info["ports"][n] for n in names}, identity=self._sshkey)
         return {n: "tcp://127.0.0.1:%d" % local[n] for n in names}
 
     def _handshake(self, timeout):
@@ -452,17 +487,40 @@ class Client:
         return box[0].get() if block else box[0]
 
     def purge_results(self, jobs=(), targets=()):
-        """Forget finished tasks in the controller's database (and here): jobs, those of
+        """Forget finished tasks, here and in the controller's database: jobs, every task of
         engines (targets), or jobs='all'."""
+        self.purge_local_results(jobs, targets)
+        self.purge_hub_results(jobs, targets)
+
+    def purge_hub_results(self, jobs=(), targets=()):
+        """Forget finished tasks in the controller's database only."""
+        _check_purge_args(jobs, targets)
         content = {"all": jobs == "all", "msg_ids": [] if jobs == "all" else self._msg_ids(jobs or []),
                    "targets": self._resolve(targets) if targets else []}
         self._hub_request("purge_request", content)
-        for msg_id in list(self.results) if jobs == "all" else content["msg_ids"]:
+
+    def purge_local_results(self, jobs=(), targets=()):
+        """Forget finished tasks' results and metadata kept by this client; the controller
+        still has them for get_result. Tasks still running cannot be purged."""
+        _check_purge_args(jobs, targets)
+        if jobs == "all":
+            doomed = set(self.results) | set(self.metadata)
+        else:
+            doomed = set(self._msg_ids(jobs or []))
+            if targets:
+                engines = set(self._resolve(targets))
+                doomed.update(m for m, md in self.metadata.items() if md.get("engine_id") in engines)
+        running = doomed & self.outstanding if jobs != "all" else self.outstanding
+        if running:
+            raise RuntimeError("can't purge tasks that are still outstanding: %s" % ", ".join(sorted(running)))
+        for msg_id in doomed:
             self.results.pop(msg_id, None)
             self.metadata.pop(msg_id, None)
 
-    def purge_hub_results(self, jobs=(), targets=()):
-        return self.purge_results(jobs, targets)
+    def purge_everything(self):
+        """purge_results('all'), and forget this client's history too."""
+        self.purge_results("all")
+        self.history = []
 
     def hub_history(self) -> list:
         """Every msg_id the controller's database holds, oldest first."""
@@ -520,6 +578,29 @@ class Client:
     def send_signal(self, sig, targets=None, block=True):
         """Send a signal to engine processes (SIGINT interrupts the running task)."""
         self._hub_request("signal_request", {"signal": int(sig), "targets": self._target_ids(targets)}, block)
+
+    def wait_interactive(self, jobs=None, interval=1.0, timeout=-1.0):
+        """Wait for jobs (default: everything outstanding), showing progress."""
+        from .view import futures_for
+        pending = set(self._futures.values()) if jobs is None else futures_for(self, jobs)
+        if not pending:
+            return
+        return AsyncResult.join(*pending).wait_interactive(interval=interval, timeout=timeout)
+
+    def spin(self):
+        """Does nothing: replies arrive on the I/O thread without being asked (kept for
+        scripts written for ipyparallel, where it is deprecated for the same reason)."""
+        warnings.warn("Client.spin is not needed: the I/O thread receives replies on its own", DeprecationWarning,
+                      stacklevel=2)
+
+    def spin_thread(self, interval=1):
+        """Does nothing, as spin."""
+        warnings.warn("Client.spin_thread is not needed: I/O is always in a thread", DeprecationWarning, stacklevel=2)
+
+    def stop_spin_thread(self):
+        """Does nothing, as spin."""
+        warnings.warn("Client.stop_spin_thread is not needed: I/O is always in a thread", DeprecationWarning,
+                      stacklevel=2)
 
     def close(self, linger=None):
         if self._closed:

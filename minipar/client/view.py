@@ -188,6 +188,26 @@ class View:
     def queue_status(self, targets=None, verbose=False):
         return self.client.queue_status(self.targets if targets is None else targets, verbose=verbose)
 
+    def get_result(self, indices_or_msg_ids=None, block=None, owner=False):
+        """Client.get_result, with int indices into this view's history."""
+        jobs = -1 if indices_or_msg_ids is None else indices_or_msg_ids
+        if isinstance(jobs, int):
+            jobs = self.history[jobs]
+        elif isinstance(jobs, (list, tuple, set)):
+            jobs = [self.history[j] if isinstance(j, int) else j for j in jobs]
+        return self.client.get_result(jobs, block=block, owner=owner)
+
+    def purge_results(self, jobs=(), targets=()):
+        """Client.purge_results; targets None or 'all' means this view's engines."""
+        if targets is None or targets == "all":
+            targets = self.client._resolve(self.targets)
+        return self.client.purge_results(jobs=jobs, targets=targets)
+
+    def spin(self):
+        """Does nothing, as Client.spin."""
+        warnings.warn("View.spin is not needed: the client's I/O thread receives replies on its own",
+                      DeprecationWarning, stacklevel=2)
+
     def shutdown(self, targets=None, hub=False, block=None):
         return self.client.shutdown(self.targets if targets is None else targets, hub=hub,
                                     block=True if block is None else block)

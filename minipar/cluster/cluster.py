@@ -61,6 +61,13 @@ def remove(path) -> None:
         pass
 
 
+def _launcher_name(value):
+    """A launcher setting given as a class (as ipyparallel allows) becomes its dotted path."""
+    if isinstance(value, type):
+        return "%s.%s" % (value.__module__, value.__qualname__)
+    return value
+
+
 def _awaitable(sync_method):
     """The async twin of a _sync method: the same work, in a worker thread."""
     @functools.wraps(sync_method)
@@ -79,9 +86,19 @@ class Cluster:
 
     def __init__(self, *, profile=None, profile_dir=None, cluster_id=None, n=None, engines=None,
                  controller=None, controller_ip=None, controller_location=None, controller_args=None,
-                 engine_args=None, log_level=None, shutdown_atexit=None, engine_timeout=None, **unknown):
+                 engine_args=None, log_level=None, shutdown_atexit=None, engine_timeout=None, delay=0.0,
+                 **unknown):
+        for alias, name in (("engine_launcher_class", "engines"), ("controller_launcher_class", "controller")):
+            if alias in unknown:
+                engines, controller = ((unknown.pop(alias), controller) if name == "engines"
+                                       else (engines, unknown.pop(alias)))
         if unknown:
             raise TypeError("Cluster() got unexpected keyword argument(s): %s" % ", ".join(sorted(unknown)))
+        engines, controller = _launcher_name(engines), _launcher_name(controller)
+        if isinstance(log_level, int) and not isinstance(log_level, bool):
+            log_level = logging.getLevelName(log_level)
+        self.profile = profile
+        self.delay = float(delay or 0.0)
         self.profile_dir = locate_profile_dir(profile, profile_dir, create=True)
         overrides = {
             "cluster.n": n, "cluster.engines": engines, "cluster.controller": controller,
@@ -113,6 +130,53 @@ class Cluster:
         engines = sum(s.n for s in self.engine_sets.values())
         return "<Cluster(cluster_id=%r, profile_dir=%r, controller=%s, engines=%d)>" % (
             self.cluster_id, str(self.profile_dir), "running" if self.controller_running else "stopped", engines)
+
+    # -- ipyparallel's attribute names ---------------------------------------------------
+
+    @property
+    def engines(self) -> dict:
+        """The running engine sets by id (ipyparallel's name for them)."""
+        return self.engine_sets
+
+    @property
+    def engine_launcher_class(self):
+        return self.engine_class
+
+    @property
+    def controller_launcher_class(self):
+        return self.controller_class
+
+    @property
+    def controller_ip(self) -> str:
+        return self.cfg.controller_ip
+
+    @property
+    def controller_location(self) -> str:
+        return self.cfg.controller_location
+
+    @property
+    def controller_args(self) -> list:
+        return list(self.cfg.controller_args)
+
+    @property
+    def engine_args(self) -> list:
+        return list(self.cfg.engine_args)
+
+    @property
+    def engine_timeout(self) -> float:
+        return self.cfg.engine_timeout
+
+    @property
+    def log_level(self) -> int:
+        return logging.getLevelName(self.cfg.log_level.upper()) if self.cfg.log_level else logging.INFO
+
+    @property
+    def shutdown_atexit(self) -> bool:
+        return self.cfg.shutdown_atexit
+
+    @property
+    def cluster_file(self) -> str:
+        return str(self.state_file)
 
     # -- files -----------------------------------------------------------------------------
 
@@ -233,7 +297,7 @@ class Cluster:
 
     # -- engines ---------------------------------------------------------------------------
 
-    def start_engines_sync(self, n=None):
+    def start_engines_sync(self, n=None, engine_set_id=None):
         """Start n more engines (default: the cluster's n); returns the engine set's id."""
         n = self.n if n is None else n
         if n < 1:
@@ -245,7 +309,10 @@ class Cluster:
             launcher = self.engine_class(self.profile_dir, self.cluster_id, self.cfg.log_level, self.cfg.engine_args,
                                          n=n, first_index=first,
                                          settings=launcher_settings(self.config, self.engine_class, "engines"))
-            set_id = "%d-%d" % (time.time(), len(self.engine_sets))
+            set_id = engine_set_id or "%d-%d" % (time.time(), len(self.engine_sets))
+            if set_id in self.engine_sets:
+                raise ValueError("engine set %r is already running (engine sets: %s)"
+                                 % (set_id, ", ".join(self.engine_sets)))
             self.engine_sets[set_id] = launcher
             launcher.start()
             self.write_state()
@@ -265,28 +332,38 @@ class Cluster:
             self.write_state()
             self._stopping = False
 
-    def signal_engines_sync(self, sig):
-        """Send a signal to every engine: SIGINT interrupts what they are running.
+    def _engine_set_ids(self, engine_set_id) -> list:
+        if engine_set_id is None:
+            return list(self.engine_sets)
+        if engine_set_id not in self.engine_sets:
+            raise KeyError("no engine set %r in this cluster (engine sets: %s)"
+                           % (engine_set_id, ", ".join(self.engine_sets) or "none"))
+        return [engine_set_id]
+
+    def signal_engines_sync(self, sig, engine_set_id=None):
+        """Send a signal to every engine (or one engine set's): SIGINT interrupts what they run.
 
         Engines whose launcher cannot deliver signals get it through the controller."""
         through_controller = False
-        for launcher in self.engine_sets.values():
+        for set_id in self._engine_set_ids(engine_set_id):
             try:
-                launcher.signal(sig)
+                self.engine_sets[set_id].signal(sig)
             except CannotSignal:
                 through_controller = True
         if through_controller:
             self.connect_client_sync().send_signal(sig)
 
-    def restart_engines_sync(self):
-        """Replace every engine with a fresh process (empty namespace, new id)."""
+    def restart_engines_sync(self, engine_set_id=None):
+        """Replace every engine (or one engine set's) with fresh processes (empty namespace, new ids)."""
         with self._lock:
-            sizes = [s.n for s in self.engine_sets.values()] or [self.n]
-            self.stop_engines_sync()
-            for n in sizes:
-                self.start_engines_sync(n)
+            sizes = {i: self.engine_sets[i].n for i in self._engine_set_ids(engine_set_id)} or {None: self.n}
+            for set_id in sizes:
+                if set_id is not None:
+                    self.stop_engines_sync(set_id)
+            for set_id, n in sizes.items():
+                self.start_engines_sync(n, set_id)
         if self._client is not None:
-            self.wait_for_engines_sync(sum(sizes), fresh=True)
+            self.wait_for_engines_sync(sum(sizes.values()), fresh=True)
 
     # -- clients ---------------------------------------------------------------------------
 
@@ -346,6 +423,8 @@ class Cluster:
 
     def start_cluster_sync(self, n=None):
         self.start_controller_sync()
+        if self.delay:
+            time.sleep(self.delay)
         self.start_engines_sync(n)
 
     def start_and_connect_sync(self, n=None, timeout=None):

@@ -1,0 +1,187 @@
+"""ipyparallel's remaining Client, View, AsyncResult and Cluster names, with its behaviour."""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import warnings
+
+import pytest
+
+import minipar as ipp
+from minipar.cluster.launchers.local import LocalEngineSetLauncher
+from conftest import Profile, announce_then_sleep, start_cluster, wait_for
+
+
+def double(x):
+    return 2 * x
+
+
+def test_module_names():
+    assert ipp.version_info == tuple(int(p) for p in ipp.__version__.split("."))
+    assert callable(ipp.use_cloudpickle) and callable(ipp.use_pickle)
+
+
+def test_purge_needs_jobs_or_targets(cluster):
+    for purge in (cluster.purge_results, cluster.purge_local_results, cluster.purge_hub_results):
+        with pytest.raises(ValueError, match="jobs .* or targets"):
+            purge()
+
+
+def test_purge_local_results_keeps_the_hubs_copy(cluster):
+    ar = cluster[:].apply_async(double, 21)
+    assert ar.get(10) == [42, 42]
+    msg_id = ar.msg_ids[0]
+    assert msg_id in cluster.results
+    cluster.purge_local_results(ar)
+    assert msg_id not in cluster.results and msg_id not in cluster.metadata
+    assert cluster.get_result(msg_id).get(10) == 42           # fetched from the controller again
+    cluster.purge_hub_results(ar)
+    assert msg_id not in cluster.hub_history()
+
+
+def test_purge_refuses_outstanding_tasks(cluster):
+    ar = cluster.load_balanced_view().apply_async(announce_then_sleep, 1.0)
+    with pytest.raises(RuntimeError, match="still outstanding: %s" % ar.msg_ids[0]):
+        cluster.purge_local_results(ar)
+    assert ar.get(10) == "slept"
+
+
+def test_purge_everything_forgets_the_history(tmp_path):
+    p = Profile(tmp_path)
+    try:
+        rc, _ = start_cluster(p, 1)
+        rc[:].apply_sync(double, 1)
+        assert rc.history and rc.hub_history()
+        rc.purge_everything()
+        assert rc.history == [] and rc.results == {} and rc.hub_history() == []
+    finally:
+        p.stop_all()
+
+
+def test_view_get_result_indexes_the_views_history(cluster):
+    dv, lv = cluster[:], cluster.load_balanced_view()
+    dv.apply_sync(double, 1)
+    lv.apply_sync(double, 5)
+    assert lv.get_result().get(10) == 10
+    assert dv.get_result(-1).get(10) == 2                 # the last message of the direct call
+    assert lv.get_result([-1]).get(10) == [10]
+
+
+def test_view_purge_results(cluster):
+    view = cluster[0]
+    ar = view.apply_async(double, 4)
+    ar.get(10)
+    view.purge_results(ar)
+    assert ar.msg_ids[0] not in cluster.results
+    assert ar.msg_ids[0] not in cluster.hub_history()
+
+
+def test_spin_is_a_deprecated_no_op(cluster):
+    for call in (cluster.spin, cluster.spin_thread, cluster.stop_spin_thread, cluster[:].spin):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            call()
+        assert [w.category for w in caught] == [DeprecationWarning]
+
+
+def test_client_wait_interactive_waits_for_everything_outstanding(cluster, capsys):
+    lv = cluster.load_balanced_view()
+    ars = [lv.apply_async(announce_then_sleep, 0.3, i) for i in range(3)]
+    cluster.wait_interactive(interval=0.05)
+    assert all(ar.done() for ar in ars)
+    assert "3/3 tasks done" in capsys.readouterr().out
+    assert cluster.wait_interactive() is None                 # nothing outstanding: returns at once
+
+
+def test_client_wait_interactive_times_out(cluster):
+    ar = cluster.load_balanced_view().apply_async(announce_then_sleep, 1.5)
+    with pytest.raises(ipp.TimeoutError, match="0 of 1 tasks done within 0.2s"):
+        cluster.wait_interactive([ar], interval=0.05, timeout=0.2)
+    ar.get(10)
+
+
+def test_async_result_lists_its_metadata_attributes(cluster):
+    ar = cluster[0].apply_async(double, 2)
+    ar.get(10)
+    assert {"completed", "engine_id", "started", "status"} <= set(dir(ar))
+    assert ar.status == "ok" and ar.completed >= ar.started
+
+
+def test_client_takes_connection_info_as_a_dict(cluster):
+    import json
+    info = json.loads(cluster.profile.client_file().read_text())
+    rc = ipp.Client(info)
+    try:
+        assert rc.url_file is None
+        assert rc.ids == cluster.ids
+        assert rc[0].apply_sync(double, 3) == 6
+    finally:
+        rc.close()
+
+
+def test_client_arguments_of_ipyparallel(cluster):
+    path = str(cluster.profile.client_file())
+    rc = ipp.Client(path, context=None, paramiko=False, debug=False, cluster=None)
+    rc.close()
+    assert rc.block is False and rc.profile == "default"
+    with pytest.raises(TypeError, match="system ssh, which cannot take a password"):
+        ipp.Client(path, password="secret")
+    with pytest.raises(TypeError, match="unexpected keyword argument.*: nonsense"):
+        ipp.Client(path, nonsense=1)
+
+
+def test_client_waits_for_the_connection_file_of_its_profile(tmp_path, monkeypatch):
+    p = Profile(tmp_path)
+    monkeypatch.setenv("MINIPAR_DIR", str(p.root))
+    p.dir.joinpath("security").mkdir(parents=True)
+    box = {}
+    waiter = threading.Thread(target=lambda: box.update(rc=ipp.Client(profile="default", timeout=30)))
+    try:
+        waiter.start()
+        wait_for(lambda: waiter.is_alive(), what="the client to start waiting")
+        p.controller()
+        waiter.join(30)
+        assert "rc" in box, "Client(profile=...) did not connect once the controller wrote its file"
+        box["rc"].close()
+    finally:
+        p.stop_all()
+
+
+def test_client_gives_up_on_a_missing_connection_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINIPAR_DIR", str(tmp_path))
+    (tmp_path / "profile_default" / "security").mkdir(parents=True)
+    with pytest.raises(ipp.MiniparError, match="controller-client.json does not exist"):
+        ipp.Client(profile="default", timeout=0.3)
+
+
+# -- Cluster ----------------------------------------------------------------------------------
+
+def test_cluster_attributes_by_ipyparallels_names(tmp_path):
+    c = ipp.Cluster(profile_dir=str(tmp_path / "p"), n=1, log_level=logging.WARNING, controller_ip="127.0.0.1",
+                    engine_launcher_class=LocalEngineSetLauncher, shutdown_atexit=False)
+    assert c.log_level == logging.WARNING
+    assert c.engine_launcher_class is LocalEngineSetLauncher
+    assert c.controller_launcher_class.__name__ == "LocalControllerLauncher"
+    assert c.controller_ip == "127.0.0.1" and c.controller_args == [] and c.engines == {}
+    assert c.cluster_file.endswith("cluster-%s.json" % c.cluster_id)
+    assert c.shutdown_atexit is False
+
+
+def test_cluster_engine_sets_by_id(tmp_path):
+    with ipp.Cluster(profile_dir=str(tmp_path / "p"), n=1, delay=0.1, shutdown_atexit=False) as rc:
+        cluster = rc.cluster
+        first = list(cluster.engines)
+        assert cluster.start_engines_sync(1, engine_set_id="extra") == "extra"
+        rc.wait_for_engines(2, timeout=30)
+        with pytest.raises(ValueError, match="engine set 'extra' is already running"):
+            cluster.start_engines_sync(1, engine_set_id="extra")
+        with pytest.raises(KeyError, match="no engine set 'nope'"):
+            cluster.signal_engines_sync(signal.SIGINT, "nope")
+        extra_pids = {p.pid for p in cluster.engines["extra"].processes}
+        before = set(rc.ids)
+        cluster.restart_engines_sync("extra")
+        assert set(cluster.engines) == {first[0], "extra"}
+        assert not extra_pids & {p.pid for s in cluster.engines.values() for p in s.processes}
+        wait_for(lambda: len(rc.ids) == 2 and set(rc.ids) != before, 30, "the extra engine to come back")
+        assert rc[:].apply_sync(pow, 2, 3) == [8, 8]
