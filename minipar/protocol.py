@@ -24,7 +24,9 @@ connect_reply              H→C       ``{status, engines: {id: uuid}, session, 
 apply_request              C→H→E     run ``f(*args, **kwargs)``: buffers are the packed call;
                                      metadata ``{dest: id}`` (direct) or ``{targets: [...]}``
                                      (load-balanced)
-execute_request            C→H→E     ``{code}`` run in the engine's namespace; routed as apply
+execute_request            C→H→E     ``{code, silent}`` run in the engine's namespace; routed as
+                                     apply. execute_reply adds ``{execution_count}`` and metadata
+                                     ``execute_result`` (the last expression's repr, unless silent)
 apply_reply                E→H→C     ``{status: ok|error|aborted, ename?, evalue?, traceback?}``;
 execute_reply                        buffers hold the pickled result; metadata
                                      ``{engine_id, engine_uuid, started, completed, stdout,

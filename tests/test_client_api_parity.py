@@ -185,3 +185,42 @@ def test_cluster_engine_sets_by_id(tmp_path):
         assert not extra_pids & {p.pid for s in cluster.engines.values() for p in s.processes}
         wait_for(lambda: len(rc.ids) == 2 and set(rc.ids) != before, 30, "the extra engine to come back")
         assert rc[:].apply_sync(pow, 2, 3) == [8, 8]
+
+
+# -- execute, metadata, flags -----------------------------------------------------------------
+
+def test_execute_gives_execute_replies(cluster):
+    cluster[:].execute("a = 5", block=True)
+    quiet = cluster[0].execute("a * 2", block=True).get()
+    assert isinstance(quiet, ipp.client.asyncresult.ExecuteReply)
+    assert quiet.data == {} and str(quiet) == "" and repr(quiet).startswith("<ExecuteReply[")
+    loud = cluster[:].execute("a * 2", silent=False).get(10)
+    assert [r.data["text/plain"] for r in loud] == ["10", "10"]
+    engine = cluster.ids[0]
+    assert str(loud[0]) == "Out[%d:%d]: 10" % (engine, loud[0].execution_count)
+    assert loud[0].execution_count >= 1 and loud[0].engine_id == engine
+    again = cluster[0].execute("a = 1", silent=False).get(10)
+    assert again.execution_count == loud[0].execution_count + 1 and again.data == {}
+    with pytest.raises(ipp.RemoteError, match="SyntaxError"):
+        cluster[0].execute("a = = 1", silent=False, block=True)
+
+
+def test_metadata_has_ipyparallels_keys_as_attributes(cluster):
+    ar = cluster[0].apply_async(double, 2)
+    ar.get(10)
+    md = ar.metadata
+    assert md.msg_id == ar.msg_ids[0] and md["engine_id"] == md.engine_id
+    assert {"after", "follow", "execute_result", "outputs", "data", "label"} <= set(md)
+    with pytest.raises(AttributeError):
+        md.nonsense
+
+
+def test_result_status_and_flags_as_ipyparallel(cluster):
+    lv = cluster.load_balanced_view()
+    ar = lv.apply_async(double, 1)
+    ar.get(10)
+    assert cluster.result_status(ar.msg_ids)["status"] == "ok"
+    lv.set_flags(timeout=5)
+    assert lv.timeout == 5.0 and isinstance(lv.timeout, float)
+    with pytest.raises(NotImplementedError, match="Cluster.restart_engines"):
+        cluster.shutdown(restart=True)

@@ -27,8 +27,65 @@ PROGRESS_BAR_WIDTH = 30
 PLAIN_PROGRESS_INTERVAL = 1.0
 """Least seconds between wait_interactive's lines when not on a terminal: a log stays readable."""
 
-METADATA_KEYS = ("engine_id", "engine_uuid", "submitted", "started", "completed", "received", "status",
-                 "stdout", "stderr", "error")
+METADATA_KEYS = ("msg_id", "engine_id", "engine_uuid", "submitted", "started", "completed", "received", "status",
+                 "stdout", "stderr", "error", "after", "follow", "execute_input", "execute_result", "outputs", "data",
+                 "label")
+
+
+class Metadata(dict):
+    """One message's metadata; keys are also attributes (``ar.metadata.engine_id``), as in ipyparallel."""
+
+    def __getattr__(self, key):
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+
+class ExecuteReply:
+    """What ``view.execute(code)`` gives per engine: the execution count and, unless the code ran
+    silent, its last expression shown as Out[engine:count] (ipyparallel's class of the same name)."""
+
+    def __init__(self, msg_id, content, metadata):
+        self.msg_id = msg_id
+        self.execution_count = content.get("execution_count", 0)
+        self.metadata = metadata
+
+    @property
+    def data(self) -> dict:
+        result = self.metadata.get("execute_result")
+        return result.get("data", {}) if result else {}
+
+    def __getitem__(self, key):
+        return self.metadata[key]
+
+    def __getattr__(self, key):
+        if key == "metadata" or key not in self.metadata:
+            raise AttributeError(key)
+        return self.metadata[key]
+
+    def __repr__(self):
+        text = self.data.get("text/plain", "")
+        if len(text) > 32:
+            text = text[:29] + "..."
+        return "<ExecuteReply[%d]: %s>" % (self.execution_count, text)
+
+    def __str__(self):
+        text = self.data.get("text/plain", "")
+        if not text:
+            return ""
+        if "\n" in text and not text.startswith("\n"):
+            text = "\n" + text
+        return "Out[%s:%d]: %s" % (self.metadata.get("engine_id"), self.execution_count, text)
+
+    def _repr_pretty_(self, p, cycle):
+        p.text(str(self))
+
+
+def new_metadata(msg_id) -> Metadata:
+    md = Metadata.fromkeys(METADATA_KEYS)
+    md.update(msg_id=msg_id, stdout="", stderr="", outputs=[], data={})
+    return md
 
 
 def _datetime(ts):
@@ -67,9 +124,7 @@ class AsyncResult(concurrent.futures.Future):
         self._listeners: list = []
         self._stream_listeners: list = []
         self._sizes = dict.fromkeys(self.msg_ids, 1)
-        self._metadata = {m: dict.fromkeys(METADATA_KEYS) for m in self.msg_ids}
-        for md in self._metadata.values():
-            md["stdout"] = md["stderr"] = ""
+        self._metadata = {m: new_metadata(m) for m in self.msg_ids}
         self._lock = threading.Lock()
         self._arrived = None  # a Condition on _lock, made when someone waits for a part: it costs 3 µs
         self._split = None
@@ -105,7 +160,8 @@ class AsyncResult(concurrent.futures.Future):
         record.update(engine_id=md.get("engine_id"), engine_uuid=md.get("engine_uuid"),
                       started=_datetime(md.get("started")), completed=_datetime(md.get("completed")),
                       received=datetime.now(), status=md.get("status", "error" if error else "ok"),
-                      stdout=md.get("stdout", ""), stderr=md.get("stderr", ""), error=error)
+                      stdout=md.get("stdout", ""), stderr=md.get("stderr", ""), error=error,
+                      execute_result=md.get("execute_result"))
         self._deliver(msg_id, value, error)
 
     def _deliver(self, msg_id, value=None, error=None):

@@ -31,7 +31,7 @@ from ..error import MiniparError, NoEnginesRegistered, ProtocolMismatch, RemoteE
 from ..profile import locate_profile_dir
 from ..protocol import PROTOCOL_VERSION, ProtocolError, Session, python_version, recv_frames, send_frames
 from ..serialize import deserialize_object
-from .asyncresult import AsyncResult, error_from_reply
+from .asyncresult import AsyncResult, ExecuteReply, error_from_reply
 
 log = logging.getLogger("minipar.client")
 
@@ -247,7 +247,9 @@ class Client:
         also = self._also.pop(parent_id, ()) if self._also else ()
         content = msg.content
         md = msg.metadata
-        if content.get("status") == "ok":
+        if content.get("status") == "ok" and msg.msg_type == "execute_reply":
+            value, error = ExecuteReply(parent_id, content, ar._metadata[parent_id]), None
+        elif content.get("status") == "ok":
             try:
                 value = deserialize_object(msg.buffers)
             except Exception as e:  # noqa: BLE001 - becomes the task's error, the thread goes on
@@ -461,7 +463,7 @@ class Client:
         """{'pending': [...], 'completed': [...]} as the controller knows them; with
         status_only=False also the results of the completed ones."""
         reply = self._hub_request("result_status_request", {"msg_ids": self._msg_ids(msg_ids)})
-        status = {"pending": reply.content["pending"], "completed": reply.content["completed"]}
+        status = {"status": "ok", "pending": reply.content["pending"], "completed": reply.content["completed"]}
         if reply.content.get("missing"):
             status["missing"] = reply.content["missing"]
         if not status_only and status["completed"]:
@@ -533,8 +535,11 @@ class Client:
         reply = self._hub_request("db_request", {"query": jsonutil.encode(query, buffers), "keys": keys})
         return jsonutil.decode(reply.content["records"], reply.buffers)
 
-    def shutdown(self, targets="all", hub=False, block=True):
+    def shutdown(self, targets="all", restart=False, hub=False, block=True):
         """Stop engines (and the controller with hub=True)."""
+        if restart:
+            raise NotImplementedError("engines cannot be restarted through the controller; use "
+                                      "Cluster.restart_engines, which starts new processes")
         self._hub_request("shutdown_request", {"targets": self._target_ids(targets), "hub": bool(hub)}, block)
 
     def queue_status(self, targets=None, verbose=False) -> dict:

@@ -208,8 +208,8 @@ class View:
         warnings.warn("View.spin is not needed: the client's I/O thread receives replies on its own",
                       DeprecationWarning, stacklevel=2)
 
-    def shutdown(self, targets=None, hub=False, block=None):
-        return self.client.shutdown(self.targets if targets is None else targets, hub=hub,
+    def shutdown(self, targets=None, restart=False, hub=False, block=None):
+        return self.client.shutdown(self.targets if targets is None else targets, restart=restart, hub=hub,
                                     block=True if block is None else block)
 
 
@@ -270,7 +270,7 @@ class DirectView(View):
         opts = self._options(block, {"targets": targets})
         tgts = opts["targets"]
         ids = self.client._resolve(tgts)
-        items = [({"code": code}, {"dest": t}, ()) for t in ids]
+        items = [({"code": code, "silent": bool(silent)}, {"dest": t}, ()) for t in ids]
         ar = self._submit(items, lambda m: AsyncResult(self.client, m, "execute", ids, single=isinstance(tgts, int)),
                           "execute_request")
         if opts["block"]:
@@ -458,6 +458,7 @@ class LoadBalancedView(View):
                 raise TypeError("timeout is a number of seconds or None, not %s" % type(t).__name__)
             if t < 0:
                 raise ValueError("timeout must not be negative, got %r" % t)
+            flags["timeout"] = float(t)
         if "retries" in flags:
             r = flags["retries"]
             if isinstance(r, bool) or not isinstance(r, int):

@@ -268,7 +268,8 @@ class Engine:
             if t == "apply_request":
                 content, md, buffers = self.executor.apply(msg.header, self.id, msg.buffers)
             else:
-                content, md, buffers = self.executor.execute(msg.header, self.id, msg.content.get("code", ""))
+                content, md, buffers = self.executor.execute(msg.header, self.id, msg.content.get("code", ""),
+                                                             bool(msg.content.get("silent", True)))
         except ProtocolError as e:
             content, md, buffers = format_error(e, 0), {"started": time.time(), "completed": time.time()}, []
         content["engine_info"] = {"engine_id": self.id, "engine_uuid": self.uuid}

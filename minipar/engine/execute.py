@@ -7,6 +7,7 @@ task that prints and then computes for an hour shows its progress.
 """
 from __future__ import annotations
 
+import ast
 import builtins
 import io
 import logging
@@ -140,6 +141,7 @@ class Executor:
         self.namespace = namespace
         self.streamer = streamer
         self.executing = False
+        self.execution_count = 0
 
     def _run(self, parent, engine_id, body):
         out = CapturedStream("stdout", self.streamer)
@@ -177,11 +179,28 @@ class Executor:
             return {"status": "ok"}, frames
         return self._run(parent, engine_id, body)
 
-    def execute(self, parent, engine_id, code: str):
+    def execute(self, parent, engine_id, code: str, silent: bool = True):
+        """Run code; unless silent, count it and return the repr of its last expression as
+        metadata ``execute_result``, as a kernel's Out[n] (what ipyparallel's ExecuteReply shows)."""
+        if not silent:
+            self.execution_count += 1
+        count = self.execution_count
+        shown = {}
+
         def body():
-            exec(compile(code, "<execute>", "exec"), self.namespace)
-            return {"status": "ok"}, serialize_object(None)
-        return self._run(parent, engine_id, body)
+            module = ast.parse(code, "<execute>")
+            last = module.body.pop() if not silent and module.body and isinstance(module.body[-1], ast.Expr) else None
+            exec(compile(module, "<execute>", "exec"), self.namespace)
+            if last is not None:
+                value = eval(compile(ast.Expression(last.value), "<execute>", "eval"), self.namespace)
+                if value is not None:
+                    shown["execute_result"] = {"data": {"text/plain": repr(value)}, "metadata": {},
+                                               "execution_count": count}
+            return {"status": "ok", "execution_count": count}, serialize_object(None)
+        content, md, buffers = self._run(parent, engine_id, body)
+        content.setdefault("execution_count", count)
+        md["execute_result"] = shown.get("execute_result")
+        return content, md, buffers
 
 
 def send_reply(session, socket, reply_type, parent, content, md, buffers):
