@@ -13,7 +13,7 @@ from .error import (CompositeError, DependencyError, DependencyTimeout, EngineEr
                     InvalidDependency, MiniparError, NoEnginesRegistered, RemoteError, TaskAborted, TaskNotFound,
                     TimeoutError, UnmetDependency)
 
-from .serialize import use_cloudpickle, use_pickle
+from .serialize import use_cloudpickle, use_dill, use_pickle
 
 __version__ = "0.1.0"
 version_info = tuple(int(part) for part in __version__.split("."))
@@ -32,5 +32,5 @@ __all__ = [
     "interactive",
     "ALL_COMPLETED", "FIRST_COMPLETED", "FIRST_EXCEPTION", "Dependency", "ParallelFunction", "Reference",
     "RemoteFunction", "ViewExecutor", "depend", "dependent", "load_ipython_extension", "parallel", "remote",
-    "require", "use_cloudpickle", "use_pickle", "version_info",
+    "require", "use_cloudpickle", "use_dill", "use_pickle", "version_info",
 ]

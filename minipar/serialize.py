@@ -38,6 +38,7 @@ __all__ = [
     "set_pickler",
     "unpack_apply_message",
     "use_cloudpickle",
+    "use_dill",
     "use_pickle",
 ]
 
@@ -271,22 +272,55 @@ def _get_cloud_pickler():
     return _cloud_pickler
 
 
-def set_pickler(name):
-    """Choose the pickler for this process: "pickle" (default) or "cloudpickle".
+_dill_pickler = None
 
-    cloudpickle sends the globals a ``__main__`` function uses along with it instead
+
+def _get_dill_pickler():
+    global _dill_pickler
+    if _dill_pickler is None:
+        try:
+            import dill
+        except ImportError:
+            raise ImportError(
+                "the dill pickler was asked for but dill is not installed in %s; install it "
+                "(pip install dill) on the client and the engines, or use the default pickler"
+                % sys.executable) from None
+
+        class _DillPickler(dill.Pickler):
+            def __init__(self, file, protocol=None, buffer_callback=None):
+                super().__init__(file, protocol=protocol, buffer_callback=buffer_callback, recurse=True)
+
+            def reducer_override(self, obj):
+                if type(obj) is memoryview:
+                    return _reduce_memoryview(obj)
+                return NotImplemented
+
+        _dill_pickler = _DillPickler
+    return _dill_pickler
+
+
+_PICKLERS = {"pickle": lambda: _Pickler, "cloudpickle": _get_cloud_pickler, "dill": _get_dill_pickler}
+
+
+def set_pickler(name):
+    """Choose the pickler for this process: "pickle" (default), "cloudpickle" or "dill".
+
+    cloudpickle and dill send the globals a ``__main__`` function uses along with it instead
     of resolving them in the engine namespace; the receiver needs it installed too.
     """
     global _pickler_name
-    if name not in ("pickle", "cloudpickle"):
-        raise ValueError("pickler must be 'pickle' or 'cloudpickle', not %r" % (name,))
-    if name == "cloudpickle":
-        _get_cloud_pickler()
+    if name not in _PICKLERS:
+        raise ValueError("pickler must be one of %s, not %r" % (", ".join(map(repr, _PICKLERS)), name))
+    _PICKLERS[name]()
     _pickler_name = name
 
 
 def use_cloudpickle():
     set_pickler("cloudpickle")
+
+
+def use_dill():
+    set_pickler("dill")
 
 
 def use_pickle():
@@ -303,7 +337,7 @@ def serialize_object(obj, buffer_threshold=BUFFER_THRESHOLD, pickler=None):
 
 def _serialize(obj, threshold, pickler=None):
     name = pickler or _pickler_name
-    cls = _Pickler if name == "pickle" else _get_cloud_pickler()
+    cls = _PICKLERS[name]()
     try:
         return _dump(cls, obj, threshold)
     except pickle.PicklingError:

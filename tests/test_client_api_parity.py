@@ -19,7 +19,18 @@ def double(x):
 
 def test_module_names():
     assert ipp.version_info == tuple(int(p) for p in ipp.__version__.split("."))
-    assert callable(ipp.use_cloudpickle) and callable(ipp.use_pickle)
+    assert callable(ipp.use_cloudpickle) and callable(ipp.use_pickle) and callable(ipp.use_dill)
+
+
+def test_view_use_dill_sends_closures_by_value(cluster):
+    pytest.importorskip("dill")
+    factor = 7
+    dv = cluster[:]
+    try:
+        assert dv.use_dill().get(10) == [None, None]
+        assert dv.apply_sync(lambda x: x * factor, 3) == [21, 21]
+    finally:
+        dv.use_pickle().get(10)
 
 
 def test_purge_needs_jobs_or_targets(cluster):

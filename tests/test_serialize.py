@@ -474,8 +474,30 @@ def test_importable_class_goes_by_reference():
 
 
 def test_set_pickler_rejects_unknown_name():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="one of 'pickle', 'cloudpickle', 'dill', not 'marshal'"):
+        set_pickler("marshal")
+
+
+def test_missing_dill_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(serialize, "_dill_pickler", None)
+    monkeypatch.setitem(sys.modules, "dill", None)
+    with pytest.raises(ImportError, match="dill is not installed"):
         set_pickler("dill")
+    assert serialize._pickler_name == "pickle"
+
+
+def test_dill():
+    pytest.importorskip("dill")
+    ns = in_main("""
+        base = 10
+        def shifted(x):
+            return x + base
+    """)
+    big = os.urandom(BIG)
+    frames = serialize_object((ns["shifted"], big, memoryview(big)), pickler="dill")
+    assert len(frames) == 3
+    f, data, view = deserialize_object(received(frames), {})
+    assert f(1) == 11 and data == big and view.tobytes() == big
 
 
 def test_missing_cloudpickle_is_a_clear_error(monkeypatch):

@@ -395,6 +395,11 @@ class DirectView(View):
         serialize.use_cloudpickle()
         return self._apply(serialize.use_cloudpickle, (), {})
 
+    def use_dill(self):
+        """Pickle with dill here and on the engines (it must be installed on both)."""
+        serialize.use_dill()
+        return self._apply(serialize.use_dill, (), {})
+
     def use_pickle(self):
         """Back to the default pickler here and on the engines."""
         serialize.use_pickle()
