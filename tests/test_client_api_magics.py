@@ -56,8 +56,8 @@ def test_cell_px_labels_output_and_takes_options(ip, capsys, cluster):
     capsys.readouterr()
     assert run(ip, "%%px\nimport sys\nprint('hello')\nprint('oops', file=sys.stderr)").success
     cap = capsys.readouterr()
-    assert "[stdout:0] hello\n" in cap.out and "[stdout:1] hello\n" in cap.out
-    assert "[stderr:0] oops\n" in cap.err and "[stderr:1] oops\n" in cap.err
+    assert "[stdout:0] \nhello\n" in cap.out and "[stdout:1] \nhello\n" in cap.out
+    assert "[stderr:0] \noops\n" in cap.err and "[stderr:1] \noops\n" in cap.err
     assert run(ip, "%%px --targets 1\nonly_one = 1").success
     assert cluster[1]["only_one"] == 1
     with pytest.raises(minipar.RemoteError, match="only_one"):
@@ -118,7 +118,7 @@ def test_autopx_runs_every_cell_remotely(ip, capsys, cluster):
     assert "%autopx enabled" in capsys.readouterr().out
     assert run(ip, "remote_only = 7\nprint(remote_only)").success
     out = capsys.readouterr().out
-    assert "[stdout:0] 7" in out and "[stdout:1] 7" in out
+    assert "[stdout:0] \n7" in out and "[stdout:1] \n7" in out
     assert "remote_only" not in ip.user_ns
     assert run(ip, "%autopx").success
     assert "%autopx disabled" in capsys.readouterr().out

@@ -235,3 +235,15 @@ def test_result_status_and_flags_as_ipyparallel(cluster):
     assert lv.timeout == 5.0 and isinstance(lv.timeout, float)
     with pytest.raises(NotImplementedError, match="Cluster.restart_engines"):
         cluster.shutdown(restart=True)
+
+
+def test_reprs_as_ipyparallel(cluster):
+    assert repr(cluster[:]) == "<DirectView %s>" % cluster.ids
+    assert repr(cluster.direct_view(list(range(2)) * 4)) == "<DirectView [0, 1, 0, 1,...]>"
+    assert repr(cluster.load_balanced_view()) == "<LoadBalancedView None>"
+    ar = cluster[0].apply_async(double, 1)
+    ar.get(10)
+    assert repr(ar) == "<AsyncResult(double): finished>"
+    bad = cluster[0].apply_async(divmod, 1, 0)
+    bad.wait(10)
+    assert repr(bad) == "<AsyncResult(divmod): failed>"

@@ -186,7 +186,7 @@ def test_stdout_streams_while_the_task_runs(cluster, gate):
         wait_for(lambda: "halfway" in ar.stdout, what="output streamed before the task ends")
         wait_for(lambda: "warning" in ar.stderr, what="stderr streamed before the task ends")
         assert not ar.done()
-        wait_for(lambda: "[stdout:1] halfway" in live.getvalue(), what="labelled live output")
+        wait_for(lambda: "[stdout:1] \nhalfway" in live.getvalue(), what="labelled live output")
         open_gate(gate)
         assert ar.get(10) == "done"
     assert ar.stdout == "halfway\n"
@@ -201,11 +201,11 @@ def test_display_outputs_labels_each_engine(cluster, capsys):
     capsys.readouterr()
     ar.display_outputs()
     cap = capsys.readouterr()
-    assert cap.out == "[stdout:0] out 7\n[stdout:1] out 7\n"
-    assert cap.err == "[stderr:0] err 7\n[stderr:1] err 7\n"
+    assert cap.out == "[stdout:0] \nout 7\n[stdout:1] \nout 7\n"
+    assert cap.err == "[stderr:0] \nerr 7\n[stderr:1] \nerr 7\n"
     ar.display_outputs(groupby="engine")
     cap = capsys.readouterr()
-    assert cap.out == "[stdout:0] out 7\n[stdout:1] out 7\n"
+    assert cap.out == "[stdout:0] \nout 7\n[stdout:1] \nout 7\n"
     multi = cluster[:].execute("print('a')\nprint('b')", block=True)
     capsys.readouterr()
     multi.display_outputs()

@@ -102,8 +102,8 @@ def _display_stream(text, prefix="", file=None):
         return
     file = sys.stdout if file is None else file
     end = "" if text.endswith("\n") else "\n"
-    if prefix and text.count("\n") > int(text.endswith("\n")) and not text.startswith("\n"):
-        prefix += "\n"
+    if prefix:
+        prefix += "\n"    # ipyparallel's layout: the label on a line of its own
     print("%s%s" % (prefix, text), file=file, end=end)
 
 
@@ -134,8 +134,8 @@ class AsyncResult(concurrent.futures.Future):
         self.set_running_or_notify_cancel()
 
     def __repr__(self):
-        state = "finished" if self.done() else "pending"
-        return "<%s: %s:%s>" % (type(self).__name__, self._fname, state)
+        state = "pending" if not self.done() else "failed" if self.exception() is not None else "finished"
+        return "<%s(%s): %s>" % (type(self).__name__, self._fname, state)
 
     # -- filled in by the client's I/O thread -------------------------------------------
 

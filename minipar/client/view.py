@@ -68,7 +68,10 @@ class View:
         self.set_flags(**flags)
 
     def __repr__(self):
-        return "<%s targets=%r>" % (type(self).__name__, self.targets)
+        targets = str(self.targets)
+        if len(targets) > 16:
+            targets = targets[:12] + "...]"
+        return "<%s %s>" % (type(self).__name__, targets)
 
     def __len__(self):
         t = self.targets
