@@ -557,7 +557,7 @@ class Hub(QueryHandlers):
         now = time.time()
         engine_id = engine.id if engine is not None else None
         content = {"status": status, "ename": ename, "evalue": evalue, "traceback": "",
-                   "engine_info": {"engine_id": engine_id}}
+                   "engine_info": {"engine_id": engine_id, "method": reply_type.split("_")[0]}}
         md = {"engine_id": engine_id, "engine_uuid": engine.uuid if engine else None,
               "started": None, "completed": now, "stdout": "", "stderr": "", "status": status}
         header, frames = self.session.build(reply_type, content, task.header, md)
