@@ -188,6 +188,21 @@ class View:
     def queue_status(self, targets=None, verbose=False):
         return self.client.queue_status(self.targets if targets is None else targets, verbose=verbose)
 
+    def get_result(self, indices_or_msg_ids=None, block=None, owner=False):
+        """Client.get_result, with int indices counting in this view's history."""
+        job = -1 if indices_or_msg_ids is None else indices_or_msg_ids
+        if isinstance(job, int):
+            job = self.history[job]
+        elif isinstance(job, (list, tuple, set)):
+            job = [self.history[j] if isinstance(j, int) else j for j in job]
+        return self.client.get_result(job, block=block, owner=owner)
+
+    def purge_results(self, jobs=(), targets=()):
+        """Client.purge_results; targets 'all' (or None) means this view's engines."""
+        if targets is None or targets == "all":
+            targets = self.targets
+        return self.client.purge_results(jobs, targets)
+
     def shutdown(self, targets=None, hub=False, block=None):
         return self.client.shutdown(self.targets if targets is None else targets, hub=hub,
                                     block=True if block is None else block)
