@@ -217,3 +217,13 @@ def test_future_result_timeout_is_minipars_timeout_error(cluster):
     with pytest.raises(minipar.TimeoutError):
         ar.result(timeout=0.05)
     assert ar.result(timeout=10) == "slept"
+
+
+def test_a_result_the_client_cannot_unpickle_is_a_labelled_remote_error(cluster):
+    cluster[0].execute("class FailsToUnpickle:\n    def __reduce__(self):\n        return (eval, ('1/0',))\n"
+                       "made = FailsToUnpickle()", block=True)
+    with pytest.raises(minipar.RemoteError) as info:
+        cluster[0].pull("made", block=True)
+    assert info.value.ename == "ZeroDivisionError"
+    assert "could not be unpickled on the client" in info.value.evalue
+    assert str(info.value).startswith("[0:apply] ZeroDivisionError: ")

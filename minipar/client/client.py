@@ -217,8 +217,10 @@ class Client:
             try:
                 value = deserialize_object(msg.buffers)
             except Exception as e:  # noqa: BLE001 - becomes the task's error, the thread goes on
+                info = {"engine_id": md.get("engine_id"), "engine_uuid": md.get("engine_uuid"),
+                        "method": msg.msg_type.split("_")[0]}
                 value, error = None, RemoteError(type(e).__name__, "result could not be unpickled on the client: "
-                                                 "%s" % e, "", md)
+                                                 "%s" % e, "", info)
             else:
                 error = None
         else:
