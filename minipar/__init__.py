@@ -9,9 +9,10 @@ from .client.remote import (Dependency, ParallelFunction, Reference, RemoteFunct
                             parallel, remote, require)
 from .client.view import DirectView, LoadBalancedView, View
 from .cluster.cluster import Cluster
-from .error import (CompositeError, DependencyError, DependencyTimeout, EngineError, ImpossibleDependency,
-                    InvalidDependency, MiniparError, NoEnginesRegistered, RemoteError, TaskAborted, TaskNotFound,
-                    TimeoutError, UnmetDependency)
+from .error import (AlreadyDisplayedError, CompositeError, DependencyError, DependencyTimeout, EngineError,
+                    ImpossibleDependency, InvalidDependency, IPythonError, KernelError, MiniparError,
+                    NoEnginesRegistered, RemoteError, TaskAborted, TaskNotFound, TaskRejectError, TaskTimeout,
+                    TimeoutError, UnmetDependency, collect_exceptions, unwrap_exception, wrap_exception)
 
 from .serialize import use_cloudpickle, use_dill, use_pickle
 
@@ -33,4 +34,6 @@ __all__ = [
     "ALL_COMPLETED", "FIRST_COMPLETED", "FIRST_EXCEPTION", "Dependency", "ParallelFunction", "Reference",
     "RemoteFunction", "ViewExecutor", "depend", "dependent", "load_ipython_extension", "parallel", "remote",
     "require", "use_cloudpickle", "use_dill", "use_pickle", "version_info",
+    "AlreadyDisplayedError", "IPythonError", "KernelError", "TaskRejectError", "TaskTimeout", "collect_exceptions",
+    "unwrap_exception", "wrap_exception",
 ]

@@ -27,11 +27,14 @@ apply_request              C→H→E     run ``f(*args, **kwargs)``: buffers are
 execute_request            C→H→E     ``{code, silent}`` run in the engine's namespace; routed as
                                      apply. execute_reply adds ``{execution_count}`` and metadata
                                      ``execute_result`` (the last expression's repr, unless silent)
-apply_reply                E→H→C     ``{status: ok|error|aborted, ename?, evalue?, traceback?}``;
-execute_reply                        buffers hold the pickled result; metadata
+apply_reply                E→H→C     ``{status: ok|error|aborted, ename?, evalue?, traceback?,
+execute_reply                        engine_info?: {engine_id, engine_uuid?, method}}``;
+                                     buffers hold the pickled result; metadata
                                      ``{engine_id, engine_uuid, started, completed, stdout,
                                      stderr}``. The hub writes the same shape itself (status
-                                     error, ename EngineError) for work lost with an engine.
+                                     error, ename EngineError) for work lost with an engine,
+                                     and for a task it cannot place (ename TaskTimeout,
+                                     ImpossibleDependency, InvalidDependency).
 stream                     E→H→P     ``{name: stdout|stderr, text}`` while a task runs; parent is
                                      the request's header
 shutdown_request           C→H       ``{targets: [...] | null, hub: bool}``

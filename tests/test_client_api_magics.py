@@ -80,7 +80,7 @@ def test_px_errors_show_each_engine(ip, capsys):
     assert isinstance(res.error_in_exec, minipar.CompositeError)
     out = capsys.readouterr()
     text = out.out + out.err
-    assert "[engine 0]" in text and "[engine 1]" in text and "ZeroDivisionError" in text
+    assert "[0:apply]" in text and "[1:apply]" in text and "ZeroDivisionError" in text
 
 
 def test_pxresult_without_a_result_is_a_usage_error(ip, capsys):

@@ -138,7 +138,7 @@ def test_composite_error(cluster):
     assert len(info.value.elist) == 1
     assert info.value.elist[0].ename == "ValueError"
     assert info.value.elist[0].engine_info["engine_id"] == 1
-    assert "[engine 1] ValueError: bad engine" in str(info.value)
+    assert "[1:apply]ValueError: bad engine" in str(info.value)
     with pytest.raises(RemoteError, match="bad engine"):
         info.value.raise_exception()
 

@@ -16,7 +16,7 @@ import time
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION
 from datetime import datetime
 
-from ..error import CompositeError, EngineError, RemoteError, TimeoutError, remote_error_class
+from ..error import CompositeError, TimeoutError, remote_error_class
 from .map import join as join_parts
 
 log = logging.getLogger("minipar.client")
@@ -201,7 +201,7 @@ class AsyncResult(concurrent.futures.Future):
             if self._single:
                 self.set_exception(errors[0])
             else:
-                self.set_exception(CompositeError("one or more exceptions raised in %s" % self._fname, errors))
+                self.set_exception(CompositeError("one or more exceptions raised in: %s" % self._fname, errors))
         else:
             self.set_result(self._collect(self._raw()))
 
@@ -226,6 +226,16 @@ class AsyncResult(concurrent.futures.Future):
         if return_exceptions:
             return self._collect(self._raw())
         return self.result()
+
+    def result(self, timeout=None):
+        """Future.result, whose timeout raises minipar's TimeoutError (also the builtin one)."""
+        try:
+            return super().result(_timeout(timeout))
+        except concurrent.futures.TimeoutError as e:
+            if isinstance(e, TimeoutError):
+                raise
+            raise TimeoutError("%s: %d of %d results arrived within %ss"
+                               % (self._fname, self.progress, len(self), timeout)) from None
 
     def wait(self, timeout=None, return_when=None):
         """Wait for every message: True if all arrived. With return_when (as for
@@ -424,7 +434,7 @@ class AsyncResult(concurrent.futures.Future):
             if self._return_exceptions:
                 yield error
                 return
-            raise CompositeError("one or more exceptions raised in %s" % self._fname, [error])
+            raise CompositeError("one or more exceptions raised in: %s" % self._fname, [error])
         yield value
 
     def _iter_results(self, ordered=True, timeout=None, deadline=None):
@@ -586,8 +596,6 @@ def error_from_reply(content: dict, md: dict):
     (EngineError, the dependency errors, TaskAborted) is also that class."""
     info = content.get("engine_info") or {"engine_id": md.get("engine_id")}
     ename = content.get("ename", "UnknownError")
-    if ename == "EngineError":
-        return EngineError(content.get("evalue", ""), info, content.get("traceback", ""))
     return remote_error_class(ename)(ename, content.get("evalue", ""), content.get("traceback", ""), info)
 
 

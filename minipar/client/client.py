@@ -27,7 +27,8 @@ import zmq
 
 from ..connection import check_connection_info, connection_file_path, read_connection_file, url
 from .. import jsonutil
-from ..error import MiniparError, NoEnginesRegistered, ProtocolMismatch, RemoteError, TaskNotFound, TimeoutError
+from ..error import (MiniparError, NoEnginesRegistered, ProtocolMismatch, RemoteError, TaskNotFound, TimeoutError,
+                     collect_exceptions)
 from ..profile import locate_profile_dir
 from ..protocol import PROTOCOL_VERSION, ProtocolError, Session, python_version, recv_frames, send_frames
 from ..serialize import deserialize_object
@@ -253,8 +254,10 @@ class Client:
             try:
                 value = deserialize_object(msg.buffers)
             except Exception as e:  # noqa: BLE001 - becomes the task's error, the thread goes on
+                info = {"engine_id": md.get("engine_id"), "engine_uuid": md.get("engine_uuid"),
+                        "method": msg.msg_type.split("_")[0]}
                 value, error = None, RemoteError(type(e).__name__, "result could not be unpickled on the client: "
-                                                 "%s" % e, "", md)
+                                                 "%s" % e, "", info)
             else:
                 error = None
         else:
@@ -430,10 +433,14 @@ class Client:
 
     def get_result(self, indices_or_msg_ids=None, block=None, owner=False):
         """An AsyncResult for tasks by msg_id (or index into this client's history), also
-        tasks another client submitted: fetched from the controller when not known here."""
+        tasks another client submitted: fetched from the controller when not known here.
+
+        As in ipyparallel its get() is one value for one msg_id, index or single-result
+        AsyncResult, and a list for a list (even of one); block=True waits before returning it."""
         if indices_or_msg_ids is None:
             indices_or_msg_ids = -1
-        single = isinstance(indices_or_msg_ids, (str, int))
+        job = indices_or_msg_ids
+        single = isinstance(job, (str, int)) or (isinstance(job, AsyncResult) and job._single)
         ids = self._msg_ids(indices_or_msg_ids)
         ar = AsyncResult(self, ids, "get_result", single=single)
         remote = []
@@ -457,36 +464,47 @@ class Client:
                         ar._deliver(msg_id, error=TaskNotFound(reason))
 
             self._hub_request("result_request", {"msg_ids": remote}, block=False, on_reply=missing)
-        return ar.get() if block else ar
+        if block:
+            ar.wait()
+        return ar
 
     def result_status(self, msg_ids, status_only=True) -> dict:
         """{'pending': [...], 'completed': [...]} as the controller knows them; with
-        status_only=False also the results of the completed ones."""
-        reply = self._hub_request("result_status_request", {"msg_ids": self._msg_ids(msg_ids)})
+        status_only=False also the results of the completed ones, keyed by msg_id. As in
+        ipyparallel, a failed one raises: its RemoteError for one msg_id, else a CompositeError."""
+        ids = self._msg_ids(msg_ids)
+        reply = self._hub_request("result_status_request", {"msg_ids": ids})
         status = {"status": "ok", "pending": reply.content["pending"], "completed": reply.content["completed"]}
         if reply.content.get("missing"):
             status["missing"] = reply.content["missing"]
         if not status_only and status["completed"]:
-            ar = self.get_result(status["completed"], block=False)
-            status.update(zip(status["completed"], ar.get(return_exceptions=True)))
+            results = self.get_result(status["completed"], block=False).get(return_exceptions=True)
+            status.update(zip(status["completed"], results))
+            failures = [r for r in results if isinstance(r, RemoteError)]
+            if failures and len(ids) == 1:
+                raise failures[0]
+            collect_exceptions(failures, "result_status")
         return status
 
     def resubmit(self, indices_or_msg_ids=None, block=None):
-        """Run finished tasks again; an AsyncResult for the new tasks."""
+        """Run finished tasks again; an AsyncResult for the new tasks, whose get() is a list
+        with one result per task (even for one, as in ipyparallel); block=True waits for it."""
         ids = self._msg_ids(-1 if indices_or_msg_ids is None else indices_or_msg_ids)
         box = []
 
         def register(msg):
             mapping = msg.content.get("resubmitted") or {}
             new_ids = [mapping[m] for m in ids if m in mapping]
-            ar = AsyncResult(self, new_ids, "resubmit", single=len(ids) == 1)
+            ar = AsyncResult(self, new_ids, "resubmit", single=False)
             for msg_id in new_ids:
                 self._futures[msg_id] = ar
                 self.history.append(msg_id)
             box.append(ar)
 
         self._hub_request("resubmit_request", {"msg_ids": ids}, on_reply=register)
-        return box[0].get() if block else box[0]
+        if block:
+            box[0].wait()
+        return box[0]
 
     def purge_results(self, jobs=(), targets=()):
         """Forget finished tasks, here and in the controller's database: jobs, every task of

@@ -56,7 +56,7 @@ class ViewExecutor(concurrent.futures.Executor):
             yield from amr._iter_results(ordered=True, deadline=deadline)
         except CompositeError as e:
             if len(e.elist) == 1:
-                raise e.elist[0] from None
+                raise e._error(0) from None
             raise
 
     def shutdown(self, wait=True, *, cancel_futures=False):

@@ -157,7 +157,8 @@ class dependent:
 class depend:
     """Decorator: ``@depend(check, *args, **kwargs)`` runs ``check(*args, **kwargs)`` on the
     engine before the task; if it returns False or raises UnmetDependency the task fails
-    there with UnmetDependency (which the scheduler uses to try another engine)."""
+    there with UnmetDependency (which the scheduler uses to try another engine, and to wait,
+    up to the task's timeout, for a new one when every engine has refused it)."""
 
     def __init__(self, _wrapped_f, *args, **kwargs):
         self.f = _wrapped_f

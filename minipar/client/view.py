@@ -442,8 +442,9 @@ class LoadBalancedView(View):
     """Work the controller hands to the least-loaded engine (among ``targets``, if set).
 
     Task flags travel in each request's metadata: ``after`` (run once these tasks are
-    done), ``follow`` (run where these ran), ``timeout`` (seconds to wait for those) and
-    ``retries`` (resubmit a failed task this many times).
+    done), ``follow`` (run where these ran), ``timeout`` (seconds to wait for those, or for an
+    engine that meets its @depend check: TaskTimeout) and ``retries`` (resubmit a failed task
+    this many times).
     """
 
     _flag_names = ("targets", "block", "after", "follow", "timeout", "retries")

@@ -495,6 +495,7 @@ class Hub(QueryHandlers):
         if new:  # after the reply, so clients never know of an engine that does not know its id
             self.session.send(self.sockets["notification"], "registration_notification",
                               {"id": engine.id, "uuid": engine.uuid}, idents=[b"engine"])
+            self.scheduler.engine_registered(engine.id)
 
     def unregister(self, engine, reason):
         log.log(logging.INFO if reason == "engine shut down" else logging.WARNING,
@@ -549,7 +550,7 @@ class Hub(QueryHandlers):
 
     def knows(self, msg_id) -> bool:
         return msg_id in self.pending or msg_id in self.scheduler.finished or msg_id in self.scheduler.waiting \
-            or any(t.msg_id == msg_id for t in self.scheduler.ready)
+            or msg_id in self.scheduler.parked or any(t.msg_id == msg_id for t in self.scheduler.ready)
 
     def fail_task(self, task, ename, evalue, engine=None, status="error"):
         """Answer a task on the engine's behalf, so the client never waits for a dead one."""
@@ -557,7 +558,7 @@ class Hub(QueryHandlers):
         now = time.time()
         engine_id = engine.id if engine is not None else None
         content = {"status": status, "ename": ename, "evalue": evalue, "traceback": "",
-                   "engine_info": {"engine_id": engine_id}}
+                   "engine_info": {"engine_id": engine_id, "method": reply_type.split("_")[0]}}
         md = {"engine_id": engine_id, "engine_uuid": engine.uuid if engine else None,
               "started": None, "completed": now, "stdout": "", "stderr": "", "status": status}
         header, frames = self.session.build(reply_type, content, task.header, md)

@@ -11,11 +11,19 @@ task they depend on finishes, or their timeout passes. A task that can never run
 with ImpossibleDependency instead of waiting forever. A failed task with ``retries``
 left, or one whose ``@depend`` check failed on an engine, goes back to the queue and
 avoids the engines it failed on.
+
+A task whose ``@depend`` check failed on every live engine is parked, as ipyparallel's
+scheduler keeps it, because an engine that meets it may still register: a new engine
+puts every parked task back in the queue. Only a task given ``targets`` fails at once
+(ImpossibleDependency) when every one of them rejected it. The task's ``timeout`` bounds
+both waits, for dependencies and for such an engine: when it runs out the task fails
+with TaskTimeout (minipar's client class for it is also a DependencyTimeout).
 """
 from __future__ import annotations
 
 import heapq
 import random
+import time
 from collections import OrderedDict, deque
 
 PIPELINE_WINDOW = 0.05
@@ -131,18 +139,24 @@ class Scheduler:
         self.waiting: dict = {}
         self.dependents: dict = {}
         self.timeouts: list = []
+        self.timed: dict = {}
+        self.parked: dict = {}
+        self.dropped: set = set()
         self.finished: OrderedDict = OrderedDict()
 
     def __len__(self):
-        return len(self.ready) + len(self.waiting)
+        return len(self.ready) - len(self.dropped) + len(self.waiting) + len(self.parked)
 
     def unassigned(self) -> list:
-        return [t.msg_id for t in self.ready] + list(self.waiting)
+        dropped = self.dropped
+        return [t.msg_id for t in self.ready if t.msg_id not in dropped] + list(self.waiting) + list(self.parked)
 
     # -- arrivals and completions ------------------------------------------------------------
 
     def submit(self, task, now):
         deps = [d for d in (task.after, task.follow) if d is not None]
+        if task.timeout:
+            self._start_timeout(task, now)
         if not deps:
             self.ready.append(task)
             return
@@ -151,8 +165,6 @@ class Scheduler:
             self.hub.fail_task(task, "InvalidDependency", "dependency on task(s) this controller does not know: %s"
                                % ", ".join(unknown))
             return
-        if task.timeout:
-            heapq.heappush(self.timeouts, (now + task.timeout, task.msg_id))
         self.waiting[task.msg_id] = task
         self._evaluate(task)
 
@@ -186,6 +198,7 @@ class Scheduler:
         self.waiting.pop(task.msg_id, None)
 
     def finished_task(self, msg_id, engine_id, ok: bool):
+        self.timed.pop(msg_id, None)
         self.finished[msg_id] = (engine_id, ok)
         if len(self.finished) > FINISHED_MEMORY:
             self.finished.popitem(last=False)
@@ -199,24 +212,63 @@ class Scheduler:
         check failed there, else preferably elsewhere."""
         (task.unmet_on if unmet else task.avoid).add(engine_id)
         task.engine = None
+        if unmet and task.timeout:
+            self._start_timeout(task, time.monotonic())
         self.ready.appendleft(task)
 
+    def engine_registered(self, engine_id):
+        """A new engine may meet the @depend checks that every other engine failed: queue
+        the parked tasks again (a reused id is a new process, not the one that refused)."""
+        if not self.parked:
+            return
+        tasks = list(self.parked.values())
+        self.parked.clear()
+        for task in tasks:
+            task.unmet_on.discard(engine_id)
+        self.ready.extendleft(reversed(tasks))
+
+    def _start_timeout(self, task, now):
+        """(Re)start the task's timeout: on submission, and each time an engine rejects it,
+        as ipyparallel restarts it whenever a task goes back to waiting."""
+        deadline = now + task.timeout
+        self.timed[task.msg_id] = (deadline, task)
+        heapq.heappush(self.timeouts, (deadline, task.msg_id))
+
     def check_timeouts(self, now):
+        """Fail the tasks whose timeout ran out while they waited: for dependencies, or for an
+        engine that meets their @depend check. A task on an engine, or in the queue only for
+        a free engine, is not waiting for anything the timeout is about."""
         while self.timeouts and self.timeouts[0][0] <= now:
-            _, msg_id = heapq.heappop(self.timeouts)
-            task = self.waiting.pop(msg_id, None)
-            if task is not None:
-                self.hub.fail_task(task, "DependencyTimeout", "its dependencies were not met within %gs"
-                                   % task.timeout)
+            deadline, msg_id = heapq.heappop(self.timeouts)
+            entry = self.timed.get(msg_id)
+            if entry is None or entry[0] != deadline:
+                continue
+            task = entry[1]
+            if self.waiting.pop(msg_id, None) is not None:
+                why = "its dependencies were not met within %gs" % task.timeout
+            elif self.parked.pop(msg_id, None) is not None:
+                why = self._no_engine_in_time(task)
+            elif task.engine is None and task.unmet_on:
+                self.dropped.add(msg_id)  # still in the ready queue: skipped when its turn comes
+                why = self._no_engine_in_time(task)
+            else:
+                continue
+            self.hub.fail_task(task, "TaskTimeout", why)
+
+    @staticmethod
+    def _no_engine_in_time(task) -> str:
+        return ("no engine meeting its @depend check took it within %gs (the check failed on engines %s)"
+                % (task.timeout, sorted(task.unmet_on)))
 
     def abort(self, msg_ids) -> list:
         """Remove tasks not yet given to an engine; returns them."""
-        wanted = set(msg_ids)
+        wanted = set(msg_ids) - self.dropped
         taken = [t for t in self.ready if t.msg_id in wanted]
         if taken:
             self.ready = deque(t for t in self.ready if t.msg_id not in wanted)
-        for msg_id in wanted & set(self.waiting):
-            taken.append(self.waiting.pop(msg_id))
+        for held in (self.waiting, self.parked):
+            for msg_id in wanted & set(held):
+                taken.append(held.pop(msg_id))
         return taken
 
     # -- assigning ---------------------------------------------------------------------------
@@ -230,6 +282,9 @@ class Scheduler:
         live = {e.id for e in engines}
         while ready:
             task = ready.popleft()
+            if self.dropped and task.msg_id in self.dropped:
+                self.dropped.discard(task.msg_id)
+                continue
             engine = self.choose(engines, self.hwm, task.targets, task.unmet_on | task.avoid, now)
             if engine is None and task.avoid:
                 engine = self.choose(engines, self.hwm, task.targets, task.unmet_on, now)
@@ -239,7 +294,10 @@ class Scheduler:
             if task.unmet_on or task.targets is not None:
                 allowed = live if task.targets is None else live & task.targets
                 if not allowed - task.unmet_on:
-                    self._unplaceable(task, allowed)
+                    if task.targets is None:
+                        self.parked[task.msg_id] = task
+                    else:
+                        self._unplaceable(task)
                     continue
             skipped.append(task)
             if task.targets is None and not task.unmet_on:
@@ -247,10 +305,10 @@ class Scheduler:
         if skipped:
             ready.extendleft(reversed(skipped))
 
-    def _unplaceable(self, task, allowed):
+    def _unplaceable(self, task):
         if task.unmet_on:
             self.hub.fail_task(task, "ImpossibleDependency", "its @depend check failed on every engine it may "
-                               "run on (%s)" % sorted(task.unmet_on))
+                               "run on (targets %s; failed on %s)" % (sorted(task.targets), sorted(task.unmet_on)))
         else:
             self.hub.fail_task(task, "ImpossibleDependency", "none of the engines it may run on (targets %s) is "
                                "registered" % sorted(task.targets or ()))

@@ -252,7 +252,8 @@ class Engine:
     def reply_aborted(self, msg):
         now = time.time()
         content = {"status": "aborted", "ename": "TaskAborted", "evalue": "aborted before it started",
-                   "traceback": "", "engine_info": {"engine_id": self.id, "engine_uuid": self.uuid}}
+                   "traceback": "", "engine_info": {"engine_id": self.id, "engine_uuid": self.uuid,
+                                                   "method": msg.msg_type.split("_")[0]}}
         md = {"started": None, "completed": now, "stdout": "", "stderr": "", "status": "aborted",
               "engine_id": self.id, "engine_uuid": self.uuid}
         send_reply(self.session, self.socket, msg.msg_type.replace("_request", "_reply"), msg.header, content, md, [])
@@ -272,7 +273,7 @@ class Engine:
                                                              bool(msg.content.get("silent", True)))
         except ProtocolError as e:
             content, md, buffers = format_error(e, 0), {"started": time.time(), "completed": time.time()}, []
-        content["engine_info"] = {"engine_id": self.id, "engine_uuid": self.uuid}
+        content["engine_info"] = {"engine_id": self.id, "engine_uuid": self.uuid, "method": t.split("_")[0]}
         md["engine_id"] = self.id
         md["engine_uuid"] = self.uuid
         send_reply(self.session, self.socket, reply_type, msg.header, content, md, buffers)
