@@ -8,7 +8,7 @@ import time
 import pytest
 
 import minipar
-from conftest import Profile, start_cluster, wait_for
+from conftest import Profile, announce_then_sleep, start_cluster, wait_for
 from minipar.controller.broadcast import Coalescer, broadcast_targets
 
 N = 3
@@ -217,6 +217,26 @@ def test_parts_are_tasks_other_clients_can_fetch_and_resubmit(rc):
         assert again in (pids[1], [pids[1]]), "resubmitted on the engine it ran on"
     finally:
         other.close()
+
+
+def test_parts_queued_behind_other_work_can_be_aborted(rc, coalescing):
+    busy = rc[:].apply_async(announce_then_sleep, 1.0)
+    wait_for(lambda: busy.stdout == ["started\n"] * N, what="every engine to be busy")
+    ar = rc.broadcast_view(is_coalescing=coalescing).apply_async(os.getpid)
+    ar.abort()
+    parts = ar.get(10, return_exceptions=True)
+    assert [isinstance(x, minipar.TaskAborted) for x in parts] == [True] * N
+    assert busy.get(10) == ["slept"] * N
+
+
+def test_a_load_balanced_task_can_wait_for_a_broadcast(rc):
+    ar = rc.broadcast_view(is_coalescing=True).apply_async(announce_then_sleep, 0.3, "done")
+    lview = rc.load_balanced_view()
+    with lview.temp_flags(after=ar):
+        later = lview.apply_async(os.getpid)
+    assert later.get(10) in rc[:].apply_sync(os.getpid)
+    assert ar.get(1) == ["done"] * N
+    assert later.metadata["started"] >= max(md["completed"] for md in ar.metadata)
 
 
 def test_engine_killed_mid_broadcast_answers_its_part_with_engine_error(tmp_path, coalescing):
