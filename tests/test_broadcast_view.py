@@ -260,6 +260,33 @@ def test_engine_killed_mid_broadcast_answers_its_part_with_engine_error(tmp_path
         p.stop_all()
 
 
+def peak_rss(pid) -> int:
+    with open("/proc/%d/status" % pid) as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+
+
+def test_the_controller_holds_one_copy_of_a_broadcast_payload(tmp_path):
+    """The parts share the frames that arrived (zero-copy fan-out); a DirectView's push
+    arrives, and is held, once per engine."""
+    p = Profile(tmp_path)
+    try:
+        rc, _ = start_cluster(p, N)
+        hub = p.procs[0].pid
+        size = 64 << 20
+        data = b"x" * size
+        before = peak_rss(hub)
+        rc.broadcast_view().push({"data": data}, block=True)
+        grown = peak_rss(hub) - before
+        assert grown < 1.5 * size, "the controller's peak memory grew by %.1f payloads" % (grown / size)
+        before = peak_rss(hub)
+        rc[:].push({"data": data}, block=True)
+        grown = peak_rss(hub) - before
+        assert grown > 2 * size, "control: a DirectView's copies grew it by %.1f payloads" % (grown / size)
+        assert rc.broadcast_view().apply_sync(len, minipar.Reference("data")) == [size] * N
+    finally:
+        p.stop_all()
+
+
 def test_the_policy_checks_targets_and_keeps_parts_in_order():
     assert broadcast_targets({"broadcast": [2, 0]}) == [2, 0]
     for bad, what in (([], "non-empty list"), ("0", "non-empty list"), ([0, "1"], "are ints"), ([1, True], "are ints"),
