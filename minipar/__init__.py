@@ -7,7 +7,7 @@ from .client.client import Client
 from .client.executor import ViewExecutor
 from .client.remote import (Dependency, ParallelFunction, Reference, RemoteFunction, depend, dependent, interactive,
                             parallel, remote, require)
-from .client.view import DirectView, LoadBalancedView, View
+from .client.view import BroadcastView, DirectView, LoadBalancedView, View
 from .cluster.cluster import Cluster
 from .error import (AlreadyDisplayedError, CompositeError, DependencyError, DependencyTimeout, EngineError,
                     ImpossibleDependency, InvalidDependency, IPythonError, KernelError, MiniparError,
@@ -31,6 +31,7 @@ __all__ = [
     "DirectView", "EngineError", "ImpossibleDependency", "InvalidDependency", "LoadBalancedView",
     "MiniparError", "NoEnginesRegistered", "RemoteError", "TaskAborted", "TaskNotFound", "TimeoutError", "UnmetDependency", "View",
     "interactive",
+    "BroadcastView",
     "ALL_COMPLETED", "FIRST_COMPLETED", "FIRST_EXCEPTION", "Dependency", "ParallelFunction", "Reference",
     "RemoteFunction", "ViewExecutor", "depend", "dependent", "load_ipython_extension", "parallel", "remote",
     "require", "use_cloudpickle", "use_dill", "use_pickle", "version_info",

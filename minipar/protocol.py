@@ -35,6 +35,17 @@ execute_reply                        engine_info?: {engine_id, engine_uuid?, met
                                      error, ename EngineError) for work lost with an engine,
                                      and for a task it cannot place (ename TaskTimeout,
                                      ImpossibleDependency, InvalidDependency).
+apply_request /            C→H→E     a broadcast: metadata ``{broadcast: [ids], coalescing: bool}``.
+execute_request                      One message from the client; the hub sends it to each engine
+(broadcast)                          in ``broadcast`` as its own task ``<msg_id>_<engine id>``
+                                     (:func:`broadcast_part_id`): a re-signed header over the
+                                     same JSON parts and payload frames (:meth:`Session.with_header`)
+broadcast_reply            H→C       a coalescing broadcast's replies as one message, once every
+                                     engine answered (or was lost): content ``{status, replies:
+                                     [{msg_id, msg_type, content, metadata, nbuffers}]}`` in
+                                     ``broadcast`` order; buffers are the replies' buffers, in turn;
+                                     metadata ``{engine_ids, status}``. Without coalescing each
+                                     engine's apply_reply/execute_reply is forwarded as it comes
 stream                     E→H→P     ``{name: stdout|stderr, text}`` while a task runs; parent is
                                      the request's header
 shutdown_request           C→H       ``{targets: [...] | null, hub: bool}``
@@ -210,6 +221,13 @@ class Session:
         ]
         return header, [DELIM, self.sign(parts), *parts]
 
+    def with_header(self, frames, header) -> list:
+        """A received message's frames under a new header, re-signed: the other JSON parts
+        and the payload frames are the very objects received, so one request can go to
+        several engines, each under its own msg_id, without copying its payload."""
+        parts = [json_bytes(header)] + list(frames[3:6])
+        return [DELIM, self.sign(parts)] + parts + list(frames[6:])
+
     def send(self, socket, msg_type, content=None, parent=None, metadata=None,
              buffers=(), idents=(), header=None) -> dict:
         header, frames = self.build(msg_type, content, parent, metadata, header)
@@ -313,6 +331,11 @@ def recv_frames(socket, flags=0):
         elif f == DELIM:
             after_delim = 0
     return frames
+
+
+def broadcast_part_id(msg_id: str, engine_id) -> str:
+    """The msg_id of one engine's part of a broadcast: the client knows it before sending."""
+    return "%s_%s" % (msg_id, engine_id)
 
 
 def frame_bytes(frame) -> bytes:

@@ -30,7 +30,8 @@ from .. import jsonutil
 from ..error import (MiniparError, NoEnginesRegistered, ProtocolMismatch, RemoteError, TaskNotFound, TimeoutError,
                      collect_exceptions)
 from ..profile import locate_profile_dir
-from ..protocol import PROTOCOL_VERSION, ProtocolError, Session, python_version, recv_frames, send_frames
+from ..protocol import (PROTOCOL_VERSION, ProtocolError, Session, broadcast_part_id, python_version, recv_frames,
+                        send_frames)
 from ..serialize import deserialize_object
 from .asyncresult import AsyncResult, ExecuteReply, error_from_reply
 
@@ -245,17 +246,18 @@ class Client:
             if callback is not None:
                 callback(msg)
             return
+        self._deliver_result(ar, parent_id, msg.msg_type, msg.content, msg.metadata, msg.buffers)
+
+    def _deliver_result(self, ar, parent_id, msg_type, content, md, buffers):
         also = self._also.pop(parent_id, ()) if self._also else ()
-        content = msg.content
-        md = msg.metadata
-        if content.get("status") == "ok" and msg.msg_type == "execute_reply":
+        if content.get("status") == "ok" and msg_type == "execute_reply":
             value, error = ExecuteReply(parent_id, content, ar._metadata[parent_id]), None
         elif content.get("status") == "ok":
             try:
-                value = deserialize_object(msg.buffers)
+                value = deserialize_object(buffers)
             except Exception as e:  # noqa: BLE001 - becomes the task's error, the thread goes on
                 info = {"engine_id": md.get("engine_id"), "engine_uuid": md.get("engine_uuid"),
-                        "method": msg.msg_type.split("_")[0]}
+                        "method": msg_type.split("_")[0]}
                 value, error = None, RemoteError(type(e).__name__, "result could not be unpickled on the client: "
                                                  "%s" % e, "", info)
             else:
@@ -266,6 +268,24 @@ class Client:
         for each in (ar, *also):
             each._reply(parent_id, md, value, error)
         self.metadata[parent_id] = ar._metadata[parent_id]
+
+    def _on_broadcast_reply(self, part_ids, msg):
+        """A coalescing broadcast's one reply, split into its parts; or the controller's
+        error for the whole request, which is then every part's error."""
+        if msg.msg_type == "broadcast_reply":
+            buffers, start = msg.buffers, 0
+            for part in msg.content["replies"]:
+                stop = start + part["nbuffers"]
+                ar = self._futures.pop(part["msg_id"], None)
+                if ar is not None:
+                    self._deliver_result(ar, part["msg_id"], part.get("msg_type", "apply_reply"), part["content"],
+                                         part["metadata"], buffers[start:stop])
+                start = stop
+            return
+        for part_id in part_ids:
+            ar = self._futures.pop(part_id, None)
+            if ar is not None:
+                self._deliver_result(ar, part_id, msg.msg_type, msg.content, msg.metadata, [])
 
     def _on_notification(self, msg):
         t = msg.msg_type
@@ -300,6 +320,23 @@ class Client:
             self._send(frames, bufs)
         if not built:
             ar._finish()
+        return ar
+
+    def _submit_broadcast(self, msg_type, content, buffers, targets, coalescing, ar_factory):
+        """One message for several engines: the controller sends it to each, and each
+        engine's part is answered under its own msg_id (``<msg_id>_<engine id>``)."""
+        header, frames = self.session.build(msg_type, content, None,
+                                            {"broadcast": list(targets), "coalescing": bool(coalescing)})
+        msg_id = header["msg_id"]
+        part_ids = [broadcast_part_id(msg_id, t) for t in targets]
+        ar = ar_factory(part_ids)
+        for part_id in part_ids:
+            ar._set_submitted(part_id, header["date"])
+            self._futures[part_id] = ar
+            self.history.append(part_id)
+        self._pending_replies[msg_id] = lambda msg: self._on_broadcast_reply(part_ids, msg)
+        ar.add_done_callback(lambda _: self._pending_replies.pop(msg_id, None))
+        self._send(frames, buffers)
         return ar
 
     # -- the public interface --------------------------------------------------------------
@@ -380,6 +417,12 @@ class Client:
         view.block = True
         view.activate(suffix)
         return view
+
+    def broadcast_view(self, targets="all", is_coalescing=False, **kwargs):
+        """A DirectView whose requests go to the controller as one message, which it sends
+        on to each engine; with is_coalescing it also answers with one message."""
+        from .view import BroadcastView
+        return BroadcastView(self, self._resolve(targets), is_coalescing=is_coalescing, **kwargs)
 
     def load_balanced_view(self, targets=None):
         from .view import LoadBalancedView

@@ -418,6 +418,56 @@ class DirectView(View):
         return activate(self, suffix)
 
 
+class BroadcastView(DirectView):
+    """A DirectView whose requests the controller fans out: one message from the client
+    however many engines it goes to, so a large argument crosses the client's link once.
+
+    Results have the shape of a DirectView's on the same targets: one part per engine, in
+    target order, msg_ids ``<msg_id>_<engine id>``, errors as a CompositeError. With
+    ``is_coalescing`` the controller also gathers the engines' replies and answers with
+    one message. map and scatter send each engine its own part, as a DirectView does.
+    """
+
+    def __init__(self, client, targets="all", block=False, is_coalescing=False, **flags):
+        self.is_coalescing = is_coalescing
+        super().__init__(client, targets, block, **flags)
+
+    def __repr__(self):
+        return "<%s targets=%r is_coalescing=%r>" % (type(self).__name__, self.targets, self.is_coalescing)
+
+    def _broadcast(self, msg_type, content, buffers, targets, factory):
+        ids = self.client._resolve(targets)
+        ar = self.client._submit_broadcast(msg_type, content, buffers, ids, self.is_coalescing,
+                                           lambda m: factory(m, ids))
+        self.history.extend(ar.msg_ids)
+        return ar
+
+    def _apply(self, f, args, kwargs, block=None, **flags):
+        opts = self._options(block, flags)
+        ar = self._broadcast("apply_request", {}, pack_apply_message(f, args, kwargs), opts["targets"],
+                             lambda m, ids: AsyncResult(self.client, m, _fname(f), ids, single=False))
+        return self._maybe_block(ar, opts["block"])
+
+    def execute(self, code, silent=True, targets=None, block=None):
+        """Run code (a str) on the engines; returns the AsyncResult, after waiting for it
+        (and raising its errors) when blocking."""
+        opts = self._options(block, {"targets": targets})
+        ar = self._broadcast("execute_request", {"code": code, "silent": bool(silent)}, (), opts["targets"],
+                             lambda m, ids: AsyncResult(self.client, m, "execute", ids, single=False))
+        if opts["block"]:
+            ar.get()
+        return ar
+
+    def gather(self, key, dist="b", targets=None, block=None):
+        """The parts of key on each engine joined in engine order (one broadcast pull)."""
+        if dist != "b":
+            raise ValueError("only dist='b' (contiguous parts) is supported, not %r" % (dist,))
+        ar = self._broadcast("apply_request", {}, pack_apply_message(_pull, (key,), {}),
+                             self.targets if targets is None else targets,
+                             lambda m, ids: AsyncMapResult(self.client, m, "gather", ids))
+        return self._maybe_block(ar, self.block if block is None else block)
+
+
 def _render_dependency(dep):
     """after/follow as they travel in request metadata: a list of msg_ids (all must
     succeed), or a Dependency's dict when it counts otherwise; None when empty."""
@@ -524,4 +574,4 @@ class LoadBalancedView(View):
                          return_exceptions=return_exceptions)
 
 
-__all__ = ["DirectView", "LoadBalancedView", "View"]
+__all__ = ["BroadcastView", "DirectView", "LoadBalancedView", "View"]

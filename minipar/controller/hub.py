@@ -22,7 +22,8 @@ joins the queue and is handed to the least-loaded engine with fewer than ``engin
 tasks in flight. Requests are forwarded as the very frames that arrived: the hub
 verifies the signature and reads the JSON header and metadata, but never touches a
 payload. Replies come back on the engine ROUTER and go to the client that asked, and
-into the task database.
+into the task database. A broadcast request (metadata ``broadcast``) is sent to each of
+its engines as a direct task of its own, sharing the payload frames; see :mod:`broadcast`.
 
 Engines register on the engine ROUTER and are watched by :mod:`heartbeat`. When one
 goes silent, or unregisters, every task it held is answered by the hub itself with an
@@ -43,6 +44,7 @@ from ..connection import (PORT_NAMES, bind_address, connection_file_path, defaul
 from ..error import ConnectionFileError
 from ..protocol import PROTOCOL_VERSION, ProtocolError, Session, python_version, recv_frames, send_frames
 from ..pidfile import drain_fd, signal_wakeup_fd
+from .broadcast import Coalescer, broadcast_targets
 from .heartbeat import HeartMonitor
 from .queries import QueryHandlers, now_utc, utc
 from .scheduler import SCHEMES, Dependency, Scheduler
@@ -84,7 +86,7 @@ class EngineState:
 
 class Task:
     __slots__ = ("msg_id", "header", "client", "frames", "engine", "lb", "targets", "after", "follow",
-                 "timeout", "retries", "unmet_on", "avoid", "attempts")
+                 "timeout", "retries", "unmet_on", "avoid", "attempts", "coalescer")
 
     def __init__(self, msg_id, header, client, frames, lb, targets=None):
         self.msg_id = msg_id
@@ -100,6 +102,7 @@ class Task:
         self.unmet_on: set = set()
         self.avoid: set = set()
         self.attempts = 0
+        self.coalescer = None
 
 
 class Hub(QueryHandlers):
@@ -292,6 +295,8 @@ class Hub(QueryHandlers):
 
     def on_task_request(self, msg):
         md = msg.metadata
+        if "broadcast" in md:
+            return self.on_broadcast(msg)
         client = reply_identity(msg.idents[0])
         dest = md.get("dest")
         targets = md.get("targets")
@@ -316,6 +321,40 @@ class Hub(QueryHandlers):
                            % (dest, sorted(self.engines)))
             return
         self.assign(engine, task)
+
+    def on_broadcast(self, msg):
+        """One request, one direct task per engine: re-signed header, the same payload frames."""
+        md = msg.metadata
+        targets = broadcast_targets(md)
+        client = reply_identity(msg.idents[0])
+        part_ids = [protocol.broadcast_part_id(msg.msg_id, t) for t in targets]
+        coalescer = Coalescer(msg.header, client, part_ids) if md.get("coalescing") else None
+        content, submitted = msg.content, utc(msg.header.get("date"))
+        for engine_id, part_id in zip(targets, part_ids):
+            header = dict(msg.header, msg_id=part_id)
+            task = Task(part_id, header, client, self.session.with_header(msg.frames, header), lb=False)
+            task.coalescer = coalescer
+            self.db.add_record(part_id, {
+                "header": header, "metadata": {"dest": engine_id, "broadcast_of": msg.msg_id}, "content": content,
+                "buffers": msg.buffers, "submitted": submitted, "client_uuid": client.decode("ascii", "replace"),
+                "queue": "broadcast",
+            })
+            engine = self.engines.get(engine_id)
+            if engine is None:
+                self.fail_task(task, "EngineError", "engine %r is not registered (registered: %s)"
+                               % (engine_id, sorted(self.engines)))
+            else:
+                self.assign(engine, task)
+
+    def _to_client(self, task, frames, msg_type, content, md, buffers):
+        """A task's reply to its client; a coalesced broadcast's part waits for the others."""
+        coalescer = task.coalescer
+        if coalescer is None:
+            send_frames(self.sockets["client"], [task.client] + frames)
+        elif coalescer.add(task.msg_id, msg_type, content, md, buffers):
+            content, md, buffers = coalescer.reply()
+            self.session.send(self.sockets["client"], "broadcast_reply", content, parent=coalescer.header,
+                              metadata=md, buffers=buffers, idents=[coalescer.client])
 
     def on_connect(self, msg):
         c = msg.content
@@ -457,10 +496,10 @@ class Hub(QueryHandlers):
         if not ok and task.lb and self._retry(task, msg.content.get("ename"), engine):
             return
         self.scheduler.finished_task(parent_id, task.engine, ok)
-        send_frames(self.sockets["client"], [task.client] + msg.frames)
+        content = msg.content
+        self._to_client(task, msg.frames, msg.msg_type, content, md, msg.buffers)
         if self.watchers:
             self.forward_to_watchers(parent_id, msg.frames)
-        content = msg.content
         self.db.update_record(parent_id, {
             "result_header": msg.header, "result_content": content, "result_metadata": md,
             "result_buffers": msg.buffers, "started": utc(md.get("started")),
@@ -562,7 +601,7 @@ class Hub(QueryHandlers):
         md = {"engine_id": engine_id, "engine_uuid": engine.uuid if engine else None,
               "started": None, "completed": now, "stdout": "", "stderr": "", "status": status}
         header, frames = self.session.build(reply_type, content, task.header, md)
-        send_frames(self.sockets["client"], [task.client] + frames)
+        self._to_client(task, frames, reply_type, content, md, ())
         if self.watchers:
             self.forward_to_watchers(task.msg_id, frames)
         self.db.update_record(task.msg_id, {"result_header": header, "result_content": content,
