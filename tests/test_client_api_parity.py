@@ -222,6 +222,10 @@ def test_metadata_has_ipyparallels_keys_as_attributes(cluster):
     md = ar.metadata
     assert md.msg_id == ar.msg_ids[0] and md["engine_id"] == md.engine_id
     assert {"after", "follow", "execute_result", "outputs", "data", "label"} <= set(md)
+    assert md.is_broadcast is False
+    parts = cluster.broadcast_view(is_coalescing=True).apply_async(double, 1)
+    parts.get(10)
+    assert all(m["is_broadcast"] and m["is_coalescing"] for m in parts.metadata)
     with pytest.raises(AttributeError):
         md.nonsense
 

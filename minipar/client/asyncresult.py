@@ -29,7 +29,7 @@ PLAIN_PROGRESS_INTERVAL = 1.0
 
 METADATA_KEYS = ("msg_id", "engine_id", "engine_uuid", "submitted", "started", "completed", "received", "status",
                  "stdout", "stderr", "error", "after", "follow", "execute_input", "execute_result", "outputs", "data",
-                 "label")
+                 "label", "is_broadcast", "is_coalescing")
 
 
 class Metadata(dict):
@@ -84,7 +84,7 @@ class ExecuteReply:
 
 def new_metadata(msg_id) -> Metadata:
     md = Metadata.fromkeys(METADATA_KEYS)
-    md.update(msg_id=msg_id, stdout="", stderr="", outputs=[], data={})
+    md.update(msg_id=msg_id, stdout="", stderr="", outputs=[], data={}, is_broadcast=False, is_coalescing=False)
     return md
 
 

@@ -439,6 +439,8 @@ class BroadcastView(DirectView):
         ids = self.client._resolve(targets)
         ar = self.client._submit_broadcast(msg_type, content, buffers, ids, self.is_coalescing,
                                            lambda m: factory(m, ids))
+        for md in ar._metadata.values():
+            md.update(is_broadcast=True, is_coalescing=self.is_coalescing)
         self.history.extend(ar.msg_ids)
         return ar
 
