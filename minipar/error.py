@@ -54,8 +54,9 @@ class ProtocolMismatch(MiniparError):
     """Raised when the controller refuses a peer speaking another protocol version."""
 
 
-class ConnectionFileError(MiniparError):
-    """Raised when a connection file is missing or unreadable."""
+class ConnectionFileError(MiniparError, OSError):
+    """Raised when a connection file is missing or unreadable; an OSError, as ipyparallel's
+    Client raises, so ``except OSError`` around ``Client()`` keeps working."""
 
 
 class SerializationError(MiniparError):

@@ -162,8 +162,9 @@ def test_client_waits_for_the_connection_file_of_its_profile(tmp_path, monkeypat
 def test_client_gives_up_on_a_missing_connection_file(tmp_path, monkeypatch):
     monkeypatch.setenv("MINIPAR_DIR", str(tmp_path))
     (tmp_path / "profile_default" / "security").mkdir(parents=True)
-    with pytest.raises(ipp.MiniparError, match="controller-client.json does not exist"):
+    with pytest.raises(OSError, match="controller-client.json does not exist") as e:
         ipp.Client(profile="default", timeout=0.3)
+    assert isinstance(e.value, ipp.MiniparError)
 
 
 # -- Cluster ----------------------------------------------------------------------------------
