@@ -71,6 +71,20 @@ def test_the_id_of_an_engine_that_is_gone_can_be_asked_for_again(profile, how):
     assert rc[2].apply_sync(os.getpid) == again.pid
 
 
+def test_an_engine_asks_for_its_id_again_from_a_restarted_controller(profile):
+    controller = profile.controller("--reuse")
+    eng = profile.engine("--id", "4", "--engine.controller_timeout=30")
+    rc = profile.client()
+    assert registered(rc, 1) == [4]
+    rc.close()
+    controller.stop()
+    profile.controller("--reuse")
+    rc2 = profile.client()
+    assert registered(rc2, 1) == [4]
+    assert rc2[4].apply_sync(os.getpid) == eng.pid
+    assert "registering again" in eng.output()
+
+
 @pytest.mark.parametrize("args, message", [
     (["--id", "-3"], "engine.id: -3 is not an engine id; give 0 or more, or -1 to let the controller choose"),
     (["--engine.mpi_registration_delay=-1"],
