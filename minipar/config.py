@@ -785,7 +785,29 @@ class EngineConfig:
     startup_command: str = option("", "Python code to run in the engine namespace at startup.")
     work_dir: str = option("", "Directory to change to at startup; empty means stay put.")
     mpi: str = option(
-        "", "MPI setup in the engine (mpi4py: init MPI, expose rank).", choices=("", "mpi4py")
+        "",
+        "Initialise MPI when the engine starts (the chapter's c.MPI.use): \"mpi4py\" imports "
+        "mpi4py.MPI and puts MPI, mpi_rank and mpi_size in the namespace; \"init_script\" runs "
+        "the file engine.mpi_init_script instead, for another MPI binding. Under mpiexec the "
+        "engine then asks for its MPI rank as its engine id.",
+        choices=("", "mpi4py", "init_script"),
+    )
+    mpi_init_script: str = option(
+        "",
+        "Python file run in the engine namespace at start when engine.mpi = \"init_script\" (the "
+        "chapter's c.MPI.init_script). It should set mpi_rank and mpi_size; if it does not, they "
+        "are read from mpiexec's environment (Open MPI, MPICH).",
+    )
+    mpi_registration_delay: float = option(
+        0.02,
+        "Seconds per MPI rank an engine waits before registering (rank r waits r times this), "
+        "so a large mpiexec job does not flood the controller; 0 registers all at once.",
+    )
+    id: int = option(
+        -1,
+        "Engine id to ask the controller for; registration fails if a live engine holds it. "
+        "-1: an MPI engine asks for its rank (and takes another id if that one is held), any "
+        "other gets the next free id.",
     )
     registration_timeout: float = option(
         20.0, "Seconds to wait for the controller to accept registration."

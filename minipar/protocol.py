@@ -51,8 +51,12 @@ stream                     E→H→P     ``{name: stdout|stderr, text}`` while a
 shutdown_request           C→H       ``{targets: [...] | null, hub: bool}``
 shutdown_reply             H→C       ``{status}``
 shutdown_request           H→E       stop after the current task
-registration_request       E→H       ``{uuid, heart, protocol, python, pid, hostname}``
-registration_reply         H→E       ``{status, id, heartbeat_period, reason?}``
+registration_request       E→H       ``{uuid, heart, protocol, python, pid, hostname, id?,
+                                     id_required?}``: ``id`` asks for that engine id (the
+                                     MPI rank, or ``engine.id``, which sets ``id_required``)
+registration_reply         H→E       ``{status, id, heartbeat_period, controller, reason?}``;
+                                     status error when the protocol differs or a required
+                                     id is taken
 unregistration_request     E→H       the engine is leaving cleanly
 registration_notification  H→P       ``{id, uuid}``
 unregistration_notification H→P      ``{id, uuid, reason}``

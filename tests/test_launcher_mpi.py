@@ -1,4 +1,5 @@
-"""The MPI launchers and ``[engine] mpi = "mpi4py"``, under real Open MPI and real MPICH.
+"""The MPI launchers and ``[engine] mpi = "mpi4py"``, under real Open MPI and real MPICH
+(engine ids from ranks, the stagger and ``mpi = "init_script"``: test_mpi_ids).
 
 scripts/services/mpi.sh brings both up (through the ``mpi`` fixture of test_services); each
 implementation runs with the environment it needs (/etc/minipar-testbed/*.env), set before the
@@ -135,7 +136,7 @@ def the_launcher(cluster) -> MPIEngineSetLauncher:
 def test_engines_are_the_ranks_of_one_job_and_reduce_together(mpi_cluster):
     bed, cluster, rc = mpi_cluster
     said = rc[:].apply_async(allreduce_rank).get(30)
-    assert sorted(rank for rank, *_ in said) == [0, 1, 2]
+    assert [rank for rank, *_ in said] == [0, 1, 2] and rc.ids == [0, 1, 2]  # engine i is rank i
     assert {(size, total, vendor) for _, size, total, vendor, _ in said} == {(3, 0 + 1 + 2, bed.vendor)}
     pids = [pid for *_, pid in said]
     launcher = the_launcher(cluster)

@@ -25,7 +25,8 @@ payload. Replies come back on the engine ROUTER and go to the client that asked,
 into the task database. A broadcast request (metadata ``broadcast``) is sent to each of
 its engines as a direct task of its own, sharing the payload frames; see :mod:`broadcast`.
 
-Engines register on the engine ROUTER and are watched by :mod:`heartbeat`. When one
+Engines register on the engine ROUTER and are watched by :mod:`heartbeat`. One may ask
+for an id (its MPI rank, or ``engine.id``); :func:`grant_engine_id` decides. When one
 goes silent, or unregisters, every task it held is answered by the hub itself with an
 EngineError, so no client waits for it. Output an engine prints while a task runs is
 republished on the notification PUB, along with engine (un)registration news.
@@ -519,9 +520,18 @@ class Hub(QueryHandlers):
         engine = self.by_ident.get(ident)
         new = engine is None
         if new:
+            eid, refusal = grant_engine_id(c.get("id"), bool(c.get("id_required")), self.engines, self.next_id)
+            if refusal:
+                log.warning("refused an engine (host %s, pid %s): %s", c.get("hostname", "?"), c.get("pid"), refusal)
+                self.session.send(self.sockets["engine"], "registration_reply",
+                                  {"status": "error", "reason": refusal}, parent=msg.header, idents=[ident])
+                return
+            if c.get("id") is not None and eid != c["id"]:
+                log.warning("an engine asked for id %s, which %s holds; it gets id %d instead",
+                            c["id"], describe_engine(self.engines[c["id"]]), eid)
             heart = c["heart"].encode()
-            engine = EngineState(self.next_id, c["uuid"], ident, heart, c.get("pid"), c.get("hostname", ""))
-            self.next_id += 1
+            engine = EngineState(eid, c["uuid"], ident, heart, c.get("pid"), c.get("hostname", ""))
+            self.next_id = max(self.next_id, eid + 1)
             self.engines[engine.id] = engine
             self.by_ident[ident] = engine
             self.by_heart[heart] = engine
@@ -622,6 +632,30 @@ class Hub(QueryHandlers):
         self.ctx.term()
         if self.db is not None:
             self.db.close()
+
+
+def grant_engine_id(requested, required: bool, engines: dict, next_id: int):
+    """``(id, None)`` for a registering engine, or ``(None, reason)`` to refuse it.
+
+    As ipyparallel's hub does: a requested id is granted when no registered engine holds it (so
+    the id of an engine that died or left can be asked for again), and the counter moves past it;
+    otherwise, or with no request, the engine gets the counter's next id. An engine that
+    *requires* its id (``engine.id``) is refused instead of being given another one."""
+    if requested is None:
+        return next_id, None
+    if isinstance(requested, bool) or not isinstance(requested, int) or requested < 0:
+        return None, "asked for engine id %r, which is not an engine id (a whole number, 0 or more)" % (requested,)
+    holder = engines.get(requested)
+    if holder is None:
+        return requested, None
+    if required:
+        return None, ("engine id %d is taken by %s; give this engine another id (--id / engine.id), "
+                      "or none to get the next free one" % (requested, describe_engine(holder)))
+    return next_id, None
+
+
+def describe_engine(engine) -> str:
+    return "engine %d (host %s, pid %s)" % (engine.id, engine.hostname or "?", engine.pid)
 
 
 def reply_identity(ident: bytes) -> bytes:

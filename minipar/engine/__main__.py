@@ -5,6 +5,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 
 from ..config import ConfigError, flag_overrides, load_config, split_overrides
 from ..connection import connection_file_path, read_connection_file
@@ -13,7 +14,8 @@ from ..logs import setup_logging
 from ..profile import ProfileError, locate_profile_dir
 from ..tunnel import TunnelError
 from .engine import Engine, EngineStartError, exit_engine, run_startup
-from .mpi import MPIStartError, init_mpi
+from .execute import new_namespace
+from .mpi import InitScriptFailed, MPIStartError, init_mpi
 
 PROG = "python -m %s" % (__package__ or "minipar.engine")
 
@@ -35,19 +37,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--startup-script", help="Python file run once in the engine's namespace")
     p.add_argument("--startup-command", help="Python code run once in the engine's namespace")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
+    p.add_argument("--id", type=int, metavar="N",
+                   help="ask the controller for engine id N; registration fails if a live engine has it "
+                        "(default: the MPI rank with engine.mpi, else the next free id)")
     return p
 
 
 FLAG_KEYS = {
     "file": "engine.file", "cluster_id": "engine.cluster_id", "ssh": "engine.ssh_server",
     "work_dir": "engine.work_dir", "startup_script": "engine.startup_script",
-    "startup_command": "engine.startup_command", "log_level": "engine.log_level",
+    "startup_command": "engine.startup_command", "log_level": "engine.log_level", "id": "engine.id",
 }
 
 
 def fail(message: str, code: int = 1) -> int:
     print("%s: error: %s" % (PROG, message), file=sys.stderr)
     return code
+
+
+def check_settings(cfg) -> None:
+    """Settings the schema cannot check alone; a ValueError names the key."""
+    if cfg.id < -1:
+        raise ValueError("engine.id: %d is not an engine id; give 0 or more, or -1 to let the controller "
+                         "choose" % cfg.id)
+    if cfg.mpi_registration_delay < 0:
+        raise ValueError("engine.mpi_registration_delay: %g is negative; give seconds per rank, or 0"
+                         % cfg.mpi_registration_delay)
+    if cfg.mpi_init_script and cfg.mpi != "init_script":
+        raise ValueError("engine.mpi_init_script is set but engine.mpi is %r, so it would not run; set "
+                         "engine.mpi = 'init_script' to run it" % cfg.mpi)
+
+
+def check_granted_id(engine, log) -> None:
+    """A controller that ignores the request (an older minipar) must not leave engine.id unmet."""
+    wanted = engine.requested_id
+    if wanted is None or engine.id == wanted:
+        return
+    if engine.id_required:
+        raise EngineStartError("the controller at %s gave this engine id %d, not the engine.id = %d it asked "
+                               "for" % (engine.url, engine.id, wanted))
+    log.warning("asked for engine id %d (the MPI rank) but another engine holds it; registered as engine %d",
+                wanted, engine.id)
 
 
 def main(argv=None) -> int:
@@ -61,19 +91,28 @@ def main(argv=None) -> int:
         else:
             profile_dir = locate_profile_dir(args.profile, args.profile_dir, create=False)
         cfg = load_config(profile_dir, overrides).engine
+        check_settings(cfg)
         setup_logging("Engine", cfg.log_level)
     except (ConfigError, ProfileError, ValueError) as e:
         return fail(str(e), 2)
     log = logging.getLogger("minipar.engine")
+    namespace = new_namespace()
     mpi = None
     if cfg.mpi:
         try:
-            mpi = init_mpi(cfg.mpi)
+            mpi = init_mpi(cfg, namespace)
+        except InitScriptFailed as e:
+            cause = e.__cause__
+            log.error("engine.mpi_init_script failed", exc_info=(type(cause), cause, cause.__traceback__))
+            return fail(str(e))
         except MPIStartError as e:
             return fail(str(e))
-        rank, size = mpi.COMM_WORLD.Get_rank(), mpi.COMM_WORLD.Get_size()
-        setup_logging("Engine rank %d" % rank, cfg.log_level)
-        log.info("MPI initialised (%s): rank %d of %d", mpi.get_vendor()[0], rank, size)
+        if mpi.rank is None:
+            log.info("MPI initialised (%s): rank unknown (the script set no mpi_rank and mpi_size, and "
+                     "mpiexec's environment has none)", mpi.how)
+        else:
+            setup_logging("Engine rank %d" % mpi.rank, cfg.log_level)
+            log.info("MPI initialised (%s): rank %d of %d", mpi.how, mpi.rank, mpi.size)
 
     if cfg.file:
         path = os.path.abspath(os.path.expanduser(cfg.file))
@@ -91,18 +130,28 @@ def main(argv=None) -> int:
         return fail(str(e))
 
     engine = Engine(cfg, info, path)
+    engine.namespace = namespace  # where engine.mpi's names are (and an init script's functions look)
     if mpi is not None:
-        engine.preset["MPI"] = mpi
-        engine.namespace.update(engine.preset)
+        engine.preset.update(mpi.names)
+    if cfg.id >= 0:
+        engine.requested_id, engine.id_required = cfg.id, True
+    elif mpi is not None and mpi.in_a_job:
+        engine.requested_id = mpi.rank
     try:
         run_startup(cfg, engine.namespace)
     except BaseException as e:  # noqa: B902 - any failure of user start-up code ends the engine
         log.exception("engine start-up code failed")
         return fail("start-up code failed: %s: %s" % (type(e).__name__, e))
     try:
+        delay = mpi.registration_delay(cfg.mpi_registration_delay) if mpi is not None else 0.0
+        if delay:
+            log.info("waiting %.3fs before registering: rank %d x engine.mpi_registration_delay (%gs)",
+                     delay, mpi.rank, cfg.mpi_registration_delay)
+            time.sleep(delay)
         engine.connect()
         engine.install_signal_handlers()
         engine.register(cfg.registration_timeout)
+        check_granted_id(engine, log)
     except (EngineStartError, TunnelError) as e:
         code = getattr(e, "exit_code", 1)
         log.log(logging.ERROR if code else logging.INFO, "%s", e)

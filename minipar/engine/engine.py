@@ -71,6 +71,8 @@ class Engine:
         self.stopping = False
         self.namespace = new_namespace()
         self.preset: dict = {}  # names a cleared namespace starts with again (engine.mpi's MPI)
+        self.requested_id = None  # engine.id, or the MPI rank
+        self.id_required = False  # True for engine.id: refused rather than given another id
         self.tunnel = None
 
     # -- connecting --------------------------------------------------------------------
@@ -115,9 +117,11 @@ class Engine:
         self.executor = Executor(self.namespace, self.streamer)
 
     def request_registration(self) -> dict:
-        return self.session.send(self.socket, "registration_request", {
-            "uuid": self.uuid, "heart": self.heart_id.decode(), "protocol": PROTOCOL_VERSION,
-            "python": python_version(), "pid": os.getpid(), "hostname": socket.gethostname()})
+        content = {"uuid": self.uuid, "heart": self.heart_id.decode(), "protocol": PROTOCOL_VERSION,
+                   "python": python_version(), "pid": os.getpid(), "hostname": socket.gethostname()}
+        if self.requested_id is not None:
+            content.update(id=self.requested_id, id_required=self.id_required)
+        return self.session.send(self.socket, "registration_request", content)
 
     def register(self, timeout: float):
         """Send a registration request and wait for the answer, queueing anything else."""
