@@ -3,7 +3,9 @@
 The controller writes two files into the profile's security dir, readable by the
 owner only, because the key in them is the whole trust boundary:
 ``controller[-ID]-client.json`` for clients, ``controller[-ID]-engine.json`` for engines.
-Both carry every port, so ``--reuse`` can rebuild the controller from either.
+Both carry every port, so ``--reuse`` can rebuild the controller from either. A
+controller that stops (SIGINT, SIGTERM, a client's shutdown) removes both unless it runs
+with ``--reuse``, so a client or engine never picks up a dead controller's file.
 """
 from __future__ import annotations
 
@@ -79,3 +81,21 @@ def read_connection_file(path, hint: str = "") -> dict:
             "connection file %s: 'ports' must map %s to integers" % (path, ", ".join(PORT_NAMES))
         )
     return info
+
+
+def remove_connection_files(profile_dir, cluster_id: str, key: str) -> list:
+    """Remove this controller's two files; returns the paths removed.
+
+    A file whose key differs belongs to another controller that has since written it
+    (a second profile user, a restarted controller) and is left alone."""
+    removed = []
+    for role in ("client", "engine"):
+        path = connection_file_path(profile_dir, role, cluster_id)
+        try:
+            if json.loads(path.read_text()).get("key") != key:
+                continue
+            path.unlink()
+        except (OSError, ValueError):
+            continue
+        removed.append(path)
+    return removed

@@ -7,6 +7,7 @@ import signal
 import sys
 
 from ..config import ConfigError, flag_overrides, load_config, split_overrides
+from ..connection import remove_connection_files
 from ..logs import setup_logging
 from ..pidfile import pid_alive, read_pid, remove_pid, write_pid
 from ..profile import ProfileError, locate_profile_dir
@@ -94,6 +95,11 @@ def main(argv=None) -> int:
         hub.serve_forever()
     finally:
         remove_pid(pid_path)
+        if cfg.reuse:
+            log.info("leaving the connection files for --reuse")
+        else:
+            for path in remove_connection_files(profile_dir, cfg.cluster_id, hub.info.get("key")):
+                log.info("removed %s", path)
     log.info("controller stopped")
     return 0
 
