@@ -788,7 +788,10 @@ class EngineConfig:
         "", "MPI setup in the engine (mpi4py: init MPI, expose rank).", choices=("", "mpi4py")
     )
     registration_timeout: float = option(
-        20.0, "Seconds to wait for the controller to accept registration."
+        20.0,
+        "Seconds to wait for the controller: for its engine connection file to appear, then "
+        "for it to accept the registration; 0 means no limit, so an engine can start before "
+        "its controller (with --reuse files, or on a shared file system).",
     )
     controller_timeout: float = option(
         60.0,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from pathlib import Path
 
 from .error import ConnectionFileError
@@ -99,3 +100,22 @@ def remove_connection_files(profile_dir, cluster_id: str, key: str) -> list:
             continue
         removed.append(path)
     return removed
+
+
+FILE_POLL_INTERVAL = 0.1
+"""Seconds between looks for a connection file that is not there yet."""
+
+
+def wait_for_connection_file(path, timeout: float) -> bool:
+    """Wait until ``path`` exists, for up to ``timeout`` seconds (0: no limit).
+
+    An engine may start before its controller (a batch job, a shared file system, ``--reuse``
+    after a clean stop without it): the controller writes the file atomically, so seeing it
+    means it is complete."""
+    path = Path(path)
+    deadline = time.monotonic() + timeout if timeout > 0 else None
+    while not path.exists():
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+        time.sleep(FILE_POLL_INTERVAL)
+    return True

@@ -4,10 +4,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import time
 
 from ..config import ConfigError, flag_overrides, load_config, split_overrides
-from ..connection import connection_file_path, read_connection_file
+from ..connection import connection_file_path, read_connection_file, wait_for_connection_file
 from ..error import ConnectionFileError
 from ..logs import setup_logging
 from ..profile import ProfileError, locate_profile_dir
@@ -84,6 +86,12 @@ def main(argv=None) -> int:
             os.chdir(os.path.expanduser(cfg.work_dir))
         except OSError as e:
             return fail("engine.work_dir: cannot chdir to %s: %s" % (cfg.work_dir, e))
+    started = time.monotonic()
+    if not os.path.exists(path):
+        code = wait_for_file(path, cfg.registration_timeout, log)
+        if code is not None:
+            return code
+    waited = time.monotonic() - started
     try:
         info = read_connection_file(path, hint="Start the controller first, or copy its engine connection "
                                                "file here and pass --file.")
@@ -102,7 +110,7 @@ def main(argv=None) -> int:
     try:
         engine.connect()
         engine.install_signal_handlers()
-        engine.register(cfg.registration_timeout)
+        engine.register(cfg.registration_timeout, waited)
     except (EngineStartError, TunnelError) as e:
         code = getattr(e, "exit_code", 1)
         log.log(logging.ERROR if code else logging.INFO, "%s", e)
@@ -118,6 +126,35 @@ def main(argv=None) -> int:
     finally:
         engine.close()
     return code
+
+
+class _Stopped(Exception):
+    pass
+
+
+def wait_for_file(path: str, timeout: float, log) -> int | None:
+    """Wait for the connection file as ipyparallel's wait_for_url_file does, but for the
+    whole registration budget: None once it is there, else the exit code."""
+    log.warning("connection file %s not found; waiting %s for it (engine.registration_timeout)",
+                path, "with no limit" if timeout <= 0 else "up to %gs" % timeout)
+
+    def on_sigterm(signum, frame):
+        raise _Stopped
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        if wait_for_connection_file(path, timeout):
+            return None
+    except _Stopped:
+        log.info("stopped while waiting for %s", path)
+        return 0
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return fail("connection file %s did not appear within %gs (engine.registration_timeout). Start the "
+                "controller, or copy its engine connection file here and pass --file; 0 waits with no limit."
+                % (path, timeout))
 
 
 if __name__ == "__main__":
