@@ -8,7 +8,7 @@ import sys
 
 from ..config import ConfigError, flag_overrides, load_config, split_overrides
 from ..connection import remove_connection_files
-from ..logs import setup_logging
+from ..logs import add_log_to_file_args, setup_logging
 from ..pidfile import pid_alive, read_pid, remove_pid, write_pid
 from ..profile import ProfileError, locate_profile_dir
 from .db import db_class, open_db
@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--enginessh", metavar="USER@HOST", help="ssh server engines tunnel through")
     p.add_argument("--ssh", metavar="USER@HOST", help="ssh server clients tunnel through")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
+    add_log_to_file_args(p, "controller.log_to_file")
     return p
 
 
@@ -47,6 +48,7 @@ FLAG_KEYS = {
     "cluster_id": "controller.cluster_id", "ip": "controller.ip", "location": "controller.location",
     "reuse": "controller.reuse", "db": "controller.db", "enginessh": "controller.engine_ssh_server",
     "ssh": "controller.ssh_server", "log_level": "controller.log_level",
+    "log_to_file": "controller.log_to_file",
 }
 
 
@@ -61,7 +63,8 @@ def main(argv=None) -> int:
         profile_dir = locate_profile_dir(args.profile, args.profile_dir, create=True)
         config = load_config(profile_dir, overrides)
         cfg = config.controller
-        setup_logging("Controller", cfg.log_level, profile_dir / "log" / log_name(cfg.cluster_id))
+        setup_logging("Controller", cfg.log_level,
+                      profile_dir / "log" / log_name(cfg.cluster_id) if cfg.log_to_file else None)
     except (ConfigError, ProfileError, ValueError) as e:
         print("%s: error: %s" % (PROG, e), file=sys.stderr)
         return 2

@@ -7,11 +7,12 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 from ..config import ConfigError, flag_overrides, load_config, split_overrides
 from ..connection import connection_file_path, read_connection_file, wait_for_connection_file
 from ..error import ConnectionFileError
-from ..logs import setup_logging
+from ..logs import add_log_to_file_args, setup_logging
 from ..profile import ProfileError, locate_profile_dir
 from ..tunnel import TunnelError
 from .engine import Engine, EngineStartError, exit_engine, run_startup
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--startup-script", help="Python file run once in the engine's namespace")
     p.add_argument("--startup-command", help="Python code run once in the engine's namespace")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
+    add_log_to_file_args(p, "engine.log_to_file")
     return p
 
 
@@ -44,6 +46,7 @@ FLAG_KEYS = {
     "file": "engine.file", "cluster_id": "engine.cluster_id", "ssh": "engine.ssh_server",
     "work_dir": "engine.work_dir", "startup_script": "engine.startup_script",
     "startup_command": "engine.startup_command", "log_level": "engine.log_level",
+    "log_to_file": "engine.log_to_file",
 }
 
 
@@ -63,10 +66,15 @@ def main(argv=None) -> int:
         else:
             profile_dir = locate_profile_dir(args.profile, args.profile_dir, create=False)
         cfg = load_config(profile_dir, overrides).engine
-        setup_logging("Engine", cfg.log_level)
+        logfile = log_file(profile_dir, cfg) if cfg.log_to_file else None
+        setup_logging("Engine", cfg.log_level, logfile)
     except (ConfigError, ProfileError, ValueError) as e:
         return fail(str(e), 2)
+    except OSError as e:
+        return fail("engine.log_to_file: cannot open a log file: %s" % e)
     log = logging.getLogger("minipar.engine")
+    if logfile is not None:
+        log.info("logging to %s as well", logfile)
     mpi = None
     if cfg.mpi:
         try:
@@ -74,7 +82,7 @@ def main(argv=None) -> int:
         except MPIStartError as e:
             return fail(str(e))
         rank, size = mpi.COMM_WORLD.Get_rank(), mpi.COMM_WORLD.Get_size()
-        setup_logging("Engine rank %d" % rank, cfg.log_level)
+        setup_logging("Engine rank %d" % rank, cfg.log_level, logfile)
         log.info("MPI initialised (%s): rank %d of %d", mpi.get_vendor()[0], rank, size)
 
     if cfg.file:
@@ -126,6 +134,18 @@ def main(argv=None) -> int:
     finally:
         engine.close()
     return code
+
+
+def log_file(profile_dir, cfg):
+    """log/engine[-ID]-<pid>.log in the profile; with only --file, the default profile's,
+    when it exists (an engine given just a copied file may run where no profile is)."""
+    if profile_dir is None:
+        try:
+            profile_dir = locate_profile_dir(None, None, create=False)
+        except ProfileError:
+            return None
+    return Path(profile_dir) / "log" / ("engine%s-%d.log" % ("-" + cfg.cluster_id if cfg.cluster_id else "",
+                                                             os.getpid()))
 
 
 class _Stopped(Exception):
