@@ -11,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+from ..commands import both_forms, program_name
 from ..config import ConfigError, load_config, override_arg, split_overrides
 from ..connection import connection_file_path
 from ..error import MiniparError
@@ -18,8 +19,7 @@ from ..logs import add_log_to_file_args, setup_logging
 from ..profile import ProfileError, locate_profile_dir, minipar_dir
 from .cluster import Cluster, ClusterError, state_file_path
 
-PROG = "python -m %s" % (__package__ or "minipar.cluster")
-PACKAGE = (__package__ or "minipar.cluster").rsplit(".", 1)[0]
+PROG = program_name("cluster")
 
 
 def add_program_args(p, log_level=True):
@@ -44,7 +44,7 @@ def add_profile_args(p, cluster_id=True):
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog=PROG, epilog=also_installed_as("minipar-cluster"),
+        prog=PROG, epilog=both_forms("cluster"),
         description="Start, stop, list and grow minipar clusters. start and engines take any setting of "
                     "minipar.toml as --SECTION.KEY=VALUE (--cluster.n=8, --launcher.slurm.queue=short, "
                     "--controller.heartbeat_period=2, --engine.startup_command='import numpy'); "
@@ -103,12 +103,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 CHILD_SECTIONS = {"controller": ("controller", "db"), "engine": ("engine",)}
 """Override roots passed on to each child program (it reads the profile itself)."""
-
-
-def also_installed_as(command: str) -> str:
-    if PACKAGE != "minipar":  # a vendored copy has no commands on PATH
-        return ""
-    return "The same program runs as `%s` when minipar is installed with pip." % command
 
 
 def split_by_owner(overrides: dict) -> tuple:

@@ -6,6 +6,7 @@ import logging
 import signal
 import sys
 
+from ..commands import both_forms, program_name
 from ..config import ConfigError, flag_overrides, load_config, split_overrides
 from ..connection import remove_connection_files
 from ..logs import add_log_to_file_args, setup_logging
@@ -14,7 +15,7 @@ from ..profile import ProfileError, locate_profile_dir
 from .db import db_class, open_db
 from .hub import Hub, HubError
 
-PROG = "python -m %s" % (__package__ or "minipar.controller")
+PROG = program_name("controller")
 
 SWITCH_INTERVAL = 0.0005
 """Seconds a background thread (the SQLite writer) may hold the GIL before the hub's loop
@@ -23,7 +24,7 @@ gets it back; Python's default of 5 ms would stall every message behind a batch 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog=PROG,
+        prog=PROG, epilog=both_forms("controller"),
         description="Start a minipar controller: the hub that engines register with and clients "
                     "submit work to. Settings come from [controller] in the profile's minipar.toml; "
                     "any of them can be given as --controller.KEY=VALUE.",

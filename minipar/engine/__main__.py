@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..commands import both_forms, program_name
 from ..config import ConfigError, flag_overrides, load_config, split_overrides
 from ..connection import connection_file_path, read_connection_file, wait_for_connection_file
 from ..error import ConnectionFileError
@@ -18,12 +19,12 @@ from ..tunnel import TunnelError
 from .engine import Engine, EngineStartError, exit_engine, run_startup
 from .mpi import MPIStartError, init_mpi
 
-PROG = "python -m %s" % (__package__ or "minipar.engine")
+PROG = program_name("engine")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog=PROG,
+        prog=PROG, epilog=both_forms("engine"),
         description="Start a minipar engine. It reads the controller's engine connection file "
                     "(--file, or security/controller[-ID]-engine.json in the profile), registers and "
                     "runs what clients send. Settings come from [engine] in minipar.toml; any of them "
