@@ -20,6 +20,7 @@ from ..profile import ProfileError, locate_profile_dir, minipar_dir
 from .cluster import Cluster, ClusterError, state_file_path
 
 PROG = program_name("cluster")
+log = logging.getLogger("minipar.cluster")
 
 
 def add_program_args(p, log_level=True):
@@ -169,7 +170,8 @@ def start_logging(args, overrides: dict) -> None:
     logfile = pdir / "log" / ("cluster%s.log" % ("-" + cluster_id if cluster_id else "")) if cfg.log_to_file else None
     setup_logging("Cluster", cfg.log_level, logfile)
     if logfile is not None:
-        logging.getLogger("minipar.cluster").info("%s %s: logging to %s", PROG, args.command, logfile)
+        log.info("%s %s: logging to %s", PROG, args.command, logfile)
+    log.debug("settings from the command line: %s", overrides or "none")
 
 
 def cmd_start(args, overrides) -> int:
@@ -190,6 +192,8 @@ def cmd_start(args, overrides) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    log.info("starting cluster %r in %s: %s controller, %d %s engine(s)", cluster.cluster_id, cluster.profile_dir,
+             cluster.cfg.controller, cluster.n, cluster.cfg.engines)
     rc = cluster.start_and_connect_sync()
     print("cluster %r running: %d engines, profile %s" % (cluster.cluster_id, len(rc.ids), cluster.profile_dir))
     print("connect with: minipar.Client(url_file=%r)" % str(cluster.client_file))
@@ -218,6 +222,7 @@ def cmd_stop(args, overrides) -> int:
     for cluster_id in ids:
         cluster = Cluster.from_file(profile_dir=str(pdir), cluster_id=cluster_id)
         cluster.stop_cluster_sync()
+        log.info("stopped cluster %r of %s", cluster_id, pdir)
         print("stopped cluster %r of %s" % (cluster_id, pdir))
     return 0
 
@@ -247,6 +252,7 @@ def cmd_engines(args, overrides) -> int:
         cluster = Cluster(profile_dir=str(pdir), cluster_id=args.cluster_id, n=args.n, shutdown_atexit=False,
                           **kwargs)
         where = "the controller of %s" % engine_file
+    log.info("starting %d %s engine(s) for %s", args.n, cluster.cfg.engines, where)
     set_id = cluster.start_engines_sync(args.n)
     cluster._watch_stop.set()  # this process watches its own engines below; the state file is shared
     launcher = cluster.engine_sets[set_id]
