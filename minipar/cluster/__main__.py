@@ -279,6 +279,9 @@ def watch_engine_set(cluster, set_id: str) -> int:
             say("the engines were stopped from elsewhere")
             return 0
         if not launcher.running:
+            if stopped_elsewhere(cluster, set_id):
+                say("the engines were stopped from elsewhere")
+                return 0
             say("every engine exited")
             code = 1
             break
@@ -292,6 +295,18 @@ def watch_engine_set(cluster, set_id: str) -> int:
     if code == 0:
         say("stopped %d engine(s)" % launcher.n)
     return code
+
+
+def stopped_elsewhere(cluster, set_id: str) -> bool:
+    """Whether `stop` in another process ended the engines: it drops them from the state
+    file only once it has stopped the rest too (the controller), so give it that long."""
+    deadline = time.monotonic() + 2 * cluster.cfg.stop_timeout + 2
+    while time.monotonic() < deadline:
+        current = recorded_cluster(cluster)
+        if current is None or set_id not in current.engine_sets:
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def recorded_cluster(cluster):
