@@ -19,7 +19,6 @@ def test_engine_started_by_hand_logs_to_the_profile_and_stderr(profile):
     path = profile.dir / "log" / ("engine-%d.log" % eng.pid)
     wait_for(lambda: path.exists() and "registered as engine 0" in path.read_text(), what="the engine's log file")
     assert "registered as engine 0" in eng.output()
-    assert "logging to %s as well" % path in eng.output()
     assert rc[0].apply_sync(lambda: 1) == 1
 
 
@@ -30,6 +29,7 @@ def test_engine_log_file_names_its_cluster_id_and_follows_log_level(profile):
     path = profile.dir / "log" / ("engine-x-%d.log" % eng.pid)
     wait_for(lambda: path.exists() and "registered as engine" in path.read_text(), what="the engine's log file")
     assert "DEBUG asked the controller at" in path.read_text()
+    assert "logging to %s as well" % path in eng.output()
 
 
 def test_no_log_to_file_logs_to_stderr_only(profile):

@@ -247,7 +247,8 @@ def cmd_engines(args, overrides) -> int:
         engine_file = connection_file_path(pdir, "engine", args.cluster_id)
         if not engine_file.exists():
             raise ClusterError("no cluster with id %r in %s and no engine connection file %s: start a controller "
-                               "(or a cluster) first, or copy its engine connection file there"
+                               "(or a cluster) first, or copy its engine connection file there (or use --foreground to start "
+                               "engines without a state file)"
                                % (args.cluster_id, pdir, engine_file))
         cluster = Cluster(profile_dir=str(pdir), cluster_id=args.cluster_id, n=args.n, shutdown_atexit=False,
                           **kwargs)

@@ -75,7 +75,7 @@ def main(argv=None) -> int:
         return fail("engine.log_to_file: cannot open a log file: %s" % e)
     log = logging.getLogger("minipar.engine")
     if logfile is not None:
-        log.info("logging to %s as well", logfile)
+        log.debug("logging to %s as well", logfile)
     mpi = None
     if cfg.mpi:
         try:
