@@ -2,7 +2,6 @@
 in the foreground or with --daemonize, for a cluster or a controller started by hand."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -84,6 +83,7 @@ def write_script(profile, code) -> str:
     (["--cluster.nn=3"], "command line: cluster.nn: unknown setting; did you mean 'cluster.n'?"),
     (["--engine.registration_timeout=soon"], "engine.registration_timeout: expected a number"),
     (["--launcher.nosuch.queue=x"], "launcher.nosuch.queue: unknown"),
+    (["--engine-args=--startup-command='x = 1"], "--engine-args \"--startup-command='x = 1\": No closing quotation"),
 ])
 def test_bad_settings_are_clear_errors_and_start_nothing(profile, args, message):
     out = cli(profile, "start", "-n", "1", "--daemonize", *args)

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import read_json, wait_for
+from conftest import read_json
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

@@ -123,7 +123,10 @@ def split_by_owner(overrides: dict) -> tuple:
 def cluster_kwargs(args, overrides: dict, config) -> dict:
     """Keyword arguments for Cluster(): the overrides split by who reads them, --engine-args."""
     own, controller, engine = split_by_owner(overrides)
-    extra = shlex.split(args.engine_args) + list(getattr(args, "engine_arg", []))
+    try:
+        extra = shlex.split(args.engine_args) + list(getattr(args, "engine_arg", []))
+    except ValueError as e:
+        raise ClusterError("--engine-args %r: %s (quote it as one shell word)" % (args.engine_args, e)) from None
     kwargs = {"config_overrides": own}
     if controller:
         kwargs["controller_args"] = list(config.cluster.controller_args) + controller
