@@ -51,6 +51,7 @@ __all__ = [
     "sections",
     "split_overrides",
     "flag_overrides",
+    "override_arg",
 ]
 
 CONFIG_FILE = "minipar.toml"
@@ -689,6 +690,12 @@ def flag_overrides(args, flag_keys: Mapping[str, str]) -> Dict[str, Any]:
     return {key: getattr(args, flag) for flag, key in flag_keys.items() if getattr(args, flag) is not None}
 
 
+def override_arg(key: str, value: Any) -> str:
+    """``--section.key=value`` for a child process's command line: strings as given (they
+    came from a command line), anything else as TOML, which the child coerces back."""
+    return "--%s=%s" % (key, value if isinstance(value, str) else _toml(value))
+
+
 def render_profile() -> str:
     """The commented ``minipar.toml`` that ``profile create`` writes.
 
@@ -769,6 +776,9 @@ class ControllerConfig:
     log_level: str = option(
         "INFO", "Log level.", choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
     )
+    log_to_file: bool = option(
+        True, "Also log to log/controller[-<id>].log in the profile, besides stderr."
+    )
 
 
 @section("engine")
@@ -810,7 +820,10 @@ class EngineConfig:
         "other gets the next free id.",
     )
     registration_timeout: float = option(
-        20.0, "Seconds to wait for the controller to accept registration."
+        20.0,
+        "Seconds to wait for the controller: for its engine connection file to appear, then "
+        "for it to accept the registration; 0 means no limit, so an engine can start before "
+        "its controller (with --reuse files, or on a shared file system).",
     )
     controller_timeout: float = option(
         60.0,
@@ -820,6 +833,11 @@ class EngineConfig:
     cluster_id: str = option("", "Cluster id, to pick controller-<id>-engine.json.")
     log_level: str = option(
         "INFO", "Log level.", choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+    )
+    log_to_file: bool = option(
+        True,
+        "Also log to log/engine[-<id>]-<pid>.log in the profile, besides stderr. Engines "
+        "started by the local launcher have their output in log/ already and skip it.",
     )
 
 
@@ -849,6 +867,11 @@ class ClusterConfig:
     log_level: str = option(
         "INFO", "Log level of the cluster's processes.",
         choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+    )
+    log_to_file: bool = option(
+        False,
+        "python -m minipar.cluster also logs to log/cluster[-<id>].log in the profile, "
+        "besides stderr (as ipyparallel, off unless asked for: --log-to-file).",
     )
     shutdown_atexit: bool = option(
         True, "Stop the cluster when the Python process that started it exits."

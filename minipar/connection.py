@@ -3,13 +3,16 @@
 The controller writes two files into the profile's security dir, readable by the
 owner only, because the key in them is the whole trust boundary:
 ``controller[-ID]-client.json`` for clients, ``controller[-ID]-engine.json`` for engines.
-Both carry every port, so ``--reuse`` can rebuild the controller from either.
+Both carry every port, so ``--reuse`` can rebuild the controller from either. A
+controller that stops (SIGINT, SIGTERM, a client's shutdown) removes both unless it runs
+with ``--reuse``, so a client or engine never picks up a dead controller's file.
 """
 from __future__ import annotations
 
 import json
 import os
 import socket
+import time
 from pathlib import Path
 
 from .error import ConnectionFileError
@@ -82,3 +85,40 @@ def check_connection_info(info, source: str = "connection info") -> dict:
     if not isinstance(ports, dict) or not all(isinstance(ports.get(p), int) for p in PORT_NAMES):
         raise ConnectionFileError("%s: 'ports' must map %s to integers" % (source, ", ".join(PORT_NAMES)))
     return info
+
+
+def remove_connection_files(profile_dir, cluster_id: str, key: str) -> list:
+    """Remove this controller's two files; returns the paths removed.
+
+    A file whose key differs belongs to another controller that has since written it
+    (a second profile user, a restarted controller) and is left alone."""
+    removed = []
+    for role in ("client", "engine"):
+        path = connection_file_path(profile_dir, role, cluster_id)
+        try:
+            if json.loads(path.read_text()).get("key") != key:
+                continue
+            path.unlink()
+        except (OSError, ValueError):
+            continue
+        removed.append(path)
+    return removed
+
+
+FILE_POLL_INTERVAL = 0.1
+"""Seconds between looks for a connection file that is not there yet."""
+
+
+def wait_for_connection_file(path, timeout: float) -> bool:
+    """Wait until ``path`` exists, for up to ``timeout`` seconds (0: no limit).
+
+    An engine may start before its controller (a batch job, a shared file system, ``--reuse``
+    after a clean stop without it): the controller writes the file atomically, so seeing it
+    means it is complete."""
+    path = Path(path)
+    deadline = time.monotonic() + timeout if timeout > 0 else None
+    while not path.exists():
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+        time.sleep(FILE_POLL_INTERVAL)
+    return True

@@ -1,8 +1,9 @@
-"""Logging set-up shared by the controller and engine processes."""
+"""Logging set-up shared by the controller, engine and cluster programs."""
 from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 FORMAT = "%(asctime)s.%(msecs)03d [%(role)s] %(levelname)s %(message)s"
 DATEFMT = "%Y-%m-%d %H:%M:%S"
@@ -24,6 +25,7 @@ def setup_logging(role: str, level: str = "INFO", logfile=None) -> logging.Logge
     root.handlers[:] = []
     handlers = [logging.StreamHandler(sys.stderr)]
     if logfile is not None:
+        Path(logfile).parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(str(logfile), mode="a"))
     for h in handlers:
         h.setFormatter(logging.Formatter(FORMAT, DATEFMT))
@@ -32,6 +34,15 @@ def setup_logging(role: str, level: str = "INFO", logfile=None) -> logging.Logge
     root.setLevel(level_number(level))
     root.propagate = False
     return root
+
+
+def add_log_to_file_args(parser, key: str) -> None:
+    """--log-to-file / --no-log-to-file, as ipyparallel's flag; None when neither is given."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--log-to-file", dest="log_to_file", action="store_true", default=None,
+                       help="also log to a file in the profile's log/ dir (%s = true)" % key)
+    group.add_argument("--no-log-to-file", dest="log_to_file", action="store_false", default=None,
+                       help="log to stderr only (%s = false)" % key)
 
 
 def level_number(level) -> int:

@@ -274,7 +274,7 @@ def test_cli_start_daemonize_list_connect_engines_stop(mpdir):
     with minipar.Client(profile="default") as rc:
         rc.wait_for_engines(2, timeout=20)
         assert out.returncode == 0
-        added = run_cli("engines", "-n", "1")
+        added = run_cli("engines", "-n", "1", "--daemonize")
         assert added.returncode == 0, added.stderr
         rc.wait_for_engines(3, timeout=20)
         assert sorted(rc[:].apply_sync(os.getpid))[0] > 0

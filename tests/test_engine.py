@@ -56,7 +56,7 @@ def test_failing_startup_code_is_reported(profile):
 
 
 def test_no_controller_means_a_clear_error_not_a_hang(profile):
-    profile.controller().stop()
+    profile.controller("--reuse").stop()
     assert profile.engine_file().exists()
     info = json.loads(profile.engine_file().read_text())
     t0 = time.monotonic()
@@ -101,7 +101,7 @@ def test_controller_lost_before_it_answers_the_registration(profile, tmp_path):
 
 
 def test_sigterm_while_waiting_for_the_controller_stops_at_once(profile):
-    profile.controller().stop()
+    profile.controller("--reuse").stop()
     eng = profile.engine("--engine.registration_timeout=120", "--log-level=DEBUG")
     wait_for(lambda: "asked the controller at" in eng.output(), what="the engine to ask for registration")
     t0 = time.monotonic()
@@ -113,9 +113,9 @@ def test_sigterm_while_waiting_for_the_controller_stops_at_once(profile):
 
 
 def test_missing_connection_file(profile, tmp_path):
-    eng = profile.engine("--file=%s" % (tmp_path / "nope.json"))
+    eng = profile.engine("--file=%s" % (tmp_path / "nope.json"), "--engine.registration_timeout=0.5")
     assert eng.wait() == 1
-    assert "nope.json does not exist" in eng.output()
+    assert "nope.json did not appear within 0.5s (engine.registration_timeout)" in eng.output()
     assert "Traceback" not in eng.output()
 
 

@@ -24,7 +24,7 @@ import uuid
 import weakref
 from pathlib import Path
 
-from ..config import load_config
+from ..config import ConfigError, load_config, split_overrides
 from ..connection import connection_file_path
 from ..error import MiniparError, TimeoutError, describe_exit
 from ..profile import locate_profile_dir
@@ -87,7 +87,9 @@ class Cluster:
     def __init__(self, *, profile=None, profile_dir=None, cluster_id=None, n=None, engines=None,
                  controller=None, controller_ip=None, controller_location=None, controller_args=None,
                  engine_args=None, log_level=None, shutdown_atexit=None, engine_timeout=None, delay=0.0,
-                 **unknown):
+                 config_overrides=None, **unknown):
+        """``config_overrides``: ``{"section.key": value}`` for any setting (strings are
+        coerced as on a command line), below the keyword arguments."""
         for alias, name in (("engine_launcher_class", "engines"), ("controller_launcher_class", "controller")):
             if alias in unknown:
                 engines, controller = ((unknown.pop(alias), controller) if name == "engines"
@@ -100,13 +102,15 @@ class Cluster:
         self.profile = profile
         self.delay = float(delay or 0.0)
         self.profile_dir = locate_profile_dir(profile, profile_dir, create=True)
-        overrides = {
+        self.config_overrides = dict(config_overrides or {})
+        overrides = dict(self.config_overrides)
+        overrides.update({k: v for k, v in {
             "cluster.n": n, "cluster.engines": engines, "cluster.controller": controller,
             "cluster.controller_ip": controller_ip, "cluster.controller_location": controller_location,
             "cluster.controller_args": controller_args, "cluster.engine_args": engine_args,
             "cluster.log_level": log_level, "cluster.shutdown_atexit": shutdown_atexit,
             "cluster.engine_timeout": engine_timeout,
-        }
+        }.items() if v is not None})
         self.config = load_config(self.profile_dir, overrides, source="Cluster()")
         cfg = self.config.cluster
         self.cfg = cfg
@@ -450,11 +454,22 @@ class Cluster:
                 self.engine_sets.pop(set_id).stop(self.cfg.stop_timeout)
             if self.controller is not None:
                 self.controller.stop(self.cfg.stop_timeout)
+                reuse = self._controller_reuses(self.controller.args)
                 self.controller = None
-                if not any(a.startswith("--reuse") for a in self._controller_args()):
+                if not reuse:  # the controller removes them itself, unless it was killed
                     for role in ("client", "engine"):
                         remove(connection_file_path(self.profile_dir, role, self.cluster_id))
             self.remove_state()
+
+    def _controller_reuses(self, args) -> bool:
+        """Whether the controller ran with --reuse (flag, --controller.reuse or the profile)."""
+        rest, overrides = split_overrides(args)
+        if "--reuse" in rest:
+            return True
+        try:
+            return load_config(self.profile_dir, overrides).controller.reuse
+        except ConfigError:
+            return self.config.controller.reuse
 
     def _stop_at_exit(self):
         if self.controller is not None or self.engine_sets:

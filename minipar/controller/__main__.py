@@ -6,14 +6,16 @@ import logging
 import signal
 import sys
 
+from ..commands import both_forms, program_name
 from ..config import ConfigError, flag_overrides, load_config, split_overrides
-from ..logs import setup_logging
+from ..connection import remove_connection_files
+from ..logs import add_log_to_file_args, setup_logging
 from ..pidfile import pid_alive, read_pid, remove_pid, write_pid
 from ..profile import ProfileError, locate_profile_dir
 from .db import db_class, open_db
 from .hub import Hub, HubError
 
-PROG = "python -m %s" % (__package__ or "minipar.controller")
+PROG = program_name("controller")
 
 SWITCH_INTERVAL = 0.0005
 """Seconds a background thread (the SQLite writer) may hold the GIL before the hub's loop
@@ -22,7 +24,7 @@ gets it back; Python's default of 5 ms would stall every message behind a batch 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog=PROG,
+        prog=PROG, epilog=both_forms("controller"),
         description="Start a minipar controller: the hub that engines register with and clients "
                     "submit work to. Settings come from [controller] in the profile's minipar.toml; "
                     "any of them can be given as --controller.KEY=VALUE.",
@@ -39,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--enginessh", metavar="USER@HOST", help="ssh server engines tunnel through")
     p.add_argument("--ssh", metavar="USER@HOST", help="ssh server clients tunnel through")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
+    add_log_to_file_args(p, "controller.log_to_file")
     return p
 
 
@@ -46,6 +49,7 @@ FLAG_KEYS = {
     "cluster_id": "controller.cluster_id", "ip": "controller.ip", "location": "controller.location",
     "reuse": "controller.reuse", "db": "controller.db", "enginessh": "controller.engine_ssh_server",
     "ssh": "controller.ssh_server", "log_level": "controller.log_level",
+    "log_to_file": "controller.log_to_file",
 }
 
 
@@ -60,7 +64,8 @@ def main(argv=None) -> int:
         profile_dir = locate_profile_dir(args.profile, args.profile_dir, create=True)
         config = load_config(profile_dir, overrides)
         cfg = config.controller
-        setup_logging("Controller", cfg.log_level, profile_dir / "log" / log_name(cfg.cluster_id))
+        setup_logging("Controller", cfg.log_level,
+                      profile_dir / "log" / log_name(cfg.cluster_id) if cfg.log_to_file else None)
     except (ConfigError, ProfileError, ValueError) as e:
         print("%s: error: %s" % (PROG, e), file=sys.stderr)
         return 2
@@ -94,6 +99,11 @@ def main(argv=None) -> int:
         hub.serve_forever()
     finally:
         remove_pid(pid_path)
+        if cfg.reuse:
+            log.info("leaving the connection files for --reuse")
+        else:
+            for path in remove_connection_files(profile_dir, cfg.cluster_id, hub.info.get("key")):
+                log.info("removed %s", path)
     log.info("controller stopped")
     return 0
 

@@ -4,25 +4,28 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import time
+from pathlib import Path
 
+from ..commands import both_forms, program_name
 from ..config import ConfigError, flag_overrides, load_config, split_overrides
-from ..connection import connection_file_path, read_connection_file
+from ..connection import connection_file_path, read_connection_file, wait_for_connection_file
 from ..error import ConnectionFileError
-from ..logs import setup_logging
+from ..logs import add_log_to_file_args, setup_logging
 from ..profile import ProfileError, locate_profile_dir
 from ..tunnel import TunnelError
 from .engine import Engine, EngineStartError, exit_engine, run_startup
 from .execute import new_namespace
 from .mpi import InitScriptFailed, MPIStartError, init_mpi
 
-PROG = "python -m %s" % (__package__ or "minipar.engine")
+PROG = program_name("engine")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog=PROG,
+        prog=PROG, epilog=both_forms("engine"),
         description="Start a minipar engine. It reads the controller's engine connection file "
                     "(--file, or security/controller[-ID]-engine.json in the profile), registers and "
                     "runs what clients send. Settings come from [engine] in minipar.toml; any of them "
@@ -40,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--id", type=int, metavar="N",
                    help="ask the controller for engine id N; registration fails if a live engine has it "
                         "(default: the MPI rank with engine.mpi, else the next free id)")
+    add_log_to_file_args(p, "engine.log_to_file")
     return p
 
 
@@ -47,6 +51,7 @@ FLAG_KEYS = {
     "file": "engine.file", "cluster_id": "engine.cluster_id", "ssh": "engine.ssh_server",
     "work_dir": "engine.work_dir", "startup_script": "engine.startup_script",
     "startup_command": "engine.startup_command", "log_level": "engine.log_level", "id": "engine.id",
+    "log_to_file": "engine.log_to_file",
 }
 
 
@@ -92,11 +97,16 @@ def main(argv=None) -> int:
             profile_dir = locate_profile_dir(args.profile, args.profile_dir, create=False)
         cfg = load_config(profile_dir, overrides).engine
         check_settings(cfg)
-        setup_logging("Engine", cfg.log_level)
+        logfile = log_file(profile_dir, cfg) if cfg.log_to_file else None
+        setup_logging("Engine", cfg.log_level, logfile)
     except (ConfigError, ProfileError, ValueError) as e:
         return fail(str(e), 2)
+    except OSError as e:
+        return fail("engine.log_to_file: cannot open a log file: %s" % e)
     log = logging.getLogger("minipar.engine")
     namespace = new_namespace()
+    if logfile is not None:
+        log.debug("logging to %s as well", logfile)
     mpi = None
     if cfg.mpi:
         try:
@@ -111,7 +121,7 @@ def main(argv=None) -> int:
             log.info("MPI initialised (%s): rank unknown (the script set no mpi_rank and mpi_size, and "
                      "mpiexec's environment has none)", mpi.how)
         else:
-            setup_logging("Engine rank %d" % mpi.rank, cfg.log_level)
+            setup_logging("Engine rank %d" % mpi.rank, cfg.log_level, logfile)
             log.info("MPI initialised (%s): rank %d of %d", mpi.how, mpi.rank, mpi.size)
 
     if cfg.file:
@@ -123,6 +133,12 @@ def main(argv=None) -> int:
             os.chdir(os.path.expanduser(cfg.work_dir))
         except OSError as e:
             return fail("engine.work_dir: cannot chdir to %s: %s" % (cfg.work_dir, e))
+    started = time.monotonic()
+    if not os.path.exists(path):
+        code = wait_for_file(path, cfg.registration_timeout, log)
+        if code is not None:
+            return code
+    waited = time.monotonic() - started
     try:
         info = read_connection_file(path, hint="Start the controller first, or copy its engine connection "
                                                "file here and pass --file.")
@@ -150,7 +166,7 @@ def main(argv=None) -> int:
             time.sleep(delay)
         engine.connect()
         engine.install_signal_handlers()
-        engine.register(cfg.registration_timeout)
+        engine.register(cfg.registration_timeout, waited)
         check_granted_id(engine, log)
     except (EngineStartError, TunnelError) as e:
         code = getattr(e, "exit_code", 1)
@@ -167,6 +183,47 @@ def main(argv=None) -> int:
     finally:
         engine.close()
     return code
+
+
+def log_file(profile_dir, cfg):
+    """log/engine[-ID]-<pid>.log in the profile; with only --file, the default profile's,
+    when it exists (an engine given just a copied file may run where no profile is)."""
+    if profile_dir is None:
+        try:
+            profile_dir = locate_profile_dir(None, None, create=False)
+        except ProfileError:
+            return None
+    return Path(profile_dir) / "log" / ("engine%s-%d.log" % ("-" + cfg.cluster_id if cfg.cluster_id else "",
+                                                             os.getpid()))
+
+
+class _Stopped(Exception):
+    pass
+
+
+def wait_for_file(path: str, timeout: float, log) -> int | None:
+    """Wait for the connection file as ipyparallel's wait_for_url_file does, but for the
+    whole registration budget: None once it is there, else the exit code."""
+    log.warning("connection file %s not found; waiting %s for it (engine.registration_timeout)",
+                path, "with no limit" if timeout <= 0 else "up to %gs" % timeout)
+
+    def on_sigterm(signum, frame):
+        raise _Stopped
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        if wait_for_connection_file(path, timeout):
+            return None
+    except _Stopped:
+        log.info("stopped while waiting for %s", path)
+        return 0
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return fail("connection file %s did not appear within %gs (engine.registration_timeout). Start the "
+                "controller, or copy its engine connection file here and pass --file; 0 waits with no limit."
+                % (path, timeout))
 
 
 if __name__ == "__main__":

@@ -39,6 +39,11 @@ POLL_INTERVAL = 0.2
 """Seconds between liveness checks while idle."""
 
 
+UNANSWERED_AFTER_PINGS = 30.0
+"""Seconds a controller whose heartbeats arrive may take to answer the registration when
+registration_timeout is 0 (no limit); after that its key is taken to differ."""
+
+
 class EngineStartError(MiniparError):
     """Raised when the engine cannot register with its controller."""
 
@@ -123,13 +128,21 @@ class Engine:
             content.update(id=self.requested_id, id_required=self.id_required)
         return self.session.send(self.socket, "registration_request", content)
 
-    def register(self, timeout: float):
-        """Send a registration request and wait for the answer, queueing anything else."""
+    def register(self, timeout: float, waited: float = 0.0):
+        """Send a registration request and wait for the answer, queueing anything else.
+
+        ``timeout`` 0 means no limit: the controller may start later (``--reuse`` files);
+        ZeroMQ holds the request until it binds. Once its heartbeats arrive it must answer
+        within UNANSWERED_AFTER_PINGS even then, since a controller that hears us but never
+        answers has another key. ``waited``: seconds of the budget already spent waiting
+        for the connection file."""
         header = self.request_registration()
         log.debug("asked the controller at %s to register this engine", self.url)
-        deadline = time.monotonic() + timeout
+        if timeout <= 0:
+            log.info("waiting with no limit for the controller at %s (engine.registration_timeout = 0)", self.url)
+        deadline = time.monotonic() + timeout - waited if timeout > 0 else float("inf")
         heard_pings = False
-        last_ping = 0.0
+        first_ping = last_ping = 0.0
         poller = zmq.Poller()
         poller.register(self.socket, zmq.POLLIN)
         poller.register(self.pings, zmq.POLLIN)
@@ -140,6 +153,8 @@ class Engine:
                 raise StoppedWhileRegistering("stopped before the controller at %s answered" % self.url)
             if left <= 0:
                 raise EngineStartError(self._no_answer(timeout, heard_pings))
+            if timeout <= 0 and heard_pings and now - first_ping > UNANSWERED_AFTER_PINGS:
+                raise EngineStartError(self._no_answer(UNANSWERED_AFTER_PINGS, heard_pings))
             if heard_pings and now - last_ping > self.cfg.controller_timeout:
                 raise ControllerLost(
                     "lost the controller at %s while registering: its heartbeats stopped for %gs "
@@ -149,6 +164,7 @@ class Engine:
                     self.pings.recv()
                     if not heard_pings:
                         log.debug("the controller's heartbeats arrive; waiting for its answer")
+                        first_ping = time.monotonic()
                     heard_pings = True
                     last_ping = time.monotonic()
                     continue

@@ -4,14 +4,16 @@ from __future__ import annotations
 import sys
 from typing import Optional, Sequence
 
-from . import PROFILE_PREFIX, ProfileError, _PACKAGE, locate_profile_dir, minipar_dir
+from . import PROFILE_PREFIX, ProfileError, locate_profile_dir, minipar_dir
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m minipar.profile create|list|locate``."""
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m %s.profile" % _PACKAGE,
+    from ..commands import both_forms, program_name
+
+    p = argparse.ArgumentParser(prog=program_name("profile"), epilog=both_forms("profile"),
                                 description="Create, list and locate minipar profiles.")
     sub = p.add_subparsers(dest="command", metavar="{create,list,locate}")
     sub.required = True

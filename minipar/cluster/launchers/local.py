@@ -44,7 +44,8 @@ class LocalEngineSetLauncher(LocalProcessesMixin, EngineSetLauncher):
         self.processes = []
 
     def start(self) -> None:
-        cmd = python_command("engine") + self.common_args() + self.args
+        # The engine's output goes to its log file in log/ already; its own would repeat it.
+        cmd = python_command("engine") + self.common_args() + ["--engine.log_to_file=false"] + self.args
         env = child_env()
         first = self.options.get("first_index", 0)
         for i in range(first, first + self.n):
