@@ -28,7 +28,7 @@ SCHEMA = "http://schemas.microsoft.com/HPCS2008/scheduler/"
 
 ENGINES_TEMPLATE = """<?xml version="1.0" encoding="utf-8"?>
 <Job Version="2.000" Name="{job_name}" UnitType="Core" MinCores="{n}" MaxCores="{n}" IsExclusive="false"
-     {options}
+{options}
      xmlns="%s">
   <Dependencies />
   <Tasks>
@@ -46,7 +46,7 @@ ENGINES_TEMPLATE = """<?xml version="1.0" encoding="utf-8"?>
 
 CONTROLLER_TEMPLATE = """<?xml version="1.0" encoding="utf-8"?>
 <Job Version="2.000" Name="{job_name}" UnitType="Core" MinCores="1" MaxCores="1" IsExclusive="false"
-     {options}
+{options}
      xmlns="%s">
   <Dependencies />
   <Tasks>
@@ -101,7 +101,7 @@ class WindowsHPCLauncher(BatchLauncher):
                                 "replaces by the task's instance number; leave it out of engine_args" % command_line)
         fields["command_line"] = command_line
         fields = {k: attribute(v) if isinstance(v, str) else v for k, v in fields.items()}
-        fields["options"] = "\n     ".join(self.header_options() + list(self.settings.get("options", [])))
+        fields["options"] = "\n".join(self.header_options() + list(self.settings.get("options", [])))
         return fields
 
     def submit_argv(self, script) -> list:
