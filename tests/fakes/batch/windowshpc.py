@@ -230,6 +230,7 @@ VERBS = {"submit": submit, "view": view, "cancel": cancel}
 
 
 def job(argv) -> int:
+    common.Spool("windowshpc", "job")
     if not argv or argv[0].lower() not in VERBS:
         raise CommandError("usage: job {submit|view|cancel} ... (the fake knows these)", FAILED)
     return VERBS[argv[0].lower()](argv[1:])
