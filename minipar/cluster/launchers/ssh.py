@@ -185,14 +185,15 @@ class SSHLauncher(ProcessesMixin):
             args += ["--cluster-id", self.cluster_id]
         return args
 
-    def prepare(self, host: str, pairs) -> None:
-        """Make the remote dirs of the files (security dirs 0700), then send them."""
-        if not pairs:
+    def prepare(self, host: str, pairs, profiles=()) -> None:
+        """Make the remote profiles' security dirs (0700) and the dirs of the files, then send them."""
+        if not pairs and not profiles:
             return
         for local, _ in pairs:
             if not os.path.exists(local):
                 raise ConfigError(self.source, "launcher.ssh.to_send", "local file %s does not exist" % local)
-        dirs = sorted({posixpath.dirname(r) for _, r in pairs if posixpath.dirname(r)})
+        dirs = sorted({posixpath.dirname(r) for _, r in pairs if posixpath.dirname(r)}
+                      | {posixpath.join(p, "security") for p in profiles})
         script = " && ".join("mkdir -p %s%s" % ("-m 0700 " if posixpath.basename(d) == "security" else "",
                                                 shlex.quote(d)) for d in dirs) or "true"
         remote = self.remote(host)
@@ -217,13 +218,14 @@ class SSHLauncher(ProcessesMixin):
         return started, ""
 
     def start_all(self, plans: dict, what: str, files: dict) -> None:
-        """For each host (in parallel): send its files ({host: [(local, remote)]}), start its
-        commands. If any host fails, stop everything started and raise naming the failures."""
+        """For each host (in parallel): make its profiles and send its files ({host:
+        ([(local, remote)], [remote profile dirs])}), start its commands. If any host fails,
+        stop everything started and raise naming the failures."""
         spawned: list = []
 
         def run(host):
             try:
-                self.prepare(host, files.get(host, []))
+                self.prepare(host, *files.get(host, ([], [])))
             except (LauncherError, ConfigError) as e:
                 return e
             _, problem = self.start_on(host, plans[host], spawned)
@@ -324,12 +326,12 @@ class SSHEngineSetLauncher(SSHLauncher, EngineSetLauncher):
         return program + self.remote_common_args(self.host_args(h)) + self.host_args(h)
 
     def files_to_send(self) -> dict:
-        """{host: [(local, remote)]}: to_send if the profile sets it, else the engine
-        connection file, to where each host's engines look for it."""
+        """{host: ([(local, remote)], [profiles])}: to_send if the profile sets it, else the
+        engine connection file, to where each host's engines look for it, and their profiles."""
         local = connection_file_path(self.profile_dir, "engine", self.cluster_id)
         explicit = self.chosen_files("to_send", None)
         if explicit is not None:
-            return {h.host: [(os.path.expanduser(a), b) for a, b in explicit] for h in self.hosts}
+            return {h.host: ([(os.path.expanduser(a), b) for a, b in explicit], []) for h in self.hosts}
         if not local.exists():
             raise LauncherError("cannot start engines over ssh: no engine connection file %s; start the "
                                 "controller first" % local)
@@ -338,8 +340,11 @@ class SSHEngineSetLauncher(SSHLauncher, EngineSetLauncher):
             args = self.reader_args(h)
             target = flag_value(args, "--file") or flag_value(args, "--engine.file")
             pair = (str(local), home_relative(target) if target else self.remote_path(local, args))
-            if pair not in files.setdefault(h.host, []):
-                files[h.host].append(pair)
+            pairs, profiles = files.setdefault(h.host, ([], []))
+            if pair not in pairs:
+                pairs.append(pair)
+            if self.profile_of(args) not in profiles:
+                profiles.append(self.profile_of(args))
         return files
 
     def fetch_files(self) -> None:
@@ -466,7 +471,7 @@ class SSHControllerLauncher(SSHLauncher, ControllerLauncher):
         command = (self.remote_python() + ["-m", PACKAGE + ".controller"] + self.remote_common_args(self.args)
                    + self.controller_args())
         self.start_all({host: [(command, self.log_file)]}, "the controller over ssh",
-                       {host: [(os.path.expanduser(a), b) for a, b in to_send]})
+                       {host: ([(os.path.expanduser(a), b) for a, b in to_send], [self.profile_of(self.args)])})
         try:
             self.wait_for_files()
             remote = self.remote(host)
