@@ -930,10 +930,13 @@ class SSHLauncherConfig:
         "", "Profile directory on the remote hosts; empty means the same path as here."
     )
     to_send: list = option(
-        [], "Extra files copied to each host before starting: [[\"local\", \"remote\"], ...]."
+        [], "Files copied to each host before starting: [[\"local\", \"remote\"], ...]. Unset: the engine "
+        "connection file; set, it replaces that (list the connection file if it should still go), "
+        "and [] (a shared file system) copies nothing."
     )
     to_fetch: list = option(
-        [], "Extra files copied back from each host after starting: [[\"remote\", \"local\"], ...]."
+        [], "Files copied back from each host after starting: [[\"remote\", \"local\"], ...]. Unset: the "
+        "controller's connection files; set, it replaces them, and [] copies nothing."
     )
 
 
