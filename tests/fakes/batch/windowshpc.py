@@ -42,7 +42,7 @@ import time
 import xml.etree.ElementTree as ET
 
 from . import common
-from .common import DONE, EXITING, QUEUED, RUNNING, CommandError
+from .common import EXITING, QUEUED, RUNNING, CommandError
 
 FAILED = 1
 JOB_ATTRIBUTES = {"Version", "Name", "UnitType", "MinCores", "MaxCores", "MinSockets", "MaxSockets", "MinNodes",
