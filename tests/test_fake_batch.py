@@ -1,5 +1,5 @@
-"""The fake PBS/Torque, LSF and HTCondor commands (tests/fakes/batch) behave like the real
-ones where launchers can tell: output formats, exit codes, job environment and working
+"""The fake PBS/Torque, LSF, HTCondor and Windows HPC commands (tests/fakes/batch) behave like
+the real ones where launchers can tell: output formats, exit codes, job environment and working
 directory, arrays, states, and removal that really kills every process of every task.
 
 Every job runs the script from job_script(): it starts a child in its process group, writes

@@ -295,3 +295,34 @@ def test_default_templates_carry_the_settings_as_header_lines(system, tmp_path):
         assert line in header, (line, script)
     assert "-m minipar.engine" in script and "--cluster-id c1" in script and "--engine.work_dir=/tmp" in script
     assert {"htcondor": "queue 3", "windowshpc": 'EndValue="3"'}.get(system, "3") in script
+
+
+# ------------------------------------------------------------------- Windows HPC specifics
+
+
+def test_windowshpc_submits_to_the_configured_head_node_and_cancels_there(tmp_path, monkeypatch):
+    env = fake_batch_env(tmp_path, kill_delay=0.5)
+    for key in ("PATH", "FAKE_BATCH_SPOOL", "FAKE_BATCH_PYTHON", "FAKE_BATCH_KILL_DELAY"):
+        monkeypatch.setenv(key, env[key])
+    monkeypatch.setenv("FAKE_WINHPC_SCHEDULER", "head1")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
+    try:
+        pdir = make_profile(tmp_path, '[cluster]\nengines = "WindowsHPC"\n[launcher.windowshpc]\nscheduler = "head1"\n')
+        cluster = minipar.Cluster(profile_dir=str(pdir), n=2)
+        with cluster as rc:
+            [engines] = cluster.engine_sets.values()
+            assert rc[:].apply_sync(lambda: __import__("os").environ["CCP_SCHEDULER"]) == ["head1", "head1"]
+            assert sorted(rc[:].apply_sync(lambda: __import__("os").environ["CCP_TASKINSTANCEID"])) == ["1", "2"]
+            assert listed_states("windowshpc", engines.job_id) == ["Running"]
+        assert subprocess.run(["job", "view", engines.job_id], capture_output=True, text=True).stdout.count(
+            "Canceled") == 1
+    finally:
+        stop_all_jobs(env)
+
+
+def test_windowshpc_refuses_a_star_in_the_engines_command_line(tmp_path):
+    from minipar.cluster.launchers.windowshpc import WindowsHPCEngineSetLauncher
+    launcher = WindowsHPCEngineSetLauncher(tmp_path, "c1", "INFO", ["--startup-command=x = 2 * 3"], n=2,
+                                           settings={"context": {}, "options": []})
+    with pytest.raises(LauncherError, match=r"contains '\*', which Windows HPC replaces by the task's instance"):
+        launcher.write_script()

@@ -21,6 +21,9 @@ against a real head node):
   Validating/Queued/Running cannot be canceled [S: IScheduler::CancelJob docs]: "The job
   cannot be canceled in its current state (Finished)." on stderr, exit 1 [K]. An unknown id:
   "Job 7 does not exist." on stderr, exit 1 [K].
+- view and cancel take their switches before or after the id [S: the EMOD script writes
+  ``job view /scheduler:HOST ID``, ipyparallel ``job cancel ID /scheduler:HOST``]; submit's
+  switches come before a command line.
 - /scheduler:HOST must be this host's name, localhost or FAKE_WINHPC_SCHEDULER; otherwise
   "Unable to connect to the head node HOST." on stderr, exit 1 [K].
 
@@ -57,11 +60,13 @@ PRIORITIES = ("Lowest", "BelowNormal", "Normal", "AboveNormal", "Highest")
 CANCELABLE = ("Queued", "Running")
 
 
-def options(argv, known, command: str):
-    """{name: value} of the /name:value switches (case-insensitive) and the other words."""
+def options(argv, known, command: str, anywhere: bool = False):
+    """{name: value} of the /name:value switches (case-insensitive) and the other words.
+    Switches come before submit's command line, and anywhere for view and cancel (``job view
+    ID /scheduler:HOST``, as Microsoft's syntax for the job command writes them)."""
     found, rest = {}, []
     for word in argv:
-        if word.startswith("/") and not rest:
+        if word.startswith("/") and (anywhere or not rest):
             name, _, value = word[1:].partition(":")
             if name.lower() not in known:
                 raise CommandError("job %s: unknown option /%s (the fake knows /%s)"
@@ -183,7 +188,7 @@ def submit(argv) -> int:
 
 
 def find(argv, command: str):
-    opts, rest = options(argv, {"scheduler", "message", "detailed"}, command)
+    opts, rest = options(argv, {"scheduler", "message", "detailed"}, command, anywhere=True)
     check_scheduler(opts)
     if len(rest) != 1 or not rest[0].isdigit():
         raise CommandError("usage: job %s JOBID [/scheduler:HOST]" % command, FAILED)
