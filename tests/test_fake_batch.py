@@ -458,6 +458,20 @@ def test_winhpc_cancel_terms_every_task_then_kills_what_ignores_it(env, jobdir, 
     wait_for(lambda: winhpc_state(env) == "Canceled", 5, "the job to show Canceled")
 
 
+def test_winhpc_queued_job_shows_queued_and_a_canceled_one_never_starts(tmp_path, jobdir):
+    env = fake_batch_env(tmp_path, kill_delay=KILL_DELAY, start_delay=30)
+    try:
+        run(env, "job", "submit", "/jobfile:%s" % winhpc_job(tmp_path, jobdir), check_rc=0)
+        assert winhpc_state(env) == "Queued"
+        run(env, "job", "cancel", "1", "/scheduler:localhost", check_rc=0)
+        wait_for(lambda: winhpc_state(env) == "Canceled", 5, "the job to show Canceled")
+        wait_for(lambda: (Path(env["FAKE_BATCH_SPOOL"]) / "windowshpc" / "jobs" / "1" / "done").exists(), 5,
+                 "the job's supervisor to finish")
+        assert list(jobdir.iterdir()) == [], "no canceled task ever started"
+    finally:
+        stop_all_jobs(env)
+
+
 @pytest.mark.parametrize("args, message", [
     (["/scheduler:elsewhere"], "Unable to connect to the head node elsewhere.\n"),
     (["/nosuch:1"], "job submit: unknown option /nosuch"),
