@@ -98,3 +98,22 @@ def test_division_with_an_exact_integer_result_renders_as_an_integer(text, n, re
 def test_division_by_zero_is_a_template_error():
     with pytest.raises(TemplateError, match=r"t: \{n/0\}: division by zero"):
         BatchTemplate("{n/0}", "t").render({"n": 4})
+
+
+CHAPTER_PBS_TEMPLATE = """#PBS -N ipython
+#PBS -j oe
+#PBS -l walltime=00:10:00
+#PBS -l nodes={n/4}:ppn=4
+#PBS -q {queue}
+
+cd $PBS_O_WORKDIR
+/usr/local/bin/mpiexec -n {n} ipengine --profile-dir={profile_dir}
+"""
+
+
+def test_the_0_13_chapters_pbs_template_renders_whole_node_counts(tmp_path):
+    cls = launcher_class("PBSEngineSetLauncher", "engines")
+    settings = {"batch_template": CHAPTER_PBS_TEMPLATE, "queue": "short", "context": {}, "options": []}
+    script = cls(tmp_path, "c1", "INFO", [], n=8, settings=settings).write_script().read_text()
+    assert "#PBS -l nodes=2:ppn=4\n#PBS -q short\n" in script
+    assert "mpiexec -n 8 ipengine --profile-dir=%s\n" % tmp_path in script
