@@ -850,13 +850,14 @@ class ClusterConfig:
     n: int = option(0, "Number of engines; 0 means one per CPU core of this machine.")
     engines: str = option(
         "local",
-        "Engine launcher: local, mpi, ssh, sshproxy, pbs, sge, lsf, slurm, htcondor, or a "
-        "dotted pkg.mod.Class. Each reads its [launcher.NAME] section.",
+        "Engine launcher: local, mpi, ssh, sshproxy, pbs, sge, lsf, slurm, htcondor, windowshpc "
+        "(in any case, or as ipyparallel's class name or dotted path), or a dotted "
+        "pkg.mod.Class. Each reads its [launcher.NAME] section.",
     )
     controller: str = option(
         "local",
-        "Controller launcher: local, mpi, ssh, pbs, sge, lsf, slurm, htcondor, or a dotted "
-        "pkg.mod.Class.",
+        "Controller launcher: local, mpi, ssh, pbs, sge, lsf, slurm, htcondor, windowshpc "
+        "(as for engines), or a dotted pkg.mod.Class.",
     )
     controller_ip: str = option("", "Interface the controller listens on; empty keeps controller.ip.")
     controller_location: str = option(
@@ -974,10 +975,13 @@ class SSHLauncherConfig:
         "", "Profile directory on the remote hosts; empty means the same path as here."
     )
     to_send: list = option(
-        [], "Extra files copied to each host before starting: [[\"local\", \"remote\"], ...]."
+        [], "Files copied to each host before starting: [[\"local\", \"remote\"], ...]. Unset: the engine "
+        "connection file; set, it replaces that (list the connection file if it should still go), "
+        "and [] (a shared file system) copies nothing."
     )
     to_fetch: list = option(
-        [], "Extra files copied back from each host after starting: [[\"remote\", \"local\"], ...]."
+        [], "Files copied back from each host after starting: [[\"remote\", \"local\"], ...]. Unset: the "
+        "controller's connection files; set, it replaces them, and [] copies nothing."
     )
 
 
@@ -1011,6 +1015,11 @@ class SlurmConfig(BatchConfig):
 
 
 @dataclasses.dataclass
+class WindowsHPCConfig(BatchConfig):
+    scheduler: str = option("", "Head node to submit to (job /scheduler:); empty means the client's default.")
+
+
+@dataclasses.dataclass
 class BatchTemplateConfig:
     batch_template: str = option(
         "", "The batch script as a template with {fields}; empty means the built-in one."
@@ -1026,11 +1035,13 @@ BATCH_SYSTEMS = {
     "lsf": "LSF (bsub, bjobs, bkill)",
     "slurm": "Slurm (sbatch, squeue, scancel)",
     "htcondor": "HTCondor (condor_submit, condor_q, condor_rm)",
+    "windowshpc": "Windows HPC (job submit, job view, job cancel; queue is the node group, account the project)",
 }
+_BATCH_BASES = {"slurm": SlurmConfig, "windowshpc": WindowsHPCConfig}
 
 for _system, _title in BATCH_SYSTEMS.items():
     # One declaration per system and role, all from the two shapes above.
-    _base = SlurmConfig if _system == "slurm" else BatchConfig
+    _base = _BATCH_BASES.get(_system, BatchConfig)
     section("launcher.%s" % _system)(type(
         "%sLauncherConfig" % _system.upper(), (_base,),
         {"__module__": __name__, "__doc__": "Jobs submitted to %s (cluster.engines or cluster.controller = "

@@ -1,5 +1,5 @@
-"""The fake PBS/Torque, LSF and HTCondor commands (tests/fakes/batch) behave like the real
-ones where launchers can tell: output formats, exit codes, job environment and working
+"""The fake PBS/Torque, LSF, HTCondor and Windows HPC commands (tests/fakes/batch) behave like
+the real ones where launchers can tell: output formats, exit codes, job environment and working
 directory, arrays, states, and removal that really kills every process of every task.
 
 Every job runs the script from job_script(): it starts a child in its process group, writes
@@ -400,6 +400,99 @@ def test_condor_rm_removes_every_process_of_the_cluster(env, jobdir, tmp_path):
     assert (again.returncode, again.stderr) == (1, "Couldn't find/remove all jobs in cluster 1\n")
 
 
+# ------------------------------------------------------------------ Windows HPC
+
+JOB_XML = """<?xml version="1.0" encoding="utf-8"?>
+<Job Version="2.000" Name="sweep" Priority="Highest" %(job)s xmlns="http://schemas.microsoft.com/HPCS2008/scheduler/">
+  <Dependencies />
+  <Tasks>
+    <Task Name="t" IsParametric="true" StartValue="1" EndValue="2" IncrementValue="1"
+          CommandLine="%(script)s * word" WorkDirectory="%(cwd)s" StdOutFilePath="out.*" StdErrFilePath="err.*">
+      <EnvironmentVariables><Variable><Name>GIVEN</Name><Value>a &amp; b</Value></Variable></EnvironmentVariables>
+    </Task>
+  </Tasks>
+</Job>
+"""
+
+
+def winhpc_job(tmp_path, jobdir, job_attributes="") -> Path:
+    script = tmp_path / "job.sh"
+    script.write_text(job_script(jobdir, "CCP_TASKINSTANCEID"))
+    script.chmod(0o755)
+    path = tmp_path / "job.xml"
+    path.write_text(JOB_XML % {"job": job_attributes, "script": script, "cwd": tmp_path})
+    return path
+
+
+def winhpc_state(env, job_id="1") -> str:
+    return re.search(r"^State\s*:\s*(\w+)$", run(env, "job", "view", job_id, check_rc=0).stdout, re.M).group(1)
+
+
+def test_winhpc_parametric_job_runs_every_instance_with_its_variables_and_finishes(env, jobdir, tmp_path):
+    jobfile = winhpc_job(tmp_path, jobdir)
+    done = run(env, "job", "submit", "/jobfile:%s" % jobfile, "/scheduler:localhost", check_rc=0)
+    assert done.stdout == "Job has been submitted. ID: 1.\n"
+    infos = [task_info(jobdir, i) for i in (1, 2)]
+    for i, info in zip((1, 2), infos):
+        assert info["ARG"] == [str(i), "word"] and info["CWD"] == str(tmp_path)
+        assert (info["CCP_JOBID"], info["CCP_TASKID"], info["CCP_TASKINSTANCEID"]) == ("1", "1", str(i))
+        assert info["GIVEN"] == "a & b" and MARKER not in info
+    assert winhpc_state(env) == "Running"
+    (jobdir / "release").write_text("")
+    wait_for(lambda: winhpc_state(env) == "Finished", 10, "the job to finish")
+    assert (tmp_path / "out.2").read_text() == "hello-out\n" and (tmp_path / "err.1").read_text() == "hello-err\n"
+    late = run(env, "job", "cancel", "1")
+    assert (late.returncode, late.stderr) == (1, "The job cannot be canceled in its current state (Finished).\n")
+
+
+def test_winhpc_cancel_terms_every_task_then_kills_what_ignores_it(env, jobdir, tmp_path):
+    script = tmp_path / "job.sh"
+    script.write_text(job_script(jobdir, "CCP_TASKINSTANCEID", trap="trap '' TERM"))
+    script.chmod(0o755)
+    jobfile = tmp_path / "job.xml"
+    jobfile.write_text(JOB_XML % {"job": "", "script": script, "cwd": tmp_path})
+    run(env, "job", "submit", "/jobfile:%s" % jobfile, check_rc=0)
+    infos = [task_info(jobdir, i) for i in (1, 2)]
+    assert run(env, "job", "cancel", "1", check_rc=0).stdout == ""
+    assert_gone(*[p for i in infos for p in (i["PID"], i["CHILD"])])
+    wait_for(lambda: winhpc_state(env) == "Canceled", 5, "the job to show Canceled")
+
+
+def test_winhpc_queued_job_shows_queued_and_a_canceled_one_never_starts(tmp_path, jobdir):
+    env = fake_batch_env(tmp_path, kill_delay=KILL_DELAY, start_delay=30)
+    try:
+        run(env, "job", "submit", "/jobfile:%s" % winhpc_job(tmp_path, jobdir), check_rc=0)
+        assert winhpc_state(env) == "Queued"
+        run(env, "job", "cancel", "1", "/scheduler:localhost", check_rc=0)
+        wait_for(lambda: winhpc_state(env) == "Canceled", 5, "the job to show Canceled")
+        wait_for(lambda: (Path(env["FAKE_BATCH_SPOOL"]) / "windowshpc" / "jobs" / "1" / "done").exists(), 5,
+                 "the job's supervisor to finish")
+        assert list(jobdir.iterdir()) == [], "no canceled task ever started"
+    finally:
+        stop_all_jobs(env)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["/scheduler:elsewhere"], "Unable to connect to the head node elsewhere.\n"),
+    (["/nosuch:1"], "job submit: unknown option /nosuch"),
+])
+def test_winhpc_refuses_other_schedulers_and_unknown_options(env, jobdir, tmp_path, args, message):
+    done = run(env, "job", "submit", "/jobfile:%s" % winhpc_job(tmp_path, jobdir), *args)
+    assert done.returncode == 1 and done.stderr.startswith(message) and done.stdout == ""
+
+
+@pytest.mark.parametrize("attributes, message", [
+    ('Bogus="1"', "The job file is not valid: unknown Job attribute Bogus\n"),
+    ('RunUntilCanceled="false" JobTemplate="Default" NodeGroups="g"', None),
+])
+def test_winhpc_validates_the_job_file(env, jobdir, tmp_path, attributes, message):
+    done = run(env, "job", "submit", "/jobfile:%s" % winhpc_job(tmp_path, jobdir, attributes))
+    if message is None:
+        assert done.returncode == 0, done.stderr
+    else:
+        assert (done.returncode, done.stdout, done.stderr) == (1, "", message)
+
+
 # ------------------------------------------------------------------ all systems
 
 
@@ -436,6 +529,8 @@ def test_queued_jobs_show_as_queued_and_removal_means_they_never_start(tmp_path,
     (["bjobs", "99"], "Job <99> is not found\n", 255),
     (["bkill", "99"], "Job <99>: No matching job found\n", 255),
     (["condor_rm", "99"], "Couldn't find/remove all jobs in cluster 99\n", 1),
+    (["job", "view", "99"], "Job 99 does not exist.\n", 1),
+    (["job", "cancel", "99"], "Job 99 does not exist.\n", 1),
 ])
 def test_unknown_job_ids(env, command, message, code):
     done = run(env, *command)

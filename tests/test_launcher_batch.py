@@ -23,7 +23,7 @@ from fakes.batch import fake_batch_env, stop_all_jobs
 from services import bring_up
 
 REAL = {"slurm": ("slurm.sh", "single-node Slurm"), "sge": ("sge.sh", "Grid Engine")}
-FAKE = ("pbs", "lsf", "htcondor")
+FAKE = ("pbs", "lsf", "htcondor", "windowshpc")
 _up: dict = {}
 
 
@@ -41,6 +41,9 @@ def listed_states(system: str, job_id: str) -> list:
     if system == "lsf":
         return [row.split()[2] for row in out("bjobs", job_id).splitlines()[1:]
                 if len(row.split()) > 2 and row.split()[2] not in ("DONE", "EXIT")]
+    if system == "windowshpc":
+        states = re.findall(r"^State\s*:\s*(\w+)", out("job", "view", job_id), re.M)
+        return [s for s in states if s not in ("Finished", "Failed", "Canceled")]
     return [row.split()[5] for row in out("condor_q", "-nobatch", job_id).splitlines()
             if row.split()[:1] and row.split()[0].startswith(job_id + ".")]
 
@@ -83,7 +86,7 @@ def engine_facts():
     """This engine's pid and the batch job it runs in, from the variables each system sets."""
     import os
     import re
-    for variable in ("SLURM_JOB_ID", "JOB_ID", "PBS_JOBID", "LSB_JOBID"):
+    for variable in ("SLURM_JOB_ID", "JOB_ID", "PBS_JOBID", "LSB_JOBID", "CCP_JOBID"):
         if os.environ.get(variable):
             return os.getpid(), re.match(r"\d*", os.environ[variable]).group()
     with open(os.environ["_CONDOR_JOB_AD"]) as ad:
@@ -166,6 +169,10 @@ TEMPLATES = {
            + "echo {greeting} ${{PBS_JOBID}}\nexec {program_and_args}\n",
     "lsf": "#!/bin/sh\n#BSUB -J x[1-{n}]\n#BSUB -o {output_file}\n" + ARITHMETIC
            + "echo {greeting} ${{LSB_JOBID}}\nexec {program_and_args}\n",
+    "windowshpc": '<?xml version="1.0"?>\n<!-- pairs={n//2} most={max(n - 1, 1)} -->\n<Job Name="x" '
+                  'xmlns="http://schemas.microsoft.com/HPCS2008/scheduler/"><Tasks><Task IsParametric="true" '
+                  'StartValue="1" EndValue="{n}" CommandLine="echo {greeting} $CCP_JOBID; exec {program_and_args}" '
+                  'StdOutFilePath="{output_file}.*"/></Tasks></Job>\n',
     "htcondor": "executable = {python}\narguments = \"{condor_arguments}\"\n"
                 "environment = \"PYTHONPATH={condor_pythonpath} GREETING={greeting}\"\n"
                 "output = {output_file}.$(Process)\nerror = {output_file}.$(Process)\n" + ARITHMETIC
@@ -183,7 +190,7 @@ def test_template_file_with_context_and_arithmetic(system, tmp_path):
         assert rc[:].apply_sync(sum, [1, 1]) == [2, 2]
         [engines] = cluster.engine_sets.values()
         script = open(engines.script_file).read()
-        assert "# pairs=1 most=1\n" in script and "{" not in script.replace("${", "")
+        assert re.search(r"(# |<!-- )pairs=1 most=1", script) and "{" not in script.replace("${", "")
         if system == "htcondor":
             assert rc[:].apply_sync(lambda: __import__("os").environ["GREETING"]) == ["hi", "hi"]
         elif system != "pbs":  # PBS copies output back only when the job ends
@@ -197,6 +204,7 @@ REFUSED = {
     "pbs": ('options = ["#PBS -Z"]', "qsub ", "invalid option"),
     "lsf": ('options = ["#BSUB -Z"]', "bsub failed", "invalid option"),
     "htcondor": ('options = ["environment = \\"BROKEN\\""]', "condor_submit ", "not NAME=VALUE"),
+    "windowshpc": ('options = [\'Priority="Urgent"\']', "job submit /jobfile:", "not valid: Priority 'Urgent'"),
 }
 
 
@@ -268,6 +276,7 @@ HEADERS = {
     "sge": ["#$ -q short", "#$ -A proj42", "#$ -l h_rt=01:00:00"],
     "pbs": ["#PBS -q short", "#PBS -A proj42", "#PBS -l walltime=01:00:00"],
     "lsf": ["#BSUB -q short", "#BSUB -P proj42", "#BSUB -W 01:00:00"],
+    "windowshpc": ['NodeGroups="short"', 'Project="proj42"', 'RuntimeSeconds="3600"'],
     "htcondor": ["accounting_group = proj42",
                  "periodic_remove = (time() - EnteredCurrentStatus) > 3600 && JobStatus == 2"],
 }
@@ -285,4 +294,35 @@ def test_default_templates_carry_the_settings_as_header_lines(system, tmp_path):
     for line in HEADERS[system] + ["# mine"]:
         assert line in header, (line, script)
     assert "-m minipar.engine" in script and "--cluster-id c1" in script and "--engine.work_dir=/tmp" in script
-    assert ("queue 3" if system == "htcondor" else "3") in script
+    assert {"htcondor": "queue 3", "windowshpc": 'EndValue="3"'}.get(system, "3") in script
+
+
+# ------------------------------------------------------------------- Windows HPC specifics
+
+
+def test_windowshpc_submits_to_the_configured_head_node_and_cancels_there(tmp_path, monkeypatch):
+    env = fake_batch_env(tmp_path, kill_delay=0.5)
+    for key in ("PATH", "FAKE_BATCH_SPOOL", "FAKE_BATCH_PYTHON", "FAKE_BATCH_KILL_DELAY"):
+        monkeypatch.setenv(key, env[key])
+    monkeypatch.setenv("FAKE_WINHPC_SCHEDULER", "head1")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
+    try:
+        pdir = make_profile(tmp_path, '[cluster]\nengines = "WindowsHPC"\n[launcher.windowshpc]\nscheduler = "head1"\n')
+        cluster = minipar.Cluster(profile_dir=str(pdir), n=2)
+        with cluster as rc:
+            [engines] = cluster.engine_sets.values()
+            assert rc[:].apply_sync(lambda: __import__("os").environ["CCP_SCHEDULER"]) == ["head1", "head1"]
+            assert sorted(rc[:].apply_sync(lambda: __import__("os").environ["CCP_TASKINSTANCEID"])) == ["1", "2"]
+            assert listed_states("windowshpc", engines.job_id) == ["Running"]
+        assert subprocess.run(["job", "view", engines.job_id], capture_output=True, text=True).stdout.count(
+            "Canceled") == 1
+    finally:
+        stop_all_jobs(env)
+
+
+def test_windowshpc_refuses_a_star_in_the_engines_command_line(tmp_path):
+    from minipar.cluster.launchers.windowshpc import WindowsHPCEngineSetLauncher
+    launcher = WindowsHPCEngineSetLauncher(tmp_path, "c1", "INFO", ["--startup-command=x = 2 * 3"], n=2,
+                                           settings={"context": {}, "options": []})
+    with pytest.raises(LauncherError, match=r"contains '\*', which Windows HPC replaces by the task's instance"):
+        launcher.write_script()

@@ -244,8 +244,11 @@ def test_ssh_engines_do_real_work_and_stop_over_ssh(bed):
     bed.configure({"localhost": 1,
                    "127.0.0.1": {"n": 1, "engine_args": ["--startup-command=marker = 'own'"], "engine_cmd": own_cmd}},
                   cluster={"engine_args": ["--startup-command=marker = 'shared'"]},
-                  to_send=[[str(extra), str(remote_extra)]])
-    cluster = bed.cluster(n=5)
+                  # an explicit list replaces the default, so it names the connection file too
+                  to_send=[[str(extra), str(remote_extra)],
+                           [str(bed.profile_dir / "security" / "controller-w1-engine.json"),
+                            str(bed.remote_dir / "security" / "controller-w1-engine.json")]])
+    cluster = bed.cluster(n=5, cluster_id="w1")
     with cluster as rc:
         assert sum(s.n for s in cluster.engine_sets.values()) == 2
         pids = rc[:].apply_sync(os.getpid)
@@ -326,7 +329,9 @@ def test_no_self_copy_and_signals_over_ssh(bed):
 def test_ssh_controller_and_ssh_engines(bed):
     fetched = bed.tmp / "fetched" / "controller.log"
     bed.configure({"localhost": 2}, cluster={"controller": "ssh"}, controller_host="localhost",
-                  to_fetch=[[str(bed.remote_dir / "log" / "controller-c1.log"), str(fetched)]])
+                  to_fetch=[[str(bed.remote_dir / "log" / "controller-c1.log"), str(fetched)]] + [
+                      [str(bed.remote_dir / "security" / name), str(bed.profile_dir / "security" / name)]
+                      for name in ("controller-c1-client.json", "controller-c1-engine.json")])
     cluster = bed.cluster(cluster_id="c1")
     with cluster as rc:
         controller = state_processes(cluster, "controller")[0]
@@ -395,7 +400,7 @@ def test_unreachable_host_fails_clearly_and_leaves_nothing(bed, engines, ssh, ho
     with pytest.raises(LauncherError) as info:
         cluster.start_and_connect_sync()
     message = str(info.value)
-    assert "cannot start engines over ssh: cannot create the directory" in message
+    assert "cannot start engines over ssh: cannot create the directories" in message
     assert "on host %r" % host in message and says in message
     assert "ssh -p 1 -o BatchMode=yes" in message if ssh else "ssh -o BatchMode=yes" in message
     assert "ended with exit code 255 (ssh could not connect or log in)" in message

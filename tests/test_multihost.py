@@ -436,3 +436,23 @@ def test_open_mpi_engines_span_two_hosts(hosts_cluster, mpi, monkeypatch):
                      "--mca", "btl_tcp_if_include", NET,
                      "--mca", "plm_rsh_args", "-o BatchMode=yes -o ConnectTimeout=10"]})
     run_and_stop_from_the_cli(hosts_cluster, "mpi", ["tbh1", "tbh2"], pids_in_state=False)
+
+
+# ------------------------------------------------------------ ssh: where the files go
+
+def test_ssh_engine_with_its_own_profile_dir_gets_the_file_there_on_another_host(hosts_cluster, tmp_path):
+    away = tmp_path / "different" / "location"
+    remote = tmp_path / "remote"
+    hosts_cluster.configure_ssh({"tbh1": 1, "tbh2": [1, ["--profile-dir=%s" % away]]}, remote_profile_dir=str(remote))
+    run_and_stop_from_the_cli(hosts_cluster, "mh4", ["tbh1", "tbh2"])
+    name = "controller-mh4-engine.json"
+    assert json.loads((away / "security" / name).read_text())["location"] == ROOT_IP
+    assert json.loads((remote / "security" / name).read_text())["location"] == ROOT_IP
+
+
+def test_empty_to_send_and_to_fetch_copy_nothing_to_hosts_sharing_the_files(hosts_cluster, tmp_path):
+    refuse = tmp_path / "scp-must-not-run"
+    refuse.write_text("#!/bin/sh\necho scp was run: \"$@\" >&2\nexit 1\n")
+    refuse.chmod(0o755)
+    hosts_cluster.configure_ssh({"tbh1": 1, "tbh2": 1}, to_send=[], to_fetch=[], scp_command=[str(refuse)])
+    run_and_stop_from_the_cli(hosts_cluster, "mh5", ["tbh1", "tbh2"])

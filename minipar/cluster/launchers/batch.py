@@ -1,6 +1,6 @@
 """Batch launchers: a script rendered from a template, submitted as one job, found by its id.
 
-A subclass per system (slurm.py, sge.py, pbs.py, lsf.py, htcondor.py) says how to submit,
+A subclass per system (slurm.py, sge.py, pbs.py, lsf.py, htcondor.py, windowshpc.py) says how to submit,
 read the job id, ask for the job's state, delete and signal it, and brings the default
 templates. Everything else — fields, templates from the profile, the script file, the
 state file entry, waiting for the job to go — is here, so the systems differ only where
@@ -175,13 +175,17 @@ class BatchLauncher(Launcher):
             return PENDING
         return DONE
 
+    def submit_argv(self, script: Path) -> list:
+        """The submit command for this script (read from stdin when submit_reads_stdin)."""
+        return list(self.submit_command) + ([] if self.submit_reads_stdin else [str(script)])
+
+    def delete_argv(self) -> list:
+        return list(self.delete_command) + [self.job_id]
+
     def start(self) -> None:
         script = self.write_script()
         self.script_file = str(script)
-        if self.submit_reads_stdin:
-            proc = self.run(list(self.submit_command), stdin=script.read_text())
-        else:
-            proc = self.run(list(self.submit_command) + [str(script)])
+        proc = self.run(self.submit_argv(script), stdin=script.read_text() if self.submit_reads_stdin else None)
         job_id = self.parse_job_id(proc.stdout)
         if not job_id:
             raise LauncherError("%s printed no job id I could read: %r" % (" ".join(self.submit_command),
@@ -211,7 +215,7 @@ class BatchLauncher(Launcher):
         """Delete the job and wait (bounded) until the system no longer lists it."""
         if not self.job_id:
             return
-        cmd = list(self.delete_command) + [self.job_id]
+        cmd = self.delete_argv()
         proc = self.run(cmd, check=False)
         if proc.returncode != 0 and self.state(fresh=True) != DONE:
             raise command_failed(cmd, proc)

@@ -78,15 +78,14 @@ class HTCondorLauncher(BatchLauncher):
         return self.classify(row[5] for row in rows if len(row) > 5 and row[0].startswith(self.job_id + "."))
 
 
-def seconds(timelimit: str) -> int:
-    """'HH:MM:SS', 'MM:SS' or seconds, as HTCondor expressions need them."""
+def seconds(timelimit: str, setting: str = "launcher.htcondor.timelimit") -> int:
+    """'HH:MM:SS', 'MM:SS' or seconds, as HTCondor expressions (and Windows HPC) need them."""
     total = 0
     try:
         for part in str(timelimit).split(":"):
             total = total * 60 + int(part)
     except ValueError:
-        raise LauncherError("launcher.htcondor.timelimit: expected HH:MM:SS, MM:SS or seconds, got %r"
-                            % timelimit) from None
+        raise LauncherError("%s: expected HH:MM:SS, MM:SS or seconds, got %r" % (setting, timelimit)) from None
     return total
 
 

@@ -2,8 +2,15 @@
 
 The remote processes are remote.py's: found again by their pid on that host, so stop,
 signal and running work from any process that has the state file. Files move with scp:
-the engine connection file and ``to_send`` before starting, the controller's connection
-files and ``to_fetch`` after.
+``to_send`` before starting, ``to_fetch`` after. Left unset, to_send is the engine
+connection file (for engines) and to_fetch the controller's connection files (for the
+controller); a list given in the profile replaces those defaults, and an empty one (a
+shared file system) copies nothing, as the chapter says.
+
+Engine or controller arguments that name their own profile (``--profile-dir D`` as in the
+chapter's host3 example, or ``--profile NAME``: ``.minipar/profile_NAME`` in the remote
+home) are where that process looks, so the connection files go there (an engine's
+``--file F``: to F) and the launcher adds no ``--profile-dir`` of its own.
 """
 from __future__ import annotations
 
@@ -88,6 +95,33 @@ def parse_engines(engines, source: str) -> list:
     return hosts
 
 
+def flag_value(args, flag: str):
+    """The value of the last ``--flag V`` or ``--flag=V`` in args, or None."""
+    value = None
+    for i, arg in enumerate(args):
+        if arg == flag and i + 1 < len(args):
+            value = args[i + 1]
+        elif arg.startswith(flag + "="):
+            value = arg[len(flag) + 1:]
+    return value
+
+
+def home_relative(path: str) -> str:
+    """'~/x' as 'x' and '~' as '.': ssh and scp read relative paths from the home dir."""
+    if path == "~":
+        return "."
+    return path[2:] if path.startswith("~/") else path
+
+
+def named_profile(args):
+    """The remote profile dir that engine or controller arguments name, or None."""
+    profile_dir = flag_value(args, "--profile-dir")
+    if profile_dir:
+        return home_relative(profile_dir)
+    profile = flag_value(args, "--profile")
+    return ".minipar/profile_%s" % profile if profile else None
+
+
 def file_pairs(value, source: str, key: str) -> list:
     if not isinstance(value, (list, tuple)) or not all(
             isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(x, str) for x in p) for p in value):
@@ -120,14 +154,21 @@ class SSHLauncher(ProcessesMixin):
     @property
     def remote_profile_dir(self) -> str:
         """The setting, or the local path; '~/x' becomes 'x', which ssh reads from the home dir."""
-        path = self.settings.get("remote_profile_dir") or str(self.profile_dir)
-        if path == "~":
-            return "."
-        return path[2:] if path.startswith("~/") else path
+        return home_relative(self.settings.get("remote_profile_dir") or str(self.profile_dir))
 
-    def remote_path(self, local) -> str:
-        """Where a file of the local profile is in the remote one."""
-        return posixpath.join(self.remote_profile_dir, Path(local).relative_to(self.profile_dir).as_posix())
+    def profile_of(self, args) -> str:
+        """The remote profile dir of a process started with args (see the module docstring)."""
+        return named_profile(args) or self.remote_profile_dir
+
+    def remote_path(self, local, args=()) -> str:
+        """Where a file of the local profile is in the remote one of a process with args."""
+        return posixpath.join(self.profile_of(args), Path(local).relative_to(self.profile_dir).as_posix())
+
+    def chosen_files(self, key: str, defaults: list) -> list:
+        """The to_send or to_fetch pairs: the defaults unless the profile sets the list."""
+        if key not in self.settings.get("configured", ()):
+            return defaults
+        return file_pairs(self.settings.get(key) or [], self.source, "launcher.ssh." + key)
 
     @property
     def remote_env(self) -> dict:
@@ -137,25 +178,26 @@ class SSHLauncher(ProcessesMixin):
     def remote_python(self) -> list:
         return shlex.split(self.settings.get("remote_python") or "python3")
 
-    def remote_common_args(self) -> list:
-        args = ["--profile-dir", self.remote_profile_dir, "--log-level", self.log_level]
+    def remote_common_args(self, own_args=()) -> list:
+        args = [] if named_profile(own_args) else ["--profile-dir", self.remote_profile_dir]
+        args += ["--log-level", self.log_level]
         if self.cluster_id:
             args += ["--cluster-id", self.cluster_id]
         return args
 
-    def prepare(self, host: str, files) -> None:
-        """Make the remote security dir (0700) and the dirs of files, then send them."""
-        to_send = file_pairs(self.settings.get("to_send") or [], self.source, "launcher.ssh.to_send")
-        for local, _ in to_send:
-            if not os.path.exists(os.path.expanduser(local)):
+    def prepare(self, host: str, pairs, profiles=()) -> None:
+        """Make the remote profiles' security dirs (0700) and the dirs of the files, then send them."""
+        if not pairs and not profiles:
+            return
+        for local, _ in pairs:
+            if not os.path.exists(local):
                 raise ConfigError(self.source, "launcher.ssh.to_send", "local file %s does not exist" % local)
-        pairs = list(files) + [(os.path.expanduser(a), b) for a, b in to_send]
-        security = posixpath.join(self.remote_profile_dir, "security")
-        dirs = sorted({posixpath.dirname(r) for _, r in pairs if posixpath.dirname(r)} - {security})
-        script = "mkdir -p -m 0700 %s%s" % (shlex.quote(security), "".join(
-            " && mkdir -p %s" % shlex.quote(d) for d in dirs))
+        dirs = sorted({posixpath.dirname(r) for _, r in pairs if posixpath.dirname(r)}
+                      | {posixpath.join(p, "security") for p in profiles})
+        script = " && ".join("mkdir -p %s%s" % ("-m 0700 " if posixpath.basename(d) == "security" else "",
+                                                shlex.quote(d)) for d in dirs) or "true"
         remote = self.remote(host)
-        remote.run(script, "create the directory %s" % security)
+        remote.run(script, "create the directories %s" % " ".join(dirs))
         remote.send(pairs)
 
     def start_on(self, host: str, commands, spawned: list) -> tuple:
@@ -175,14 +217,15 @@ class SSHLauncher(ProcessesMixin):
                 return started, problems[0]
         return started, ""
 
-    def start_all(self, plans: dict, what: str, files) -> None:
-        """For each host (in parallel): send files, start its commands. If any host fails,
+    def start_all(self, plans: dict, what: str, files: dict) -> None:
+        """For each host (in parallel): make its profiles and send its files ({host:
+        ([(local, remote)], [remote profile dirs])}), start its commands. If any host fails,
         stop everything started and raise naming the failures."""
         spawned: list = []
 
         def run(host):
             try:
-                self.prepare(host, files)
+                self.prepare(host, *files.get(host, ([], [])))
             except (LauncherError, ConfigError) as e:
                 return e
             _, problem = self.start_on(host, plans[host], spawned)
@@ -271,31 +314,60 @@ class SSHEngineSetLauncher(SSHLauncher, EngineSetLauncher):
             raise ConfigError(self.source, None, "[launcher.ssh] engines names no hosts; say where the engines "
                                                  "run and how many, e.g.\n" + ENGINES_EXAMPLE)
 
+    def host_args(self, h: HostEngines) -> list:
+        return self.args if h.args is None else h.args
+
+    def reader_args(self, h: HostEngines) -> list:
+        """The arguments of the process on h that reads the engine connection file."""
+        return self.host_args(h)
+
     def engine_command(self, h: HostEngines) -> list:
         program = h.cmd or self.remote_python() + ["-m", PACKAGE + ".engine"]
-        return program + self.remote_common_args() + (self.args if h.args is None else h.args)
+        return program + self.remote_common_args(self.host_args(h)) + self.host_args(h)
 
-    def connection_files(self) -> list:
+    def files_to_send(self) -> dict:
+        """{host: ([(local, remote)], [profiles])}: to_send if the profile sets it, else the
+        engine connection file, to where each host's engines look for it, and their profiles."""
         local = connection_file_path(self.profile_dir, "engine", self.cluster_id)
+        explicit = self.chosen_files("to_send", None)
+        if explicit is not None:
+            return {h.host: ([(os.path.expanduser(a), b) for a, b in explicit], []) for h in self.hosts}
         if not local.exists():
             raise LauncherError("cannot start engines over ssh: no engine connection file %s; start the "
                                 "controller first" % local)
-        return [(str(local), self.remote_path(local))]
+        files: dict = {}
+        for h in self.hosts:
+            args = self.reader_args(h)
+            target = flag_value(args, "--file") or flag_value(args, "--engine.file")
+            pair = (str(local), home_relative(target) if target else self.remote_path(local, args))
+            pairs, profiles = files.setdefault(h.host, ([], []))
+            if pair not in pairs:
+                pairs.append(pair)
+            if self.profile_of(args) not in profiles:
+                profiles.append(self.profile_of(args))
+        return files
+
+    def fetch_files(self) -> None:
+        """An explicit to_fetch, from every host, after the engines started."""
+        pairs = self.chosen_files("to_fetch", [])
+        for host in dict.fromkeys(h.host for h in self.hosts):
+            self.remote(host).fetch([(r, os.path.expanduser(loc)) for r, loc in pairs])
 
     def log_file(self, host: str, i: int) -> str:
         return str(self.log_dir / ("engine-%s-%s-%d.log" % (self.cluster_id or "default", file_tag(host), i)))
 
     def start(self) -> None:
         self.check_hosts()
-        files = self.connection_files()
-        plans = {}
+        files = self.files_to_send()
+        plans: dict = {}
         i = self.options.get("first_index", 0)
         for h in self.hosts:
-            plans[h.host] = []
+            plans.setdefault(h.host, [])
             for _ in range(h.n):
                 plans[h.host].append((self.engine_command(h), self.log_file(h.host, i)))
                 i += 1
         self.start_all(plans, "engines over ssh", files)
+        self.fetch_files()
 
 
 class SSHProxyEngineSetLauncher(SSHEngineSetLauncher):
@@ -316,18 +388,22 @@ class SSHProxyEngineSetLauncher(SSHEngineSetLauncher):
                                   "instead, or use cluster.engines = \"ssh\"")
 
     def proxy_command(self, h: HostEngines) -> list:
-        args = self.args if h.args is None else h.args
+        args = self.host_args(h)
         return (self.remote_python() + ["-m", PACKAGE + ".cluster", "engines", "--foreground", "-n", str(h.n)]
                 + self.remote_common_args() + ["--engine-arg=%s" % a for a in args])
+
+    def reader_args(self, h: HostEngines) -> list:
+        return []  # the proxy runs in the launcher's remote profile, and its engines read it there
 
     def log_file(self, host: str, i: int = 0) -> str:
         return str(self.log_dir / ("sshproxy-%s-%s.log" % (self.cluster_id or "default", file_tag(host))))
 
     def start(self) -> None:
         self.check_hosts()
-        files = self.connection_files()
+        files = self.files_to_send()
         plans = {h.host: [(self.proxy_command(h), self.log_file(h.host))] for h in self.hosts}
         self.start_all(plans, "engines over sshproxy", files)
+        self.fetch_files()
 
     def signal(self, sig) -> None:
         raise CannotSignal("sshproxy engines are children of `cluster engines --foreground` on each host")
@@ -341,8 +417,8 @@ class SSHProxyEngineSetLauncher(SSHEngineSetLauncher):
 
 
 class SSHControllerLauncher(SSHLauncher, ControllerLauncher):
-    """The controller on [launcher.ssh] controller_host; its connection files (and
-    ``to_fetch``) are copied back into this profile once it has written them."""
+    """The controller on [launcher.ssh] controller_host; its connection files (or what
+    ``to_fetch`` lists instead) are copied back into this profile once it has written them."""
 
     name = "ssh"
 
@@ -382,23 +458,30 @@ class SSHControllerLauncher(SSHLauncher, ControllerLauncher):
     def connection_files(self) -> list:
         """[(remote path, local path)] of the client and engine files."""
         local = [connection_file_path(self.profile_dir, role, self.cluster_id) for role in ("client", "engine")]
-        return [(self.remote_path(p), str(p)) for p in local]
+        return [(self.remote_path(p, self.args), str(p)) for p in local]
 
     def remote_pid_file(self) -> str:
-        return posixpath.join(self.remote_profile_dir, "pid",
+        return posixpath.join(self.profile_of(self.args), "pid",
                               "controller%s.pid" % ("-" + self.cluster_id if self.cluster_id else ""))
 
     def start(self) -> None:
         host = self.host
-        to_fetch = file_pairs(self.settings.get("to_fetch") or [], self.source, "launcher.ssh.to_fetch")
-        command = (self.remote_python() + ["-m", PACKAGE + ".controller"] + self.remote_common_args()
+        to_fetch = self.chosen_files("to_fetch", None)
+        to_send = self.chosen_files("to_send", [])
+        command = (self.remote_python() + ["-m", PACKAGE + ".controller"] + self.remote_common_args(self.args)
                    + self.controller_args())
-        self.start_all({host: [(command, self.log_file)]}, "the controller over ssh", [])
+        self.start_all({host: [(command, self.log_file)]}, "the controller over ssh",
+                       {host: ([(os.path.expanduser(a), b) for a, b in to_send], [self.profile_of(self.args)])})
         try:
             self.wait_for_files()
             remote = self.remote(host)
-            remote.fetch(self.connection_files(), mode=0o600)
-            remote.fetch([(r, os.path.expanduser(loc)) for r, loc in to_fetch])
+            if to_fetch is None:
+                remote.fetch(self.connection_files(), mode=0o600)
+            else:
+                pairs = [(r, os.path.expanduser(loc)) for r, loc in to_fetch]
+                secret = [p for p in pairs if Path(p[1]).parent.name == "security"]  # keys: owner only
+                remote.fetch(secret, mode=0o600)
+                remote.fetch([p for p in pairs if p not in secret])
         except BaseException:
             self.stop()
             raise

@@ -5,6 +5,10 @@ so a field may be an expression over the other fields. Expressions are parsed wi
 ``ast`` and only integer arithmetic, ``min``/``max`` and names of fields are allowed;
 anything else is refused with the template's text in the message, before a job is
 submitted.
+
+``/`` of two integers that divide exactly gives an integer (``{n/4}`` with n = 8 is
+``2``, not ``2.0``), so templates written for IPython 0.13, where Python 2 rendered it so,
+still produce valid headers; an inexact quotient stays a float (``2.5``).
 """
 from __future__ import annotations
 
@@ -17,9 +21,20 @@ from .base import LauncherError
 
 _PLAIN_FIELD = re.compile(r"[A-Za-z_]\w*$")
 _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
-           ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Div: operator.truediv}
+           ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod}
 _UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos}
 _FUNCTIONS = {"min": min, "max": max}
+
+
+def divide(left, right):
+    """True division, but an exact quotient of integers stays an integer (see the module docstring)."""
+    quotient = left / right
+    if type(left) is int and type(right) is int and left % right == 0:
+        return left // right
+    return quotient
+
+
+_BINARY[ast.Div] = divide
 
 
 class TemplateError(LauncherError):

@@ -1,7 +1,7 @@
-"""Fake PBS/Torque, LSF and HTCondor commands that really run their jobs.
+"""Fake PBS/Torque, LSF, HTCondor and Windows HPC commands that really run their jobs.
 
-``bin/`` holds qsub qstat qdel qsig (pbs.py), bsub bjobs bkill (lsf.py) and condor_submit
-condor_q condor_rm (htcondor.py); each module's docstring says what its formats are based on,
+``bin/`` holds qsub qstat qdel qsig (pbs.py), bsub bjobs bkill (lsf.py), condor_submit
+condor_q condor_rm (htcondor.py) and job (windowshpc.py: job submit, view, cancel); each module's docstring says what its formats are based on,
 and common.py how jobs run. Settings, from the environment of each command:
 
     FAKE_BATCH_SPOOL        directory holding the jobs (required; exit 2 without it)
@@ -11,6 +11,7 @@ and common.py how jobs run. Settings, from the environment of each command:
     FAKE_PBS_FLAVOR         torque (default) or pbspro
     FAKE_PBS_SERVER         server name in PBS job ids (default fakeserver)
     FAKE_LSF_CLEAN_PERIOD   seconds bjobs keeps showing finished jobs (default 3600)
+    FAKE_WINHPC_SCHEDULER   a head node name /scheduler: accepts besides this host's (default none)
 
 Run commands with the environment from ``fake_batch_env`` and stop what is left with
 ``stop_all_jobs``, for instance in a fixture::

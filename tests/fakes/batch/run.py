@@ -9,7 +9,8 @@ import sys
 
 SYSTEMS = {"qsub": "pbs", "qstat": "pbs", "qdel": "pbs", "qsig": "pbs",
            "bsub": "lsf", "bjobs": "lsf", "bkill": "lsf",
-           "condor_submit": "htcondor", "condor_q": "htcondor", "condor_rm": "htcondor"}
+           "condor_submit": "htcondor", "condor_q": "htcondor", "condor_rm": "htcondor",
+           "job": "windowshpc"}
 
 if __name__ == "__main__":
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
