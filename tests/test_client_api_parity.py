@@ -252,3 +252,22 @@ def test_reprs_as_ipyparallel(cluster):
     bad = cluster[0].apply_async(divmod, 1, 0)
     bad.wait(10)
     assert repr(bad) == "<AsyncResult(divmod): failed>"
+
+
+class StopFails(LocalEngineSetLauncher):
+    """Engines whose stop raises, as a batch system's delete command can."""
+
+    def stop(self, timeout=None):
+        super().stop(timeout)
+        raise RuntimeError("the delete command failed")
+
+
+def test_a_failing_engine_stop_still_stops_the_controller(tmp_path):
+    cluster = ipp.Cluster(profile_dir=str(tmp_path / "p"), n=1, engines=StopFails, shutdown_atexit=False)
+    cluster.start_and_connect_sync(timeout=30)
+    controller = cluster.controller
+    with pytest.raises(ipp.cluster.cluster.ClusterError, match="RuntimeError|the delete command failed"):
+        cluster.stop_cluster_sync()
+    assert not controller.running
+    assert cluster.state_file.exists() and list(cluster.engines)      # kept for another stop
+

@@ -450,8 +450,14 @@ class Cluster:
             if self._client is not None:
                 self._client.close()
                 self._client = None
+            failed = []
             for set_id in list(self.engine_sets):
-                self.engine_sets.pop(set_id).stop(self.cfg.stop_timeout)
+                try:
+                    self.engine_sets[set_id].stop(self.cfg.stop_timeout)
+                except Exception as e:  # noqa: BLE001 - the controller and other sets are still stopped
+                    failed.append("%s (%s): %s" % (set_id, type(self.engine_sets[set_id]).__name__, e))
+                else:
+                    del self.engine_sets[set_id]
             if self.controller is not None:
                 self.controller.stop(self.cfg.stop_timeout)
                 reuse = self._controller_reuses(self.controller.args)
@@ -459,6 +465,11 @@ class Cluster:
                 if not reuse:  # the controller removes them itself, unless it was killed
                     for role in ("client", "engine"):
                         remove(connection_file_path(self.profile_dir, role, self.cluster_id))
+            if failed:
+                self.write_state()
+                raise ClusterError("could not stop engine set(s) %s; the controller was stopped, and %s keeps "
+                                   "the engine sets so `python -m %s stop` can try again"
+                                   % ("; ".join(failed), self.state_file, __package__))
             self.remove_state()
 
     def _controller_reuses(self, args) -> bool:
