@@ -21,8 +21,8 @@ ROLES = ("controller", "engine", "cluster", "profile")
 def installed(tmp_path_factory):
     """A fresh venv with minipar installed from a wheel built from this tree.
 
-    pyzmq comes from the test interpreter through a .pth file naming a directory of links to
-    it alone, so the venv sees no other copy of minipar and nothing is downloaded."""
+    pyzmq (and tomli below Python 3.11) come from the test interpreter through a .pth file naming
+    a directory of links to them alone, so the venv sees no other copy of minipar and nothing is downloaded."""
     tmp = tmp_path_factory.mktemp("install")
     src = tmp / "src"
     src.mkdir()
@@ -41,10 +41,14 @@ def installed(tmp_path_factory):
     assert install.returncode == 0, install.stderr
     deps = tmp / "deps"
     deps.mkdir()
-    zmq_dir = Path(zmq.__file__).parent
-    for name in ("zmq", "pyzmq.libs"):
-        if (zmq_dir.parent / name).exists():
-            (deps / name).symlink_to(zmq_dir.parent / name)
+    runtime = [Path(zmq.__file__).parent]
+    if sys.version_info < (3, 11):
+        import tomli
+        runtime.append(Path(tomli.__file__).parent)
+    for package in runtime:
+        for name in (package.name, package.name.replace("zmq", "pyzmq") + ".libs"):
+            if (package.parent / name).exists() and not (deps / name).exists():
+                (deps / name).symlink_to(package.parent / name)
     site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           capture_output=True, text=True, check=True).stdout.strip()
     (Path(site) / "zmq-from-tests.pth").write_text(str(deps) + "\n")
