@@ -82,9 +82,15 @@ class ExecuteReply:
         p.text(str(self))
 
 
+_BLANK_METADATA = dict.fromkeys(METADATA_KEYS)
+_BLANK_METADATA.update(stdout="", stderr="", is_broadcast=False, is_coalescing=False)
+
+
 def new_metadata(msg_id) -> Metadata:
-    md = Metadata.fromkeys(METADATA_KEYS)
-    md.update(msg_id=msg_id, stdout="", stderr="", outputs=[], data={}, is_broadcast=False, is_coalescing=False)
+    md = Metadata(_BLANK_METADATA)
+    md["msg_id"] = msg_id
+    md["outputs"] = []
+    md["data"] = {}
     return md
 
 
