@@ -10,6 +10,7 @@ import pytest
 import minipar
 from conftest import wait_for
 from test_launcher_mpi import IMPLEMENTATIONS, Bed, assert_nothing_left, use
+from test_launcher_mpi import bed  # noqa: F401 - a fixture: one Open MPI or MPICH test bed per test
 from test_services import mpi  # noqa: F401 - mpi is a fixture
 
 RANKS = 64
@@ -126,14 +127,6 @@ def world_rank():
     assert libmpi.MPI_Comm_rank(COMM_WORLD, ctypes.byref(rank)) == 0
     return rank.value
 '''
-
-
-@pytest.fixture(params=sorted(IMPLEMENTATIONS))
-def bed(request, mpi, tmp_path, monkeypatch):  # noqa: F811
-    bed = Bed(request.param, tmp_path / "mp")
-    use(monkeypatch, bed)
-    yield bed
-    assert_nothing_left(bed.root)
 
 
 def test_an_init_script_initialises_another_binding_and_the_ranks_are_still_the_ids(bed, tmp_path):

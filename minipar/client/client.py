@@ -25,7 +25,8 @@ from collections import deque
 
 import zmq
 
-from ..connection import check_connection_info, connection_file_path, read_connection_file, url
+from ..connection import (check_connection_info, connection_file_path, read_connection_file, url,
+                          wait_for_connection_file)
 from .. import jsonutil
 from ..error import (MiniparError, NoEnginesRegistered, ProtocolMismatch, RemoteError, TaskNotFound, TimeoutError,
                      collect_exceptions)
@@ -55,11 +56,9 @@ IGNORED_CLIENT_ARGS = ("context", "ipython_dir", "paramiko")
 profiles in MINIPAR_DIR, and tunnels through the system ssh (never paramiko)."""
 
 
-def _wait_for_file(path, timeout):
-    """A client started with its controller may look before the connection file is written."""
-    deadline = time.monotonic() + (timeout or 0)
-    while not os.path.exists(path) and time.monotonic() < deadline:
-        time.sleep(0.05)
+def spin_is_not_needed(name: str):
+    warnings.warn("%s is not needed: the client's I/O thread receives replies on its own" % name,
+                  DeprecationWarning, stacklevel=3)
 
 
 def _check_purge_args(jobs, targets):
@@ -75,9 +74,8 @@ class Client:
         for alias in ("connection_info", "url_or_file"):
             if kwargs.get(alias):
                 url_file = kwargs.pop(alias)
-        ignored = [k for k in IGNORED_CLIENT_ARGS if k in kwargs]
-        for k in ignored:
-            kwargs.pop(k)
+        for k in IGNORED_CLIENT_ARGS:
+            kwargs.pop(k, None)
         if kwargs.pop("password", None):
             raise TypeError("Client(password=...): minipar tunnels through the system ssh, which cannot take "
                             "a password from Python; use an ssh key or agent (sshkey=...)")
@@ -94,7 +92,8 @@ class Client:
             if url_file is None:
                 pdir = locate_profile_dir(profile, profile_dir, create=False)
                 url_file = connection_file_path(pdir, "client", cluster_id or "")
-                _wait_for_file(url_file, timeout)
+                if timeout:  # a client started with its controller may look before the file is written
+                    wait_for_connection_file(url_file, timeout)
             self.url_file = str(url_file)
             self._info = read_connection_file(url_file, hint="Is the controller running for this profile"
                                                             " and cluster id?")
@@ -656,17 +655,15 @@ class Client:
     def spin(self):
         """Does nothing: replies arrive on the I/O thread without being asked (kept for
         scripts written for ipyparallel, where it is deprecated for the same reason)."""
-        warnings.warn("Client.spin is not needed: the I/O thread receives replies on its own", DeprecationWarning,
-                      stacklevel=2)
+        spin_is_not_needed("Client.spin")
 
     def spin_thread(self, interval=1):
         """Does nothing, as spin."""
-        warnings.warn("Client.spin_thread is not needed: I/O is always in a thread", DeprecationWarning, stacklevel=2)
+        spin_is_not_needed("Client.spin_thread")
 
     def stop_spin_thread(self):
         """Does nothing, as spin."""
-        warnings.warn("Client.stop_spin_thread is not needed: I/O is always in a thread", DeprecationWarning,
-                      stacklevel=2)
+        spin_is_not_needed("Client.stop_spin_thread")
 
     def close(self, linger=None):
         if self._closed:

@@ -208,8 +208,8 @@ class View:
 
     def spin(self):
         """Does nothing, as Client.spin."""
-        warnings.warn("View.spin is not needed: the client's I/O thread receives replies on its own",
-                      DeprecationWarning, stacklevel=2)
+        from .client import spin_is_not_needed
+        spin_is_not_needed("View.spin")
 
     def shutdown(self, targets=None, restart=False, hub=False, block=None):
         return self.client.shutdown(self.targets if targets is None else targets, restart=restart, hub=hub,
