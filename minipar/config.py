@@ -770,8 +770,8 @@ class ControllerConfig:
     )
     engine_hwm: int = option(
         16,
-        "Load-balanced tasks in flight per engine; more keeps engines fed, fewer balances "
-        "long tasks better.",
+        "Load-balanced tasks in flight per engine: more keeps engines fed; tasks queued behind "
+        "a long one are taken back by engines that go idle, so balance does not suffer.",
     )
     log_level: str = option(
         "INFO", "Log level.", choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

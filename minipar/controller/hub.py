@@ -10,20 +10,26 @@
    | ROUTER    |<----|   drain each ready socket, then   |----->|
    +-----------+     |   heartbeat tick, then schedule    |      |
    +-----------+     |                                   |  +---------+  +---------+
-   | notify PUB|<----|   tasks: pending {msg_id: Task}   |->| ping PUB|  |pong     |
-   +-----------+     |   engines: {id: EngineState}      |  +---------+  |ROUTER   |
-         |           |   lb queue: deque[Task]           |<--------------+---------+
+   | notify PUB|<----|   table: TaskTable (engines, what |->| ping PUB|  |pong     |
+   +-----------+     |          each holds)              |  +---------+  |ROUTER   |
+         |           |   scheduler: Scheduler (policy)   |<--------------+---------+
          v           +-----------------------------------+
    clients (SUB)                 | db.add_record / update_record
 
 Clients send requests to the client ROUTER. A direct request (metadata ``dest``) is
 forwarded at once to that engine, whose socket keeps them in order; a load-balanced one
-joins the queue and is handed to the least-loaded engine with fewer than ``engine_hwm``
-tasks in flight. Requests are forwarded as the very frames that arrived: the hub
+goes to the :class:`~.scheduler.Scheduler`, pure policy that returns decisions (assign a
+task to an engine, steal prefetched tasks for an idle engine, fail a task that can never
+run), which :meth:`Hub.carry_out` performs on the sockets and the
+:class:`~.tasks.TaskTable`. A steal asks the victim engine's output thread for tasks it
+has not started (``steal_request``); its ``steal_reply`` names those it gave back, which
+go to the thief. Requests are forwarded as the very frames that arrived: the hub
 verifies the signature and reads the JSON header and metadata, but never touches a
-payload. Replies come back on the engine ROUTER and go to the client that asked, and
-into the task database. A broadcast request (metadata ``broadcast``) is sent to each of
-its engines as a direct task of its own, sharing the payload frames; see :mod:`broadcast`.
+payload; a task sent a second time (a retry, or after a steal) gets a re-signed header
+over the same frames (:meth:`Session.with_header`). Replies come back on the engine
+ROUTER and go to the client that asked, and into the task database. A broadcast request
+(metadata ``broadcast``) is sent to each of its engines as a direct task of its own,
+sharing the payload frames; see :mod:`broadcast`.
 
 Engines register on the engine ROUTER and are watched by :mod:`heartbeat`. One may ask
 for an id (its MPI rank, or ``engine.id``); :func:`grant_engine_id` decides. When one
