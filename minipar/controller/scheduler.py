@@ -180,6 +180,7 @@ class Scheduler:
         self.timed: dict = {}
         self.parked: dict = {}
         self.finished: OrderedDict = OrderedDict()
+        self.outcomes: dict = {}
 
     def __len__(self):
         return len(self.held)
@@ -216,7 +217,8 @@ class Scheduler:
 
     def remember(self, msg_id, engine_id, ok: bool):
         """A finished task's outcome, for the dependencies of tasks still to come."""
-        self.finished[msg_id] = (engine_id, ok)
+        outcome = (engine_id, ok)
+        self.finished[msg_id] = self.outcomes.setdefault(outcome, outcome)  # shared: two per engine
         if len(self.finished) > FINISHED_MEMORY:
             self.finished.popitem(last=False)
 
