@@ -6,7 +6,7 @@ JSON text when given so (~150 bytes, where a decoded header is ~700), small buff
 copied out of their zmq.Frame (a frame pins libzmq's whole receive batch, kilobytes, for
 as long as it lives), and the client and engine ids are interned. The conversions every
 backend owes a reader (decoding, bytes, UTC dates, copies) happen on the way out, off the
-hot path. About 1 KB per finished tiny task, where plain dicts took ~5 KB.
+hot path. About 2 KB per finished tiny task besides its buffers, where plain dicts took ~5 KB.
 
 Memory stays bounded by ``[db.dict] record_limit`` and ``size_limit``. When a write takes
 the store over either, the oldest *completed* records go, in the order they completed,
