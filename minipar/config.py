@@ -931,8 +931,8 @@ class DictDBConfig:
 
     record_limit: int = option(
         10000,
-        "Most records kept (0: no limit). A record costs about 5 KB besides its buffers, so "
-        "10000 is about 50 MB: enough to fetch the results of a large map from another "
+        "Most records kept (0: no limit). A record costs about 2 KB besides its buffers, so "
+        "10000 is about 20 MB: enough to fetch the results of a large map from another "
         "client, small enough for a shared login node. ipyparallel kept 1024.",
     )
     size_limit: int = option(

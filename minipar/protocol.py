@@ -110,16 +110,17 @@ import os
 import sys
 import time
 import uuid
-from collections import deque
 
 import zmq
+
+from .replay import ReplayGuard
 
 PROTOCOL_VERSION = "1"
 DELIM = b"<IDS|MSG>"
 SIGNATURE_SCHEME = "hmac-sha256"
 
 REPLAY_HISTORY = 1 << 18
-"""Signatures remembered for the replay guard: minutes of traffic at full speed."""
+"""Signatures the replay guard remembers at least (:mod:`replay`): minutes of traffic at full speed."""
 
 _json_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _json_loads = json.loads
@@ -216,8 +217,7 @@ class Session:
         self._counter = itertools.count()
         self._prefix = self.id + "-"
         self._auth = hmac.new(key, digestmod=hashlib.sha256) if key else None
-        self._seen: set = set()
-        self._seen_order: deque = deque()
+        self._replays = ReplayGuard(REPLAY_HISTORY)
         self.rejected = 0
 
     # -- signing -------------------------------------------------------------------------
@@ -284,9 +284,8 @@ class Session:
             expected = self.sign(frames[2:6])
             if not hmac.compare_digest(signature, expected):
                 raise ProtocolError("bad signature")
-            if signature in self._seen:
+            if not self._replays.first_time(signature):
                 raise ProtocolError("replayed message (signature seen before)")
-            self._remember(signature)
         try:
             header = _json_loads(frames[2])
         except ValueError as e:
@@ -294,12 +293,6 @@ class Session:
         if not isinstance(header, dict) or "msg_type" not in header or "msg_id" not in header:
             raise ProtocolError("header lacks msg_id/msg_type")
         return Message(raw[:i], frames, header)
-
-    def _remember(self, signature):
-        self._seen.add(signature)
-        self._seen_order.append(signature)
-        if len(self._seen_order) > REPLAY_HISTORY:
-            self._seen.discard(self._seen_order.popleft())
 
     def recv(self, socket, flags=0):
         """Receive and parse one message; ``None`` if nothing is waiting (with NOBLOCK).

@@ -301,7 +301,7 @@ class Hub(QueryHandlers):
             task.timeout = md.get("timeout") or None
             task.retries = int(md.get("retries") or 0)
         self.db.add_record(task.msg_id, {
-            "header": msg.header, "metadata": md, "content": msg.content, "buffers": msg.buffers,
+            "header": msg.frames[2], "metadata": msg.frames[4], "content": msg.frames[5], "buffers": msg.buffers,
             "submitted": utc(msg.header.get("date")), "client_uuid": client.decode("ascii", "replace"),
             "queue": "task" if task.lb else "mux",
         })
@@ -514,7 +514,7 @@ class Hub(QueryHandlers):
         if self.watchers:
             self.forward_to_watchers(parent_id, msg.frames)
         self.db.update_record(parent_id, {
-            "result_header": msg.header, "result_content": content, "result_metadata": md,
+            "result_header": msg.frames[2], "result_content": msg.frames[5], "result_metadata": msg.frames[4],
             "result_buffers": msg.buffers, "started": utc(md.get("started")),
             "completed": utc(md.get("completed")), "received": now_utc(), "engine_uuid": md.get("engine_uuid"),
             "stdout": md.get("stdout", ""), "stderr": md.get("stderr", ""), "error": None if ok else content,
