@@ -119,8 +119,10 @@ PROTOCOL_VERSION = "1"
 DELIM = b"<IDS|MSG>"
 SIGNATURE_SCHEME = "hmac-sha256"
 
-REPLAY_HISTORY = 1 << 18
-"""Signatures the replay guard remembers at least (:mod:`replay`): minutes of traffic at full speed."""
+REPLAY_HISTORY = 1 << 16
+"""Signatures the replay guard remembers at least (:mod:`replay`): a few seconds of traffic at
+full speed, hours at an idle pace; Jupyter's Session (ipyparallel's) keeps the same 2**16.
+Bounds what it costs a controller: 2 MB at most."""
 
 _json_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _json_loads = json.loads

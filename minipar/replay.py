@@ -2,11 +2,11 @@
 
 A controller checks two signed messages per task, so what it remembers per signature is
 what its memory grows by. A set and a deque of hex signatures cost about 170 bytes each
-(some 45 MB once 2**18 are remembered). Here a signature is remembered as a 64-bit key,
+(some 11 MB once 2**16 are remembered, 45 MB for 2**18). Here a signature is remembered as a 64-bit key,
 its hash (or its first 16 hex digits where hashes are narrower; only checked signatures get
 here, so two different messages share a key with odds of 2**-64 per pair), in open-addressing
 tables of 8-byte slots at most half full: 16 to 32 bytes per signature, allocated as the
-traffic grows and never more than about ``4 * window * 8`` bytes (8 MB for 2**18).
+traffic grows and never more than about ``4 * window * 8`` bytes (2 MB for 2**16).
 
 The newest keys go into the current table. It doubles while small (its entries move over
 a few per insert, so there is never a pause to rehash them all); once it holds ``window``

@@ -99,8 +99,8 @@ def run_tasks(lview, n):
 def test_nodb_controller_memory_grows_only_by_what_the_scheduler_remembers(profile):
     """Between 5k and 25k tasks the --nodb controller grew ~12 MB (~600 bytes a task: replay
     signatures at ~170 bytes each, two per task, and the scheduler's finished-task memory).
-    Now the replay guard takes a few bytes a signature; what is left is the scheduler's
-    ``finished`` (about 250 bytes a task, bounded by FINISHED_MEMORY)."""
+    Now the replay guard takes a few bytes a signature (2**16 at most); what is left is the
+    scheduler's ``finished`` (about 190 bytes a task, 10,000 tasks at most)."""
     rc, _ = start_cluster(profile, 2, "--nodb")
     ctl = profile.procs[0]
     lview = rc.load_balanced_view()

@@ -44,7 +44,7 @@ STEAL_AFTER = 0.02
 """Seconds an engine must have been on its current task before an idle one takes the tasks
 queued behind it: shorter work drains by itself sooner than a steal's round trip."""
 
-FINISHED_MEMORY = 20_000
+FINISHED_MEMORY = 10_000
 """Finished tasks remembered for dependencies; the hub looks older ones up in its database."""
 
 
@@ -202,10 +202,11 @@ class Scheduler:
         """Take a new load-balanced task; returns failures (a dependency it can never meet)."""
         deps = [d for d in (task.after, task.follow) if d is not None]
         if deps:
-            unknown = [m for d in deps for m in d.ids if not self.knows(m, table)]
+            unknown = list(dict.fromkeys(m for d in deps for m in d.ids if not self.knows(m, table)))
             if unknown:
-                return [Fail(task, "InvalidDependency", "dependency on task(s) this controller does not know: %s"
-                             % ", ".join(unknown))]
+                return [Fail(task, "InvalidDependency", "dependency on task(s) this controller does not know "
+                             "(never submitted to it, or finished so long ago that neither the scheduler nor "
+                             "the task database remembers them): %s" % ", ".join(unknown))]
         self.held[task.msg_id] = task
         if task.timeout:
             self._start_timeout(task, now)
