@@ -9,6 +9,8 @@ both see the same machine load. Each round times, with ``block=True``:
 - push: ``rc[0].push({"a": array})``
 - pull: ``rc[0].pull("a")``
 - push-both: ``rc[:].push({"a": array})`` (every engine gets the array)
+- push-both/1 (minipar only): the same with the DirectView's fan-out turned off
+  (``view.FANOUT_BYTES``), i.e. one message per engine from the client, as before it
 
 MB/s is the array's size over the wall time of one call (for push-both too), median of
 the rounds. For reference, the same run measures one zmq frame of that size over tcp
@@ -31,7 +33,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-FIGURES = ("push", "pull", "push-both")
+FIGURES = ("push", "pull", "push-both", "push-both/1")
 
 
 def one_round(rc, array):
@@ -52,6 +54,16 @@ def one_round(rc, array):
     every.push({"a": array}, block=True)
     out["push-both"] = time.perf_counter() - t0
     every.push({"a": None}, block=True)
+    fanout = getattr(sys.modules.get(type(every).__module__), "FANOUT_BYTES", None)
+    if fanout is not None:  # minipar: the same push with one message per engine (fan-out off)
+        sys.modules[type(every).__module__].FANOUT_BYTES = float("inf")
+        try:
+            t0 = time.perf_counter()
+            every.push({"a": array}, block=True)
+            out["push-both/1"] = time.perf_counter() - t0
+        finally:
+            sys.modules[type(every).__module__].FANOUT_BYTES = fanout
+        every.push({"a": None}, block=True)
     rc.purge_hub_results("all")
     return out
 
@@ -230,14 +242,15 @@ def main():
             system.close()
         for raw in raws.values():
             raw.close()
-    rate = {name: {f: size_mb / statistics.median(ts) for f, ts in figs.items()} for name, figs in times.items()}
+    rate = {name: {f: size_mb / statistics.median(ts) for f, ts in figs.items() if ts}
+            for name, figs in times.items()}
     print("%.0f MB numpy array, %d engines, MB/s (array size / wall time), median of %d rounds"
           % (size_mb, args.engines, args.rounds))
     names = list(rate)
     print("%-12s" % "figure" + "".join("%13s" % n for n in names) + ("%10s" % "ratio" if len(names) > 1 else ""))
     for f in FIGURES:
-        row = "%-12s" % f + "".join("%13.0f" % rate[n][f] for n in names)
-        if len(names) > 1:
+        row = "%-12s" % f + "".join("%13.0f" % rate[n][f] if f in rate[n] else "%13s" % "-" for n in names)
+        if len(names) > 1 and f in rate["ipyparallel"]:
             row += "%9.2fx" % (rate["minipar"][f] / rate["ipyparallel"][f])
         print(row)
     for name, ts in raw_times.items():
