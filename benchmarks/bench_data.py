@@ -2,9 +2,9 @@
 
     python benchmarks/bench_data.py [--mb 100] [--rounds 7] [--engines 2]
 
-Starts a minipar controller and engines (real processes, throwaway profile) and, when
-ipyparallel is importable, an ipyparallel cluster, then alternates rounds between them so
-both see the same machine load. Each round times, with ``block=True``:
+Starts a minipar controller and engines (real processes, through minipar.Cluster, in a
+throwaway profile) and, when ipyparallel is importable, an ipyparallel cluster, then
+alternates rounds between them so both see the same machine load. Each round times, with ``block=True``:
 
 - push: ``rc[0].push({"a": array})``
 - pull: ``rc[0].pull("a")``
@@ -16,7 +16,9 @@ MB/s is the array's size over the wall time of one call (for push-both too), med
 the rounds. For reference, the same run measures one zmq frame of that size over tcp
 localhost straight to a receiver (1 hop) and through a Python relay that forwards it
 with copy=False (2 hops: a push or pull goes client -> controller -> engine).
-Results are purged from both controllers between rounds, outside the timing.
+Results are purged from the controllers between rounds, outside the timing. With
+--no-huge-pages-too a second minipar cluster runs with the launchers' glibc huge-pages
+setting turned off (see minipar/cluster/launchers/base.py HUGE_PAGES_TUNABLE).
 """
 from __future__ import annotations
 
@@ -24,7 +26,6 @@ import argparse
 import multiprocessing
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -69,44 +70,29 @@ def one_round(rc, array):
 
 
 class MiniparCluster:
-    """A controller and engines started as bench_core.py does: real processes, own profile."""
+    """A controller and engines started by minipar.Cluster (real processes, own profile),
+    so they get the environment its launchers give them. ``env`` is set while they start."""
 
-    def __init__(self, engines):
+    def __init__(self, engines, env=None):
         import minipar
 
         self.tmp = tempfile.TemporaryDirectory()
-        env = dict(os.environ, MINIPAR_DIR=self.tmp.name,
-                   PYTHONPATH=os.pathsep.join([str(HERE.parent), str(HERE)]))
-        py = sys.executable
-        self.procs = [subprocess.Popen([py, "-m", "minipar.controller", "--log-level=WARNING"], env=env,
-                                       cwd=str(HERE.parent))]
-        client_file = Path(self.tmp.name, "profile_default", "security", "controller-client.json")
-        deadline = time.monotonic() + 30
-        while not client_file.exists():
-            if time.monotonic() > deadline:
-                self.close()
-                raise RuntimeError("the minipar controller did not start")
-            time.sleep(0.05)
-        for _ in range(engines):
-            self.procs.append(subprocess.Popen([py, "-m", "minipar.engine", "--log-level=WARNING"], env=env,
-                                               cwd=str(HERE.parent)))
-        self.rc = minipar.Client(url_file=str(client_file))
+        saved = {k: os.environ.get(k) for k in (env or {})}
+        os.environ.update(env or {})
+        try:
+            self.cluster = minipar.Cluster(n=engines, profile_dir=self.tmp.name, log_level="WARNING")
+            self.rc = self.cluster.start_and_connect_sync()
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
         self.rc.wait_for_engines(engines, timeout=60)
 
-    def pids(self):
-        return {"controller": self.procs[0].pid, "engines": [p.pid for p in self.procs[1:]]}
-
     def close(self):
-        rc = getattr(self, "rc", None)
-        if rc is not None:
-            rc.shutdown(hub=True)
-            rc.close()
-        for p in self.procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        self.rc.close()
+        self.cluster.stop_cluster_sync()
         self.tmp.cleanup()
 
 
@@ -203,7 +189,9 @@ def main():
     p.add_argument("--engines", type=int, default=2)
     p.add_argument("--no-ipyparallel", action="store_true")
     p.add_argument("--no-raw", action="store_true", help="skip the raw zmq reference figures")
-    p.add_argument("--pids", action="store_true", help="print the minipar pids, then wait for Enter (profiling)")
+    p.add_argument("--no-huge-pages-too", action="store_true",
+                   help="also run a minipar cluster whose processes keep glibc's default malloc "
+                        "(GLIBC_TUNABLES=glibc.malloc.hugetlb=0): the launchers' huge-pages setting off")
     args = p.parse_args()
     import numpy
 
@@ -213,6 +201,8 @@ def main():
     raws = {}
     try:
         systems["minipar"] = MiniparCluster(args.engines)
+        if args.no_huge_pages_too:
+            systems["minipar-4k"] = MiniparCluster(args.engines, {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"})
         if not args.no_ipyparallel:
             try:
                 import ipyparallel  # noqa: F401
@@ -222,9 +212,6 @@ def main():
                 systems["ipyparallel"] = IpyparallelCluster(args.engines)
         if not args.no_raw:
             raws = {"zmq 1 hop": RawZmq(1), "zmq 2 hops": RawZmq(2)}
-        if args.pids:
-            print("minipar pids:", systems["minipar"].pids(), "client:", os.getpid(), flush=True)
-            input("Enter to start: ")
         times = {name: {f: [] for f in FIGURES} for name in systems}
         raw_times = {name: [] for name in raws}
         for name, system in systems.items():  # warm-up: imports, first allocations

@@ -153,3 +153,17 @@ def test_a_large_push_to_several_engines_leaves_the_client_once(cluster, monkeyp
     cluster[:].push({"c": a[:10]}, block=True)  # small: one message per engine, as ever
     assert sends == [1, 1]
     cluster[:].push({"c": None}, block=True)
+
+
+# -- the processes a cluster starts ask glibc for huge pages -----------------------------------
+
+
+def test_launched_processes_get_glibcs_huge_pages_setting_unless_the_user_chose(monkeypatch):
+    from minipar.cluster.launchers.base import HUGE_PAGES_TUNABLE, child_env
+
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    assert child_env()["GLIBC_TUNABLES"] == HUGE_PAGES_TUNABLE
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")
+    assert child_env()["GLIBC_TUNABLES"] == "glibc.malloc.arena_max=2:" + HUGE_PAGES_TUNABLE
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=0")
+    assert child_env()["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=0"
