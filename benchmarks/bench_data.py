@@ -234,16 +234,16 @@ def main():
     print("%.0f MB numpy array, %d engines, MB/s (array size / wall time), median of %d rounds"
           % (size_mb, args.engines, args.rounds))
     names = list(rate)
-    print("%-12s" % "figure" + "".join("%13s" % n for n in names) + ("%10s" % "ratio" if len(names) > 1 else ""))
+    print("%-12s" % "figure" + "".join("%13s" % n for n in names) + ("%10s" % "ratio" if "ipyparallel" in rate else ""))
     for f in FIGURES:
         row = "%-12s" % f + "".join("%13.0f" % rate[n][f] if f in rate[n] else "%13s" % "-" for n in names)
-        if len(names) > 1 and f in rate["ipyparallel"]:
+        if "ipyparallel" in rate and f in rate["ipyparallel"]:
             row += "%9.2fx" % (rate["minipar"][f] / rate["ipyparallel"][f])
         print(row)
     for name, ts in raw_times.items():
         print("%-12s %13.0f   (reference: one %.0f MB zmq frame, tcp localhost)"
               % (name, size_mb / statistics.median(ts), size_mb))
-    if len(names) > 1:
+    if "ipyparallel" in rate:
         print("(ratio: minipar / ipyparallel; higher is better)")
 
 
