@@ -117,8 +117,8 @@ class View:
 
     # -- submitting --------------------------------------------------------------------
 
-    def _submit(self, items, factory, msg_type="apply_request"):
-        ar = self.client._submit(msg_type, items, factory)
+    def _submit(self, items, factory, msg_type="apply_request", block=False):
+        ar = self.client._submit(msg_type, items, factory, caller_waits=block)
         self.history.extend(ar.msg_ids)
         return ar
 
@@ -236,7 +236,7 @@ class DirectView(View):
         buffers = pack_apply_message(f, args, kwargs)
         items = [({}, {"dest": t}, buffers) for t in ids]
         ar = self._submit(items, lambda m: AsyncResult(self.client, m, _fname(f), ids,
-                                                       single=isinstance(targets, int)))
+                                                       single=isinstance(targets, int)), block=opts["block"])
         return self._maybe_block(ar, opts["block"])
 
     def _map(self, f, sequences, mapping=True, block=None, chunksize=None, ordered=True,
@@ -256,7 +256,8 @@ class DirectView(View):
             used.append(t)
             sizes.append(size)
         ar = self._submit(items, lambda m: AsyncMapResult(self.client, m, _fname(f), used, chunk_sizes=sizes,
-                                                          ordered=ordered, return_exceptions=return_exceptions))
+                                                          ordered=ordered, return_exceptions=return_exceptions),
+                          block=opts["block"])
         return self._maybe_block(ar, opts["block"])
 
     def map(self, f, *sequences, block=None, return_exceptions=False):
@@ -546,7 +547,7 @@ class LoadBalancedView(View):
         opts = self._options(block, flags)
         md = self._metadata(opts)
         ar = self._submit([({}, md, pack_apply_message(f, args, kwargs))],
-                          lambda m: AsyncResult(self.client, m, _fname(f)))
+                          lambda m: AsyncResult(self.client, m, _fname(f)), block=opts["block"])
         return self._maybe_block(ar, opts["block"])
 
     def _map(self, f, sequences, mapping=True, block=None, chunksize=None, ordered=True,
@@ -566,7 +567,8 @@ class LoadBalancedView(View):
             items.append(({}, md, call))
             sizes.append(stop - start)
         ar = self._submit(items, lambda m: AsyncMapResult(self.client, m, _fname(f), chunk_sizes=sizes,
-                                                          ordered=ordered, return_exceptions=return_exceptions))
+                                                          ordered=ordered, return_exceptions=return_exceptions),
+                          block=opts["block"])
         return self._maybe_block(ar, opts["block"])
 
     def map(self, f, *sequences, block=None, chunksize=1, ordered=True, return_exceptions=False):
