@@ -343,12 +343,17 @@ def _small(buf) -> bool:
         return True
 
 
+_EVENTS, _POLLIN, _NOBLOCK = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.NOBLOCK)
+
+
 def recv_frames(socket, flags=0):
     """Receive a whole multipart message; frames after the JSON parts stay zero-copy.
 
     Returns None when NOBLOCK finds nothing. Routing ids, delimiter, signature and the
     four JSON frames come back as bytes; payload buffers as zmq.Frame."""
     recv = socket.recv
+    if flags & _NOBLOCK and not socket.getsockopt(_EVENTS) & _POLLIN:
+        return None  # asked before trying: raising zmq.Again costs several times more
     try:
         frame = recv(flags, copy=False)
     except zmq.Again:
