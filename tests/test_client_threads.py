@@ -122,3 +122,28 @@ def test_a_timed_out_wait_hands_receiving_back(cluster, tmp_path):
     open(gate, "w").close()
     assert called.wait(30), "after a timed-out wait the I/O thread did not take the reply"
     assert ar.get(0) == "late"
+
+
+def test_a_blocking_call_interrupted_before_it_receives_leaves_its_reply_to_the_io_thread(cluster, monkeypatch):
+    from minipar.client.asyncresult import AsyncResult
+    # Park the I/O thread as a blocking caller does: it finds the reply lock taken.
+    with cluster._reply_lock:
+        ar = cluster[0].apply_async(echo, 0)
+        wait_for(lambda: cluster._io_parked, what="the I/O thread to leave replies to the lock's holder")
+    assert ar.get(10) == 0  # received here; nothing outstanding, so the I/O thread stays parked
+    assert cluster._io_parked
+
+    def interrupted(self, timeout):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(AsyncResult, "_receive", interrupted)
+    try:
+        cluster[0].apply_sync(echo, 5)
+    except KeyboardInterrupt:
+        pass
+    else:
+        raise AssertionError("the patched wait did not interrupt the call")
+    monkeypatch.undo()
+    msg_id = cluster.history[-1]
+    assert cluster.wait([msg_id], timeout=10), "nobody received the reply of the interrupted call"
+    assert cluster.results[msg_id] == 5

@@ -330,8 +330,12 @@ class Client:
                 poller.poll(wait * 1000)
         finally:
             self._reply_lock.release()
-            if self._io_parked and (self._futures or self._pending_replies or self._closed):
-                self._wake_io()
+            self._hand_back()
+
+    def _hand_back(self):
+        """Wake a parked I/O thread when results are still to come: no thread receives them."""
+        if self._io_parked and (self._futures or self._pending_replies or self._closed):
+            self._wake_io()
 
     def _on_reply(self, msg):
         parent_id = msg.parent.get("msg_id")
@@ -417,7 +421,10 @@ class Client:
             self._futures[header["msg_id"]] = ar
             self.history.append(header["msg_id"])
         for (header, frames), bufs in built:
-            self._send(frames, bufs, caller_waits=caller_waits)
+            if caller_waits:
+                self._send(frames, bufs, caller_waits=True)
+            else:
+                self._send(frames, bufs)
         if not built:
             ar._finish()
         return ar

@@ -122,9 +122,16 @@ class View:
         self.history.extend(ar.msg_ids)
         return ar
 
-    @staticmethod
-    def _maybe_block(ar, block):
-        return ar.get() if block else ar
+    def _maybe_block(self, ar, block):
+        if not block:
+            return ar
+        try:
+            return ar.get()
+        except BaseException:
+            # submitted as a blocking call, whose caller was to receive the reply itself: one
+            # interrupted before it began receiving leaves the reply to the I/O thread
+            self.client._hand_back()
+            raise
 
     def apply(self, f, *args, **kwargs):
         """``f(*args, **kwargs)`` remotely: the result if the view blocks, else an AsyncResult."""
