@@ -118,7 +118,10 @@ class View:
     # -- submitting --------------------------------------------------------------------
 
     def _submit(self, items, factory, msg_type="apply_request", block=False):
-        ar = self.client._submit(msg_type, items, factory, caller_waits=block)
+        if block:  # the caller waits at once, so it receives the reply itself
+            ar = self.client._submit(msg_type, items, factory, caller_waits=True)
+        else:
+            ar = self.client._submit(msg_type, items, factory)
         self.history.extend(ar.msg_ids)
         return ar
 
