@@ -21,10 +21,11 @@ without touching the socket. A caller that waits receives its own reply: no hand
 the I/O thread to the caller, which costs a thread wake-up each way. While a caller holds the
 lock the I/O thread parks (stops watching replies); the caller wakes it on leaving if results
 are still outstanding, and a later send wakes it unless the sender is about to wait itself
-(a blocking call; one interrupted before it receives wakes it too). The first message, connect_request, goes out on the reply DEALER itself, so
-the controller knows that socket before it answers; the I/O thread sends what later reaches it
-through the outgoing deque on a DEALER of its own (``<session>/io``). Serialization and signing
-happen in the calling thread, which spreads that cost over the threads that cause it.
+(a blocking call; one interrupted before it receives wakes it too). The first message,
+connect_request, goes out on the reply DEALER itself, so the controller knows that socket
+before it answers; the I/O thread sends what later reaches it through the outgoing deque on a
+DEALER of its own (``<session>/io``). Serialization and signing happen in the calling thread,
+which spreads that cost over the threads that cause it.
 """
 from __future__ import annotations
 
