@@ -352,7 +352,7 @@ def recv_frames(socket, flags=0):
     Returns None when NOBLOCK finds nothing. Routing ids, delimiter, signature and the
     four JSON frames come back as bytes; payload buffers as zmq.Frame."""
     recv = socket.recv
-    if flags & _NOBLOCK and not socket.getsockopt(_EVENTS) & _POLLIN:
+    if (flags == _NOBLOCK or flags & _NOBLOCK) and not socket.getsockopt(_EVENTS) & _POLLIN:
         return None  # asked before trying: raising zmq.Again costs several times more
     try:
         frame = recv(flags, copy=False)
