@@ -3,9 +3,10 @@
     python benchmarks/bench_core.py [--tasks 10000] [--rounds 1000] [--engines 2]
 
 Starts a controller and engines (as real processes) in a throwaway profile, then
-measures the median and 95th percentile of ``rc[0].apply_sync(noop)`` and the rate of
-``tasks`` no-op tasks submitted with ``apply_async`` to a load-balanced view and waited
-for. When ipyparallel is importable, the same workloads run on an ipyparallel cluster
+measures the median and 95th percentile of ``rc[0].apply_sync(noop)`` and of a
+load-balanced ``lview.apply_sync(noop)``, the rate of ``tasks`` no-op tasks submitted with
+``apply_async`` to a load-balanced view and waited for, and the rate of ``lview.map_sync``
+over ``tasks`` items (chunksize 1) and ``10 * tasks`` items (chunksize 100). When ipyparallel is importable, the same workloads run on an ipyparallel cluster
 and the ratios are printed side by side.
 """
 from __future__ import annotations
@@ -37,6 +38,14 @@ def measure(rc, lview, rounds, tasks):
         e0.apply_sync(noop)
         samples.append(time.perf_counter() - t0)
     samples.sort()
+    for _ in range(50):
+        lview.apply_sync(noop)
+    lb_samples = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        lview.apply_sync(noop)
+        lb_samples.append(time.perf_counter() - t0)
+    lb_samples.sort()
     lview.map_sync(noop_arg, range(200))
     t0 = time.perf_counter()
     ars = [lview.apply_async(noop) for _ in range(tasks)]
@@ -46,11 +55,17 @@ def measure(rc, lview, rounds, tasks):
     t0 = time.perf_counter()
     lview.map_sync(noop_arg, range(tasks))
     map_rate = tasks / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    lview.map_sync(noop_arg, range(tasks * 10), chunksize=100)
+    map100_rate = tasks * 10 / (time.perf_counter() - t0)
     return {
         "rtt_median_ms": statistics.median(samples) * 1e3,
         "rtt_p95_ms": samples[int(len(samples) * 0.95)] * 1e3,
+        "rtt_lb_median_ms": statistics.median(lb_samples) * 1e3,
+        "rtt_lb_p95_ms": lb_samples[int(len(lb_samples) * 0.95)] * 1e3,
         "lb_apply_tasks_per_s": apply_rate,
         "lb_map_tasks_per_s": map_rate,
+        "lb_map_chunk100_per_s": map100_rate,
     }
 
 

@@ -354,9 +354,9 @@ def sent_metadata(cluster, monkeypatch):
     sent = []
     submit = cluster._submit
 
-    def spy(msg_type, items, factory):
+    def spy(msg_type, items, factory, **kwargs):
         sent.extend(md for _, md, _ in items)
-        return submit(msg_type, items, factory)
+        return submit(msg_type, items, factory, **kwargs)
 
     monkeypatch.setattr(cluster, "_submit", spy)
     return sent

@@ -150,11 +150,12 @@ class AsyncResult(concurrent.futures.Future):
 
     def _stream(self, msg_id, name, text, engine_id=None):
         md = self._metadata.get(msg_id)
-        if md is None or md["completed"] is not None:
-            return
-        md[name] += text
-        if engine_id is not None and md["engine_id"] is None:
-            md["engine_id"] = engine_id
+        with self._lock:  # the reply may be handled in another thread (a waiting caller) meanwhile
+            if md is None or md["completed"] is not None:
+                return
+            md[name] += text
+            if engine_id is not None and md["engine_id"] is None:
+                md["engine_id"] = engine_id
         for listener in list(self._stream_listeners):
             try:
                 listener(msg_id, name, text)
@@ -163,11 +164,12 @@ class AsyncResult(concurrent.futures.Future):
 
     def _reply(self, msg_id, md, value=None, error=None):
         record = self._metadata[msg_id]
-        record.update(engine_id=md.get("engine_id"), engine_uuid=md.get("engine_uuid"),
-                      started=_datetime(md.get("started")), completed=_datetime(md.get("completed")),
-                      received=datetime.now(), status=md.get("status", "error" if error else "ok"),
-                      stdout=md.get("stdout", ""), stderr=md.get("stderr", ""), error=error,
-                      execute_result=md.get("execute_result"))
+        with self._lock:
+            record.update(engine_id=md.get("engine_id"), engine_uuid=md.get("engine_uuid"),
+                          started=_datetime(md.get("started")), completed=_datetime(md.get("completed")),
+                          received=datetime.now(), status=md.get("status", "error" if error else "ok"),
+                          stdout=md.get("stdout", ""), stderr=md.get("stderr", ""), error=error,
+                          execute_result=md.get("execute_result"))
         self._deliver(msg_id, value, error)
 
     def _deliver(self, msg_id, value=None, error=None):
@@ -217,6 +219,14 @@ class AsyncResult(concurrent.futures.Future):
     def _collect(self, values):
         return values[0] if self._single else values
 
+    def _receive(self, timeout):
+        """Wait by receiving replies in this thread when no other thread does (the client's
+        _receive_until); else, or after the timeout, the Future's own wait takes over."""
+        if not self.done():
+            receive = getattr(self._client, "_receive_until", None)
+            if receive is not None:
+                receive(self, timeout)
+
     # -- the ipyparallel interface ---------------------------------------------------------
 
     def get(self, timeout=None, return_exceptions=None):
@@ -235,6 +245,7 @@ class AsyncResult(concurrent.futures.Future):
 
     def result(self, timeout=None):
         """Future.result, whose timeout raises minipar's TimeoutError (also the builtin one)."""
+        self._receive(_timeout(timeout))
         try:
             return super().result(_timeout(timeout))
         except concurrent.futures.TimeoutError as e:
@@ -248,7 +259,12 @@ class AsyncResult(concurrent.futures.Future):
         concurrent.futures.wait), return ``(done, pending)`` sets of single-message results."""
         timeout = _timeout(timeout)
         if return_when is None:
-            concurrent.futures.wait([self], timeout)
+            if not self.done():
+                started = time.monotonic()
+                self._receive(timeout)
+                if timeout is not None:
+                    timeout = max(0.0, timeout - (time.monotonic() - started))
+                concurrent.futures.wait([self], timeout)
             return self.done()
         return concurrent.futures.wait(self.split(), timeout, return_when)
 

@@ -1,18 +1,31 @@
-"""The Client: one background I/O thread owns every socket; user threads hand it work.
+"""The Client: a background I/O thread, and user threads that send on sockets of their own.
 
 ::
 
-    user threads                        I/O thread (minipar-client-io)
-    ------------                        ------------------------------
-    view.apply_async(f, ...)            poll([wake pipe, DEALER, SUB])
-      pack + sign (in the caller)  -->    outgoing deque -> DEALER.send  --> controller
-      AsyncResult registered             DEALER.recv: replies -> verify, unpickle,
-      os.write(wake pipe)                    AsyncResult._reply (sets the Future)
-    ar.get(timeout)  <-- Future ---      SUB.recv: engine (un)registration, output chunks
+    user threads                          I/O thread (minipar-client-io)
+    ------------                          ------------------------------
+    view.apply_async(f, ...)              poll([wake pipe, SUB, reply DEALER's fd])
+      pack + sign (in the caller)           reply DEALER (identity <session>): when no user
+      AsyncResult registered                  thread holds _reply_lock: recv, verify, unpickle,
+      own DEALER <session>/<n>.send  -->      AsyncResult._reply (sets the Future)   <-- controller
+        (past MAX_THREAD_SOCKETS threads:   outgoing deque -> DEALER <session>/io.send
+         outgoing deque + wake pipe)        SUB: engine (un)registration, output chunks
+    ar.get(timeout) / ar.wait():
+      takes _reply_lock if free and receives on the reply DEALER itself until its result
+      is in (delivering any other replies on the way); else waits on the Future
 
-zmq sockets are not thread-safe, so only the I/O thread touches them; the hand-off is a
-deque plus a byte on a pipe the poller watches. Serialization and signing happen in the
-calling thread, which spreads that cost over the threads that cause it.
+The controller answers every request on ``<session>``, the reply DEALER, whatever socket
+sent it. zmq sockets are not thread-safe, so the reply DEALER is used only by the holder of
+``_reply_lock``; the I/O thread watches the socket's file descriptor, which poll() reads
+without touching the socket. A caller that waits receives its own reply: no hand-over from
+the I/O thread to the caller, which costs a thread wake-up each way. While a caller holds the
+lock the I/O thread parks (stops watching replies); the caller wakes it on leaving if results
+are still outstanding, and a later send wakes it unless the sender is about to wait itself
+(a blocking call; one interrupted before it receives wakes it too). The first message,
+connect_request, goes out on the reply DEALER itself, so the controller knows that socket
+before it answers; the I/O thread sends what later reaches it through the outgoing deque on a
+DEALER of its own (``<session>/io``). Serialization and signing happen in the calling thread,
+which spreads that cost over the threads that cause it.
 """
 from __future__ import annotations
 
@@ -43,6 +56,9 @@ CONNECT_TIMEOUT = 10.0
 
 MAX_THREAD_SOCKETS = 32
 """Threads that get a sending socket of their own; later ones hand messages to the I/O thread."""
+
+RECEIVE_POLL_CEILING = 0.5
+"""Longest sleep of a thread receiving its own replies before it checks the client is not closing."""
 
 HUB_REPLY_TIMEOUT = 30.0
 """Seconds to wait for the controller to answer a query or command."""
@@ -118,6 +134,10 @@ class Client:
         self._ctx = zmq.Context()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
+        self._reply_lock = threading.Lock()
+        self._reply_socket = None
+        self._reply_poller = None
+        self._io_parked = False
         self._io = threading.Thread(target=self._io_loop, args=(urls,), name="minipar-client-io", daemon=True)
         self._connected = threading.Event()
         self._connect_reply = None
@@ -158,20 +178,28 @@ class Client:
 
     # -- the I/O thread ----------------------------------------------------------------
 
-    def _send(self, frames, buffers=(), via_io_thread=False):
+    def _send(self, frames, buffers=(), via_io_thread=False, caller_waits=False):
         """Send from the calling thread on its own socket; the controller answers on the I/O
-        thread's socket, whose identity prefixes this one. Saves waking the I/O thread."""
+        thread's socket, whose identity prefixes this one. Saves waking the I/O thread.
+
+        A parked I/O thread (see :meth:`_receive_until`) is woken to listen for the reply,
+        unless the caller is about to wait for it and so will receive it itself."""
         sock = False if via_io_thread else getattr(self._local, "socket", None)
         if sock is None:
             sock = self._thread_socket()
         if sock is False:
-            self._outgoing.append((frames, buffers))
-            try:
-                os.write(self._wake_w, b"x")
-            except BlockingIOError:
-                pass
+            self._outgoing.append((frames, buffers, via_io_thread))
+            self._wake_io()
         else:
             send_frames(sock, frames, buffers)
+            if self._io_parked and not caller_waits:
+                self._wake_io()
+
+    def _wake_io(self):
+        try:
+            os.write(self._wake_w, b"x")
+        except (BlockingIOError, OSError):
+            pass
 
     def _thread_socket(self):
         with self._sockets_lock:
@@ -199,32 +227,75 @@ class Client:
         sub.setsockopt(zmq.LINGER, 0)
         sub.setsockopt(zmq.RCVHWM, 0)
         sub.connect(urls["notification"])
+        # The reply socket is watched through its file descriptor, which poll() reads without
+        # touching the socket: the thread holding _reply_lock may be using it meanwhile.
+        reply_fd = dealer.getsockopt(zmq.FD)
+        self._reply_poller = zmq.Poller()
+        self._reply_poller.register(reply_fd, zmq.POLLIN)
+        self._reply_socket = dealer
+        sender = None
         poller = zmq.Poller()
         poller.register(self._wake_r, zmq.POLLIN)
-        poller.register(dealer, zmq.POLLIN)
         poller.register(sub, zmq.POLLIN)
+        poller.register(reply_fd, zmq.POLLIN)
+        watching, more = True, False
         outgoing = self._outgoing
         try:
             while not self._closed:
-                events = dict(poller.poll())
+                events = dict(poller.poll(0 if more else None))
                 if self._wake_r in events:
                     os.read(self._wake_r, 65536)
                 while outgoing:
-                    frames, buffers = outgoing.popleft()
-                    send_frames(dealer, frames, buffers)
-                if dealer in events:
-                    self._drain(dealer, self._on_reply)
+                    frames, buffers, on_reply_socket = outgoing.popleft()
+                    if on_reply_socket:
+                        with self._reply_lock:
+                            send_frames(dealer, frames, buffers)
+                        more = True  # the send may have consumed the descriptor's signal
+                        continue
+                    if sender is None:
+                        sender = self._ctx.socket(zmq.DEALER)
+                        sender.setsockopt(zmq.IDENTITY, self.session.bid + b"/io")
+                        sender.setsockopt(zmq.LINGER, 1000)
+                        sender.setsockopt(zmq.SNDHWM, 0)
+                        sender.connect(urls["client"])
+                    send_frames(sender, frames, buffers)
+                if more or not watching or reply_fd in events:
+                    # Park (stop watching replies) when a waiting thread receives them itself;
+                    # it wakes this thread when it stops. _io_parked is set before trying the
+                    # lock, so a receiver releasing it always sees that it must wake us.
+                    self._io_parked = True
+                    if self._reply_lock.acquire(False):
+                        try:
+                            self._io_parked = False
+                            more = self._drain(dealer, self._on_reply)
+                        finally:
+                            self._reply_lock.release()
+                        if not watching:
+                            poller.register(reply_fd, zmq.POLLIN)
+                            watching = True
+                    else:
+                        more = False
+                        if watching:
+                            poller.unregister(reply_fd)
+                            watching = False
                 if sub in events:
                     self._drain(sub, self._on_notification)
         finally:
+            with_lock = self._reply_lock.acquire(timeout=RECEIVE_POLL_CEILING * 2)
+            self._reply_socket = None
             dealer.close(linger=0)
             sub.close(linger=0)
+            if sender is not None:
+                sender.close(linger=1000)
+            if with_lock:
+                self._reply_lock.release()
 
-    def _drain(self, sock, handle):
+    def _drain(self, sock, handle) -> bool:
+        """Handle what is waiting on sock; True when it stopped at the limit with more left."""
         for _ in range(1000):
             raw = recv_frames(sock, zmq.NOBLOCK)
             if raw is None:
-                return
+                return False
             try:
                 msg = self.session.parse(raw)
                 handle(msg)
@@ -232,6 +303,40 @@ class Client:
                 log.warning("dropped a message from the controller: %s", e)
             except Exception:  # noqa: BLE001 - the I/O thread must outlive one bad message
                 log.exception("error handling a %s message", raw[0] if raw else "?")
+        return True
+
+    def _receive_until(self, future, timeout=None):
+        """Receive replies in the calling thread until future is done or timeout passes.
+
+        Only when no other thread holds the reply socket: then the reply does not go
+        through the I/O thread and a wake-up of this one, which is most of a round
+        trip's cost on a small machine. Replies for other futures are delivered too."""
+        if future.done() or self._closed or not self._reply_lock.acquire(False):
+            return
+        try:
+            dealer, poller = self._reply_socket, self._reply_poller
+            if dealer is None:
+                return
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while not future.done() and not self._closed:
+                if self._drain(dealer, self._on_reply):
+                    continue
+                if future.done():
+                    break
+                wait = RECEIVE_POLL_CEILING
+                if deadline is not None:
+                    wait = min(wait, deadline - time.monotonic())
+                    if wait <= 0:
+                        break
+                poller.poll(wait * 1000)
+        finally:
+            self._reply_lock.release()
+            self._hand_back()
+
+    def _hand_back(self):
+        """Wake a parked I/O thread when results are still to come: no thread receives them."""
+        if self._io_parked and (self._futures or self._pending_replies or self._closed):
+            self._wake_io()
 
     def _on_reply(self, msg):
         parent_id = msg.parent.get("msg_id")
@@ -306,9 +411,10 @@ class Client:
 
     # -- submitting ----------------------------------------------------------------------
 
-    def _submit(self, msg_type, items, ar_factory):
+    def _submit(self, msg_type, items, ar_factory, caller_waits=False):
         """Sign and hand over one message per (content, metadata, buffers); register the
-        AsyncResult first, so a fast reply always finds it."""
+        AsyncResult first, so a fast reply always finds it. caller_waits: the caller waits
+        for the result at once (a blocking call), so it receives the reply itself."""
         built = [(self.session.build(msg_type, c, None, md), bufs) for c, md, bufs in items]
         ar = ar_factory([h["msg_id"] for (h, _), _ in built])
         for (header, frames), _ in built:
@@ -316,7 +422,10 @@ class Client:
             self._futures[header["msg_id"]] = ar
             self.history.append(header["msg_id"])
         for (header, frames), bufs in built:
-            self._send(frames, bufs)
+            if caller_waits:
+                self._send(frames, bufs, caller_waits=True)
+            else:
+                self._send(frames, bufs)
         if not built:
             ar._finish()
         return ar

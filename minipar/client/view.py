@@ -127,14 +127,24 @@ class View:
 
     # -- submitting --------------------------------------------------------------------
 
-    def _submit(self, items, factory, msg_type="apply_request"):
-        ar = self.client._submit(msg_type, items, factory)
+    def _submit(self, items, factory, msg_type="apply_request", block=False):
+        if block:  # the caller waits at once, so it receives the reply itself
+            ar = self.client._submit(msg_type, items, factory, caller_waits=True)
+        else:
+            ar = self.client._submit(msg_type, items, factory)
         self.history.extend(ar.msg_ids)
         return ar
 
-    @staticmethod
-    def _maybe_block(ar, block):
-        return ar.get() if block else ar
+    def _maybe_block(self, ar, block):
+        if not block:
+            return ar
+        try:
+            return ar.get()
+        except BaseException:
+            # submitted as a blocking call, whose caller was to receive the reply itself: one
+            # interrupted before it began receiving leaves the reply to the I/O thread
+            self.client._hand_back()
+            raise
 
     def apply(self, f, *args, **kwargs):
         """``f(*args, **kwargs)`` remotely: the result if the view blocks, else an AsyncResult."""
@@ -253,7 +263,7 @@ class DirectView(View):
             ar = self.client._submit_broadcast("apply_request", {}, buffers, ids, False, factory)
             self.history.extend(ar.msg_ids)
         else:
-            ar = self._submit([({}, {"dest": t}, buffers) for t in ids], factory)
+            ar = self._submit([({}, {"dest": t}, buffers) for t in ids], factory, block=opts["block"])
         return self._maybe_block(ar, opts["block"])
 
     def _map(self, f, sequences, mapping=True, block=None, chunksize=None, ordered=True,
@@ -273,7 +283,8 @@ class DirectView(View):
             used.append(t)
             sizes.append(size)
         ar = self._submit(items, lambda m: AsyncMapResult(self.client, m, _fname(f), used, chunk_sizes=sizes,
-                                                          ordered=ordered, return_exceptions=return_exceptions))
+                                                          ordered=ordered, return_exceptions=return_exceptions),
+                          block=opts["block"])
         return self._maybe_block(ar, opts["block"])
 
     def map(self, f, *sequences, block=None, return_exceptions=False):
@@ -563,7 +574,7 @@ class LoadBalancedView(View):
         opts = self._options(block, flags)
         md = self._metadata(opts)
         ar = self._submit([({}, md, pack_apply_message(f, args, kwargs))],
-                          lambda m: AsyncResult(self.client, m, _fname(f)))
+                          lambda m: AsyncResult(self.client, m, _fname(f)), block=opts["block"])
         return self._maybe_block(ar, opts["block"])
 
     def _map(self, f, sequences, mapping=True, block=None, chunksize=None, ordered=True,
@@ -583,7 +594,8 @@ class LoadBalancedView(View):
             items.append(({}, md, call))
             sizes.append(stop - start)
         ar = self._submit(items, lambda m: AsyncMapResult(self.client, m, _fname(f), chunk_sizes=sizes,
-                                                          ordered=ordered, return_exceptions=return_exceptions))
+                                                          ordered=ordered, return_exceptions=return_exceptions),
+                          block=opts["block"])
         return self._maybe_block(ar, opts["block"])
 
     def map(self, f, *sequences, block=None, chunksize=1, ordered=True, return_exceptions=False):

@@ -355,7 +355,7 @@ class Engine:
         content["engine_info"] = {"engine_id": self.id, "engine_uuid": self.uuid, "method": t.split("_")[0]}
         md["engine_id"] = self.id
         md["engine_uuid"] = self.uuid
-        send_reply(self.session, self.socket, reply_type, msg.header, content, md, buffers)
+        send_reply(self.session, self.socket, reply_type, msg.frames[2], content, md, buffers)
 
     def serve(self) -> int:
         poller = zmq.Poller()

@@ -208,5 +208,6 @@ class Executor:
 
 
 def send_reply(session, socket, reply_type, parent, content, md, buffers):
+    """parent: the request's header, as a dict or as the JSON frame received (cheaper)."""
     header, frames = session.build(reply_type, content, parent, md)
     send_frames(socket, frames, buffers)
