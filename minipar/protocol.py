@@ -338,21 +338,29 @@ class Session:
         return self.parse(raw)
 
 
+_send = zmq.backend.Socket.send
+_recv = zmq.backend.Socket.recv
+_get = zmq.backend.Socket.get
+_SNDMORE = int(zmq.SNDMORE)
+"""pyzmq's compiled socket methods with int flags: its Python wrappers (send_multipart, and
+the sugar Socket's send and getsockopt with their enum flags) cost ~1.5 µs a frame, and the
+hub sends and receives some 30 frames a task."""
+
+
 def send_frames(socket, frames, buffers=()):
-    """Send frames then buffers as one message, without pyzmq's send_multipart wrapper.
+    """Send frames then buffers as one message, without pyzmq's wrappers.
 
     Small JSON frames are copied; payload buffers go zero-copy."""
-    send = socket.send
     if buffers:
         for f in frames:
-            send(f, zmq.SNDMORE)
+            _send(socket, f, _SNDMORE)
         last = len(buffers) - 1
         for j, b in enumerate(buffers):
-            send(b, 0 if j == last else zmq.SNDMORE, copy=_small(b), track=False)
+            _send(socket, b, 0 if j == last else _SNDMORE, _small(b), False)
     else:
         last = len(frames) - 1
         for j, f in enumerate(frames):
-            send(f, 0 if j == last else zmq.SNDMORE)
+            _send(socket, f, 0 if j == last else _SNDMORE)
 
 
 COPY_THRESHOLD = 65536
@@ -374,18 +382,17 @@ def recv_frames(socket, flags=0):
 
     Returns None when NOBLOCK finds nothing. Routing ids, delimiter, signature and the
     four JSON frames come back as bytes; payload buffers as zmq.Frame."""
-    recv = socket.recv
-    if (flags == _NOBLOCK or flags & _NOBLOCK) and not socket.getsockopt(_EVENTS) & _POLLIN:
+    if (flags == _NOBLOCK or flags & _NOBLOCK) and not _get(socket, _EVENTS) & _POLLIN:
         return None  # asked before trying: raising zmq.Again costs several times more
     try:
-        frame = recv(flags, copy=False)
+        frame = _recv(socket, flags, False)
     except zmq.Again:
         return None
     first = frame.bytes
     frames = [first]
     after_delim = 0 if first == DELIM else -1
     while frame.more:  # read from the frame: cheaper than getsockopt(RCVMORE) per frame
-        frame = recv(copy=False)
+        frame = _recv(socket, 0, False)
         if after_delim >= 5:
             frames.append(frame)
             continue

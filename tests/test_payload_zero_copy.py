@@ -59,14 +59,18 @@ def test_received_arrays_are_built_on_the_zmq_frame_not_a_copy():
 
 
 class RecordingSocket:
+    """Stands in for a zmq socket: send_frames calls pyzmq's compiled send on it, patched here."""
+
     def __init__(self):
         self.sent = []
 
-    def send(self, data, flags=0, copy=True, track=False):
-        self.sent.append((data, flags, copy))
+
+def record_send(sock, data, flags=0, copy=True, track=False):
+    sock.sent.append((data, flags, copy))
 
 
-def test_send_frames_hands_big_buffers_to_zmq_without_copying():
+def test_send_frames_hands_big_buffers_to_zmq_without_copying(monkeypatch):
+    monkeypatch.setattr(protocol, "_send", record_send)
     a = big()
     frames = serialize_object({"a": a, "small": b"x" * 100})
     sock = RecordingSocket()
