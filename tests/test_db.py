@@ -536,6 +536,20 @@ def test_dictdb_lets_pending_records_exceed_the_limit_and_warns_once(caplog):
     assert db.get_record("p149")["completed"] == ms(349)
 
 
+def test_dictdb_culls_in_batches_while_pending_records_keep_it_over_the_limit(caplog):
+    """A burst of pending tasks beyond record_limit used to cull (and log) once per completion."""
+    caplog.set_level(logging.INFO, logger="minipar.controller")
+    db = DictDB(DictDBConfig(record_limit=100, cull_fraction=0.5))
+    for i in range(1000):
+        db.add_record("p%d" % i, {"submitted": ms(i)})
+    for i in range(1000):
+        db.update_record("p%d" % i, {"completed": ms(2000 + i)})
+    culls = [r for r in caplog.records if "culled" in r.getMessage()]
+    assert 1 <= len(culls) <= 1000 // 50 + 2, len(culls)
+    assert len(db) <= 100 + 50
+    assert db.get_history()[-1] == "p999"
+
+
 def test_dictdb_culls_oldest_completed_first_in_completion_order():
     db = DictDB(DictDBConfig(record_limit=10, cull_fraction=0.2))
     for i in range(10):

@@ -118,6 +118,9 @@ class DictDB(BaseDB):
         self._culled: OrderedDict = OrderedDict()
         self._bytes = 0
         self._warned = False
+        self._cull_records_at = self.record_limit
+        self._cull_bytes_at = self.size_limit
+        self._cull_batch = max(1, self.record_limit * self.cull_fraction)
 
     # -- writes (the hub's hot path) ----------------------------------------------------
 
@@ -137,7 +140,7 @@ class DictDB(BaseDB):
             self._bytes += size
         if row[COMPLETED] is not None:
             self._completed[msg_id] = None
-        if len(records) > self.record_limit or self._bytes > self.size_limit:
+        if (len(records) > self.record_limit or self._bytes > self.size_limit) and self._cull_due():
             self._cull()
 
     def update_record(self, msg_id, changes):
@@ -160,7 +163,7 @@ class DictDB(BaseDB):
                 self._completed.pop(msg_id, None)
             elif msg_id not in self._completed:
                 self._completed[msg_id] = None
-        if len(self._records) > self.record_limit or self._bytes > self.size_limit:
+        if (len(self._records) > self.record_limit or self._bytes > self.size_limit) and self._cull_due():
             self._cull()
 
     def _forget(self, msg_id):
@@ -168,6 +171,12 @@ class DictDB(BaseDB):
         self._bytes -= buffers_size(row[BUFFERS]) + buffers_size(row[RESULT_BUFFERS])
         self._completed.pop(msg_id, None)
         return row
+
+    def _cull_due(self) -> bool:
+        """Over a limit: cull now if that frees a batch, or the store grew a batch since the
+        last cull, which pending records kept from its target."""
+        return (len(self._records) > self._cull_records_at or self._bytes > self._cull_bytes_at
+                or len(self._completed) >= self._cull_batch)
 
     def _cull(self):
         keep = 1 - self.cull_fraction
@@ -195,6 +204,10 @@ class DictDB(BaseDB):
                         len(self._records), self._bytes, self.options.record_limit,
                         self.options.size_limit)
         self._warned = over
+        # When pending records keep the store over a limit, the next cull waits for another
+        # batch of records, not just one more: culls stay batched, and logged once a batch.
+        self._cull_records_at = max(self.record_limit, len(records) + self.record_limit * self.cull_fraction)
+        self._cull_bytes_at = max(self.size_limit, self._bytes + self.size_limit * self.cull_fraction)
 
     # -- reads ---------------------------------------------------------------------------
 
