@@ -18,6 +18,8 @@ HEAVY = ["asyncio", "sqlite3", "subprocess", "zmq", "json", "uuid", "hmac", "con
 FOR_CLIENT_ONLY = ["asyncio", "sqlite3", "subprocess", "tomllib", "tomli", "dataclasses", "minipar.config",
                    "minipar.cluster", "minipar.controller", "minipar.engine", "minipar.client.magics"]
 """Not imported for ``minipar.Client`` either: they belong to Cluster, the controller, IPython."""
+if sys.version_info < (3, 9):
+    FOR_CLIENT_ONLY.remove("subprocess")  # Python 3.8's uuid imports it itself
 
 
 def run(code: str) -> dict:
