@@ -315,15 +315,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _set_soft_fd_limit(n):
+    resource.setrlimit(resource.RLIMIT_NOFILE, (n, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+
+
 class Controller:
     """A controller process in its own profile dir, its stderr kept for the warnings."""
 
-    def __init__(self, tmp, args=()):
+    def __init__(self, tmp, args=(), soft_fd_limit=None):
         self.dir = Path(tmp)
         self.log = open(self.dir / "controller.err", "w+")
         env = dict(os.environ, MINIPAR_DIR=str(self.dir), PYTHONPATH=str(ROOT))
         self.proc = subprocess.Popen([sys.executable, "-m", "minipar.controller", "--log-level=WARNING", *args],
-                                     env=env, cwd=str(ROOT), stderr=self.log, stdout=self.log)
+                                     env=env, cwd=str(ROOT), stderr=self.log, stdout=self.log,
+                                     preexec_fn=(lambda: _set_soft_fd_limit(soft_fd_limit)) if soft_fd_limit else None)
         security = self.dir / "profile_default" / "security"
         self.client_file = security / "controller-client.json"
         self.engine_file = security / "controller-engine.json"
