@@ -12,21 +12,25 @@ CPU seconds per load-balanced no-op task, and that all unregister cleanly at the
 Each simulated engine is what the controller sees of a real one (minipar/engine/engine.py):
 a DEALER on the engine port whose identity is its uuid, which sends a signed
 registration_request and answers each apply_request with a signed apply_reply (status ok,
-result None, the metadata a real engine sends); a DEALER on the pong port whose identity is
-its heart id, echoing every ping; and a SUB on the ping port, so the controller's PUB fans
-each ping out to every engine as it would. Unlike a real heart, the echo is sent when the
-shard's one reading SUB gets the ping (the per-engine SUBs are conflated and never read),
-so one Python loop serves thousands of hearts.
+result None, the metadata a real engine sends); a second DEALER there, ``<uuid>:out`` like
+the engine's output thread, which answers a steal_request (giving back the asked tasks still
+unread on the engine socket, on the engine socket, as the engine does); a DEALER on the pong
+port whose identity is its heart id, echoing every ping; and a SUB on the ping port, so the
+controller's PUB fans each ping out to every engine as it would. Unlike a real heart, the
+echo is sent when the shard's one reading SUB gets the ping (the per-engine SUBs are
+conflated and never read), so one Python loop serves thousands of hearts.
 
-A real engine also holds an output DEALER and a second (conflated) ping SUB: 5 connections
-to the controller, where a simulated one holds 3. With 5,000 real engines the controller
-needs 25,000 descriptors; the 20,000 hard limit of this machine is why the simulation leaves
-those two idle connections out.
+A real engine holds a second (conflated) ping SUB besides its heart's: 5 connections to the
+controller, where a simulated one holds 4. 5,000 real engines need 25,000 descriptors in the
+controller, over the 20,000 hard limit of this machine; when 4 per engine do not fit under
+the controller's limit either, the per-engine SUBs are left out (``ping_subs`` in the
+results says which), and the ping then reaches only the shards: the controller's idle CPU
+lacks the PUB fan-out (measure it at the largest count that fits, e.g. 4,500).
 
-The engines are spread over shard processes (``--per-shard``, default 2500) because each
-simulated engine costs the driver 6 descriptors (3 sockets, each a TCP connection and a
-zmq mailbox) and a process here may hold 20,000: one process for up to 2,500 engines.
-A shard is ``python sim_engines.py --shard ENGINE_FILE COUNT`` and talks over stdin/stdout.
+The engines are spread over shard processes (``--per-shard``, default 2000) because each
+simulated engine costs the driver 8 descriptors (4 sockets, each a TCP connection and a
+zmq mailbox) and a process here may hold 20,000. A shard is
+``python sim_engines.py --shard ENGINE_FILE COUNT`` and talks over stdin/stdout.
 """
 from __future__ import annotations
 
@@ -52,8 +56,9 @@ from minipar.connection import read_connection_file, url  # noqa: E402
 from minipar.protocol import PROTOCOL_VERSION, ProtocolError, Session, python_version, recv_frames, send_frames  # noqa: E402
 from minipar.serialize import serialize_object  # noqa: E402
 
-FDS_PER_ENGINE = 6
-PER_SHARD = 2500
+FDS_PER_ENGINE = 8
+CONNECTIONS_PER_ENGINE = 4
+PER_SHARD = 2000
 REGISTER_BATCH = 100
 """Engines created and registered per turn of a shard's loop, between serving pings."""
 
@@ -68,19 +73,24 @@ def raise_fd_limit() -> int:
 # -- one shard: many engines in one process ----------------------------------------------
 
 class SimEngine:
-    __slots__ = ("uuid", "socket", "pong", "sub", "id", "heart", "answered")
+    __slots__ = ("uuid", "socket", "out", "pong", "sub", "id", "heart", "answered", "given_back")
 
     def __init__(self, ctx, urls):
         self.uuid = str(uuid.uuid4())
         self.heart = (self.uuid + ":heart").encode()
         self.id = None
         self.answered = 0
+        self.given_back = 0
         self.socket = ctx.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.IDENTITY, self.uuid.encode())
         for s_opt in (zmq.SNDHWM, zmq.RCVHWM):
             self.socket.setsockopt(s_opt, 0)
         self.socket.setsockopt(zmq.LINGER, 2000)
         self.socket.connect(urls["engine"])
+        self.out = ctx.socket(zmq.DEALER)
+        self.out.setsockopt(zmq.IDENTITY, (self.uuid + ":out").encode())
+        self.out.setsockopt(zmq.LINGER, 0)
+        self.out.connect(urls["engine"])
         self.pong = ctx.socket(zmq.DEALER)
         self.pong.setsockopt(zmq.IDENTITY, self.heart)
         self.pong.setsockopt(zmq.LINGER, 0)
@@ -94,7 +104,7 @@ class SimEngine:
             self.sub.connect(urls["hb_ping"])
 
     def close(self):
-        for s in (self.socket, self.pong, self.sub):
+        for s in (self.socket, self.out, self.pong, self.sub):
             if s is not None:
                 s.close()
 
@@ -107,7 +117,7 @@ class Shard:
         self.count = count
         self.session = Session(info["key"])
         self.ctx = zmq.Context()
-        self.ctx.MAX_SOCKETS = count * 3 + 100
+        self.ctx.MAX_SOCKETS = count * 4 + 100
         self.urls = {n: url(info, n) for n in ("engine", "hb_ping", "hb_pong")}
         self.urls["sub"] = ping_subs
         self.engines: list = []
@@ -129,14 +139,17 @@ class Shard:
             e = SimEngine(self.ctx, self.urls)
             self.engines.append(e)
             self.by_socket[e.socket] = e
+            self.by_socket[e.out] = e
             self.poller.register(e.socket, zmq.POLLIN)
+            self.poller.register(e.out, zmq.POLLIN)
             self.session.send(e.socket, "registration_request", {
                 "uuid": e.uuid, "heart": e.heart.decode(), "protocol": PROTOCOL_VERSION,
                 "python": python_version(), "pid": os.getpid(), "hostname": "sim"})
 
     def status(self) -> dict:
         return {"created": len(self.engines), "registered": sum(e.id is not None for e in self.engines),
-                "answered": sum(e.answered for e in self.engines), "pinged": self.pinged, "refused": self.refused}
+                "answered": sum(e.answered for e in self.engines),
+                "given_back": sum(e.given_back for e in self.engines), "pinged": self.pinged, "refused": self.refused}
 
     def serve(self):
         out = sys.stdout
@@ -162,7 +175,11 @@ class Shard:
                         elif cmd == "exit":
                             return
                 else:
-                    self.handle(self.by_socket[sock])
+                    e = self.by_socket[sock]
+                    if sock is e.out:
+                        self.handle_control(e)
+                    else:
+                        self.handle(e)
 
     def echo(self):
         while True:
@@ -176,24 +193,47 @@ class Shard:
             for e in self.engines:
                 e.pong.send(ping)
 
-    def handle(self, e):
+    def receive(self, sock):
+        """The messages waiting on a socket, parsed; a bad one is counted and dropped."""
+        msgs = []
         while True:
-            raw = recv_frames(e.socket, zmq.NOBLOCK)
+            raw = recv_frames(sock, zmq.NOBLOCK)
             if raw is None:
-                return
+                return msgs
             try:
-                msg = self.session.parse(raw)
+                msgs.append(self.session.parse(raw))
             except ProtocolError:
                 self.refused += 1
+
+    def handle_control(self, e):
+        """A steal_request: as a real engine does, give back the asked tasks not started
+        (here: those still waiting unread on the engine socket) and run the others."""
+        for msg in self.receive(e.out):
+            if msg.msg_type != "steal_request":
                 continue
-            t = msg.msg_type
-            if t == "registration_reply":
-                if msg.content.get("status") == "ok":
-                    e.id = msg.content["id"]
-                else:
-                    self.refused += 1
-            elif t == "apply_request" or t == "execute_request":
-                self.reply(e, msg)
+            wanted = set(msg.content.get("msg_ids") or ())
+            waiting = self.receive(e.socket)
+            taken = [m.msg_id for m in waiting if m.msg_id in wanted and m.msg_type.endswith("_request")]
+            self.session.send(e.socket, "steal_reply", {"msg_ids": taken}, parent=msg.header)
+            e.given_back += len(taken)
+            gone = set(taken)
+            for m in waiting:
+                if m.msg_id not in gone:
+                    self.dispatch(e, m)
+
+    def handle(self, e):
+        for msg in self.receive(e.socket):
+            self.dispatch(e, msg)
+
+    def dispatch(self, e, msg):
+        t = msg.msg_type
+        if t == "registration_reply":
+            if msg.content.get("status") == "ok":
+                e.id = msg.content["id"]
+            else:
+                self.refused += 1
+        elif t == "apply_request" or t == "execute_request":
+            self.reply(e, msg)
 
     def reply(self, e, msg):
         now = time.time()
@@ -322,12 +362,12 @@ def _set_soft_fd_limit(n):
 class Controller:
     """A controller process in its own profile dir, its stderr kept for the warnings."""
 
-    def __init__(self, tmp, args=(), soft_fd_limit=None):
+    def __init__(self, tmp, args=(), soft_fd_limit=None, root=ROOT):
         self.dir = Path(tmp)
         self.log = open(self.dir / "controller.err", "w+")
-        env = dict(os.environ, MINIPAR_DIR=str(self.dir), PYTHONPATH=str(ROOT))
+        env = dict(os.environ, MINIPAR_DIR=str(self.dir), PYTHONPATH=str(root))
         self.proc = subprocess.Popen([sys.executable, "-m", "minipar.controller", "--log-level=WARNING", *args],
-                                     env=env, cwd=str(ROOT), stderr=self.log, stdout=self.log,
+                                     env=env, cwd=str(root), stderr=self.log, stdout=self.log,
                                      preexec_fn=(lambda: _set_soft_fd_limit(soft_fd_limit)) if soft_fd_limit else None)
         security = self.dir / "profile_default" / "security"
         self.client_file = security / "controller-client.json"
@@ -364,12 +404,14 @@ def noop():
     pass
 
 
-def measure(n, idle, tasks, per_shard, ping_subs=True, controller_args=()):
+def measure(n, idle, tasks, per_shard, ping_subs=True, controller_args=(), root=ROOT):
     import minipar
 
-    raise_fd_limit()
+    limit = raise_fd_limit()
+    if ping_subs and CONNECTIONS_PER_ENGINE * n + 200 > limit:
+        ping_subs = False
     with tempfile.TemporaryDirectory() as tmp:
-        ctl = Controller(tmp, controller_args)
+        ctl = Controller(tmp, controller_args, root=root)
         sim = SimulatedEngines(ctl.engine_file, n, per_shard, ping_subs)
         rc = None
         try:
@@ -419,7 +461,8 @@ def measure(n, idle, tasks, per_shard, ping_subs=True, controller_args=()):
     return {"engines": n, "register_s": register_s, "register_cpu_s": register_cpu, "idle_cpu_pct": idle_pct,
             "lowest_count_while_idle": lowest, "heartbeat_deaths": deaths, "tasks": tasks, "tasks_per_s": tasks_s,
             "controller_us_per_task": per_task_us, "engines_used": engines_used, "unregister_s": unregister_s,
-            "left_after_unregister": left, "pings_echoed_by_shards": status["pinged"]}
+            "left_after_unregister": left, "pings_echoed_by_shards": status["pinged"], "ping_subs": ping_subs,
+            "tasks_given_back_by_steals": status["given_back"]}
 
 
 def main():
@@ -432,18 +475,23 @@ def main():
     p.add_argument("--tasks", type=int, default=20000, help="load-balanced no-op tasks (0: none)")
     p.add_argument("--per-shard", type=int, default=PER_SHARD)
     p.add_argument("--no-ping-subs", action="store_true", help="no SUB per engine on the ping port")
+    p.add_argument("--controller-from", metavar="DIR", action="append", default=[],
+                   help="also run the controller of another checkout (before/after), alternating with this one")
     args = p.parse_args()
+    roots = [ROOT] + [Path(d).resolve() for d in args.controller_from]
     rows = []
     for n in args.engines:
-        r = measure(n, args.idle, args.tasks, args.per_shard, not args.no_ping_subs)
-        print(json.dumps(r), flush=True)
-        rows.append(r)
+        for i, root in enumerate(roots if n % 2 == 0 else roots[::-1]):
+            r = measure(n, args.idle, args.tasks, args.per_shard, not args.no_ping_subs, root=root)
+            r["controller"] = "this checkout" if root == ROOT else str(root)
+            print(json.dumps(r), flush=True)
+            rows.append(r)
     print()
-    print("| engines | register all | idle controller CPU | falsely dead | controller CPU/task | tasks/s "
+    print("| controller | engines | SUB per engine | register all | idle controller CPU | falsely dead | controller CPU/task | tasks/s "
           "| engines used | unregister all |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print("| {engines:,} | {register_s:.2f} s | {idle_cpu_pct:.1f} % of a core | {dead} | {cpu} | {rate} | "
+        print("| {controller} | {engines:,} | {ping_subs} | {register_s:.2f} s | {idle_cpu_pct:.1f} % of a core | {dead} | {cpu} | {rate} | "
               "{engines_used:,} | {unregister_s:.2f} s ({left_after_unregister} left) |".format(
                   dead=r["heartbeat_deaths"] + (r["engines"] - r["lowest_count_while_idle"]),
                   cpu="%.0f µs" % r["controller_us_per_task"] if r["controller_us_per_task"] else "-",
