@@ -770,8 +770,8 @@ class ControllerConfig:
     )
     engine_hwm: int = option(
         16,
-        "Load-balanced tasks in flight per engine; more keeps engines fed, fewer balances "
-        "long tasks better.",
+        "Load-balanced tasks in flight per engine: more keeps engines fed; tasks queued behind "
+        "a long one are taken back by engines that go idle, so balance does not suffer.",
     )
     log_level: str = option(
         "INFO", "Log level.", choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -931,8 +931,8 @@ class DictDBConfig:
 
     record_limit: int = option(
         10000,
-        "Most records kept (0: no limit). A record costs about 5 KB besides its buffers, so "
-        "10000 is about 50 MB: enough to fetch the results of a large map from another "
+        "Most records kept (0: no limit). A record costs about 2 KB besides its buffers, so "
+        "10000 is about 20 MB: enough to fetch the results of a large map from another "
         "client, small enough for a shared login node. ipyparallel kept 1024.",
     )
     size_limit: int = option(

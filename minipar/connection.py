@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
 from pathlib import Path
 
@@ -32,6 +31,7 @@ def connection_file_path(profile_dir, role: str, cluster_id: str = "") -> Path:
 def default_location(ip: str) -> str:
     """Where peers should connect: the bound ip, or this host's name when bound to all."""
     if ip in ("*", "0.0.0.0", ""):
+        import socket  # here, not at the top: a client never needs it
         return socket.gethostname()
     return ip
 

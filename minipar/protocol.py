@@ -49,8 +49,36 @@ broadcast_reply            H→C       a coalescing broadcast's replies as one m
 stream                     E→H→P     ``{name: stdout|stderr, text}`` while a task runs; parent is
                                      the request's header
 shutdown_request           C→H       ``{targets: [...] | null, hub: bool}``
-shutdown_reply             H→C       ``{status}``
+shutdown_reply             H→C       ``{status, engines}``
 shutdown_request           H→E       stop after the current task
+queue_request              C→H       ``{targets, verbose}``; queue_reply ``{status, engines: {id:
+                                     {queue, tasks, completed}}, unassigned}`` (counts, or msg_ids
+                                     when verbose)
+abort_request              C→H→E     ``{msg_ids | null, targets}``: tasks not yet started end as
+                                     aborted (the hub answers those it holds); abort_reply
+                                     ``{status, aborted_in_hub}``
+clear_request              C→H→E     ``{targets}``: the engines' namespaces are reset; clear_reply
+                                     ``{status, engines}``
+signal_request             C→H→E     ``{signal}``, delivered to each engine's output thread
+                                     (identity ``<uuid>:out``), free while a task runs;
+                                     signal_reply ``{status, engines}``
+steal_request              H→E       ``{msg_ids, thief}`` to the engine's output thread: give
+                                     back those of these prefetched tasks not yet started
+steal_reply                E→H       ``{msg_ids}``: the tasks given back, removed from the
+                                     engine's queue (never run there); parent is the request
+result_request             C→H       ``{msg_ids}``: each stored result is sent as the reply it was
+                                     (re-signed, new msg_id); result_reply ``{status, pending,
+                                     completed, missing: {msg_id: reason}}``
+result_status_request      C→H       ``{msg_ids}``; result_status_reply ``{status, pending,
+                                     completed, missing}``
+history_request            C→H       history_reply ``{status, history: [msg_id, ...]}``
+db_request                 C→H       ``{query, keys}``; db_reply ``{status, records}`` (JSON with
+                                     buffers and dates encoded by :mod:`jsonutil`)
+purge_request              C→H       ``{msg_ids, targets, all}``; purge_reply ``{status}``
+resubmit_request           C→H       ``{msg_ids}``; resubmit_reply ``{status, resubmitted: {old:
+                                     new}}``, then each task runs again under its new msg_id
+error_reply                H→C       ``{status: error, reason}`` for an unknown msg_type; every
+                                     ``*_reply`` above may carry status error and a reason
 registration_request       E→H       ``{uuid, heart, protocol, python, pid, hostname, id?,
                                      id_required?}``: ``id`` asks for that engine id (the
                                      MPI rank, or ``engine.id``, which sets ``id_required``)
@@ -82,16 +110,19 @@ import os
 import sys
 import time
 import uuid
-from collections import deque
 
 import zmq
+
+from .replay import ReplayGuard
 
 PROTOCOL_VERSION = "1"
 DELIM = b"<IDS|MSG>"
 SIGNATURE_SCHEME = "hmac-sha256"
 
-REPLAY_HISTORY = 1 << 18
-"""Signatures remembered for the replay guard: minutes of traffic at full speed."""
+REPLAY_HISTORY = 1 << 16
+"""Signatures the replay guard remembers at least (:mod:`replay`): a few seconds of traffic at
+full speed, hours at an idle pace; Jupyter's Session (ipyparallel's) keeps the same 2**16.
+Bounds what it costs a controller: 2 MB at most."""
 
 _json_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _json_loads = json.loads
@@ -188,8 +219,7 @@ class Session:
         self._counter = itertools.count()
         self._prefix = self.id + "-"
         self._auth = hmac.new(key, digestmod=hashlib.sha256) if key else None
-        self._seen: set = set()
-        self._seen_order: deque = deque()
+        self._replays = ReplayGuard(REPLAY_HISTORY)
         self.rejected = 0
 
     # -- signing -------------------------------------------------------------------------
@@ -256,9 +286,8 @@ class Session:
             expected = self.sign(frames[2:6])
             if not hmac.compare_digest(signature, expected):
                 raise ProtocolError("bad signature")
-            if signature in self._seen:
+            if not self._replays.first_time(signature):
                 raise ProtocolError("replayed message (signature seen before)")
-            self._remember(signature)
         try:
             header = _json_loads(frames[2])
         except ValueError as e:
@@ -266,12 +295,6 @@ class Session:
         if not isinstance(header, dict) or "msg_type" not in header or "msg_id" not in header:
             raise ProtocolError("header lacks msg_id/msg_type")
         return Message(raw[:i], frames, header)
-
-    def _remember(self, signature):
-        self._seen.add(signature)
-        self._seen_order.append(signature)
-        if len(self._seen_order) > REPLAY_HISTORY:
-            self._seen.discard(self._seen_order.popleft())
 
     def recv(self, socket, flags=0):
         """Receive and parse one message; ``None`` if nothing is waiting (with NOBLOCK).
@@ -340,6 +363,11 @@ def recv_frames(socket, flags=0):
 def broadcast_part_id(msg_id: str, engine_id) -> str:
     """The msg_id of one engine's part of a broadcast: the client knows it before sending."""
     return "%s_%s" % (msg_id, engine_id)
+
+
+def frame_json(frame) -> dict:
+    """A JSON part of a message already verified (the controller re-reading a header it forwards)."""
+    return _json_loads(frame_bytes(frame))
 
 
 def frame_bytes(frame) -> bytes:

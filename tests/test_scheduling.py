@@ -256,3 +256,29 @@ def test_client_executor(cluster3):
         assert list(ex.map(abs, [-1, -2, -3], timeout=10)) == [1, 2, 3]
     pinned = cluster3.executor(targets=[1])
     assert pinned.submit(pid).result(10) == cluster3[1].apply_sync(pid)
+
+
+def test_a_dependency_on_a_task_the_scheduler_forgot_is_looked_up_in_the_database(profile):
+    from minipar.controller.scheduler import FINISHED_MEMORY
+    rc, _ = start_cluster(profile, 2, "--db.dict.record_limit=0")
+    lv = rc.load_balanced_view()
+    first = lv.apply_async(pid)
+    where = first.get(10)
+    lv.map_sync(lambda x: x, range(FINISHED_MEMORY + 50))  # pushes `first` out of the scheduler's memory
+    with lv.temp_flags(after=first, follow=first):
+        followers = [lv.apply_async(pid) for _ in range(4)]
+    assert [f.get(20) for f in followers] == [where] * 4
+
+
+def test_with_nodb_a_dependency_on_a_forgotten_task_is_invalid(profile):
+    from minipar.controller.scheduler import FINISHED_MEMORY
+    rc, _ = start_cluster(profile, 2, "--nodb")
+    lv = rc.load_balanced_view()
+    first = lv.apply_async(pid)
+    first.get(10)
+    lv.map_sync(lambda x: x, range(FINISHED_MEMORY + 50))
+    with lv.temp_flags(after=first):
+        late = lv.apply_async(pid)
+    with pytest.raises(minipar.InvalidDependency) as info:
+        late.get(20)
+    assert "does not know" in str(info.value) and str(info.value).count(first.msg_ids[0]) == 1

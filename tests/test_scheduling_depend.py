@@ -10,8 +10,8 @@ import pytest
 
 import minipar
 from conftest import Proc, start_cluster, wait_for
-from minipar.controller.hub import EngineState, Task
-from minipar.controller.scheduler import Scheduler
+from minipar.controller.tasks import Task
+from policy_loop import PolicyLoop
 
 ROLE = "MINIPAR_TEST_ENGINE_ROLE"
 
@@ -126,93 +126,68 @@ def test_a_check_met_somewhere_still_runs_there(plain2):
 # -- the policy, without processes -----------------------------------------------------------------
 
 
-class FakeHub:
-    def __init__(self):
-        self.failed = []
-        self.assigned = []
-
-    def knows(self, msg_id):
-        return True
-
-    def fail_task(self, task, ename, evalue, engine=None, status="error"):
-        self.failed.append((task.msg_id, ename, evalue))
-        self.scheduler.finished_task(task.msg_id, None, False)
-
-    def assign(self, engine, task):
-        task.engine = engine.id
-        engine.load += 1
-        self.assigned.append((task.msg_id, engine.id))
-
-
 def policy(n_engines):
-    hub = FakeHub()
-    hub.scheduler = Scheduler(hub, "leastload", hwm=1)
-    engines = [EngineState(i, "u%d" % i, b"e%d" % i, b"h%d" % i) for i in range(n_engines)]
-    return hub, hub.scheduler, engines
-
-
-def reject(scheduler, engine, task):
-    engine.load -= 1
-    scheduler.requeue(task, engine.id, unmet=True)
+    loop = PolicyLoop(n_engines, hwm=1)
+    return loop, loop.scheduler, loop.engines
 
 
 def test_policy_parks_a_task_every_engine_rejected_and_a_new_engine_gets_it():
-    hub, sched, engines = policy(2)
+    loop, sched, engines = policy(2)
     task = Task("t", {}, b"c", [], lb=True)
-    sched.submit(task, 0.0)
+    loop.submit(task)
     for engine in engines:
-        sched.schedule(engines, 0.0)
-        assert hub.assigned[-1] == ("t", engine.id)
-        reject(sched, engine, task)
-    sched.schedule(engines, 0.0)
-    assert list(sched.parked) == ["t"] and not sched.ready and not hub.failed
-    assert sched.unassigned() == ["t"] and len(sched) == 1
+        loop.schedule()
+        assert loop.assigned[-1] == ("t", engine.id)
+        loop.reject(engine, task)
+    loop.schedule()
+    assert list(sched.parked) == ["t"] and not loop.failed
+    assert sched.unassigned() == ["t"] and len(sched) == 1 and sched.holds("t")
     sched.engine_registered(0)  # a new process under a reused id has not rejected it
     assert not sched.parked and task.unmet_on == {1}
-    sched.schedule(engines, 0.0)
-    assert hub.assigned[-1] == ("t", 0)
+    loop.schedule()
+    assert loop.assigned[-1] == ("t", 0)
 
 
 def test_policy_timeout_fails_a_parked_task_and_one_queued_after_rejections():
-    hub, sched, engines = policy(2)
+    loop, sched, engines = policy(2)
     parked = Task("parked", {}, b"c", [], lb=True)
     parked.timeout = 5.0
-    sched.submit(parked, 0.0)
+    loop.submit(parked)
     for engine in engines:
-        sched.schedule(engines, 0.0)
-        reject(sched, engine, parked)
-    sched.schedule(engines, 0.0)
+        loop.schedule()
+        loop.reject(engine, parked)
+    loop.schedule()
     assert "parked" in sched.parked
     queued = Task("queued", {}, b"c", [], lb=True)
     queued.timeout = 5.0
-    sched.submit(queued, 0.0)
-    sched.schedule(engines, 0.0)
-    busy = engines[hub.assigned[-1][1]]
-    reject(sched, busy, queued)
-    engines[1 - busy.id].load = 1  # the other engine is busy: it waits in the queue
-    sched.schedule(engines, 0.0)
-    assert queued in sched.ready
+    loop.submit(queued)
+    loop.schedule()
+    busy = engines[loop.assigned[-1][1]]
+    loop.reject(busy, queued)
+    other = engines[1 - busy.id]
+    loop.table.assign(other, Task("filler", {}, b"c", [], lb=True), 0.0)  # the other engine is busy
+    loop.schedule()
+    assert queued in sched.ready and sched.holds("queued")
     plain = Task("plain", {}, b"c", [], lb=True)
     plain.timeout = 0.1
-    sched.submit(plain, 0.0)
-    sched.check_timeouts(time.monotonic() + 10)
-    assert sorted((m, e) for m, e, _ in hub.failed) == [("parked", "TaskTimeout"), ("queued", "TaskTimeout")]
+    loop.submit(plain)
+    loop.carry_out(sched.check_timeouts(time.monotonic() + 10))
+    assert sorted((m, e) for m, e, _ in loop.failed) == [("parked", "TaskTimeout"), ("queued", "TaskTimeout")]
     assert sched.unassigned() == ["plain"], "a task only waiting for a free engine is not timed out"
-    for engine in engines:
-        engine.load = 0
-    sched.schedule(engines, 0.0)
-    assert [m for m, _ in hub.assigned[-1:]] == ["plain"]
-    assert not sched.dropped
+    loop.answer("filler")
+    loop.schedule()
+    assert [m for m, _ in loop.assigned[-1:]] == ["plain"]
+    assert len(sched) == 0
 
 
 def test_policy_targets_all_rejecting_fail_at_once():
-    hub, sched, engines = policy(3)
+    loop, sched, engines = policy(3)
     task = Task("t", {}, b"c", [], lb=True, targets={0, 2})
-    sched.submit(task, 0.0)
+    loop.submit(task)
     for _ in range(2):
-        sched.schedule(engines, 0.0)
-        reject(sched, engines[hub.assigned[-1][1]], task)
-    sched.schedule(engines, 0.0)
-    assert {e for _, e in hub.assigned} == {0, 2}
-    assert hub.failed and hub.failed[0][:2] == ("t", "ImpossibleDependency")
-    assert not sched.parked and not sched.ready
+        loop.schedule()
+        loop.reject(engines[loop.assigned[-1][1]], task)
+    loop.schedule()
+    assert {e for _, e in loop.assigned} == {0, 2}
+    assert loop.failed and loop.failed[0][:2] == ("t", "ImpossibleDependency")
+    assert not sched.parked and len(sched) == 0

@@ -10,20 +10,26 @@
    | ROUTER    |<----|   drain each ready socket, then   |----->|
    +-----------+     |   heartbeat tick, then schedule    |      |
    +-----------+     |                                   |  +---------+  +---------+
-   | notify PUB|<----|   tasks: pending {msg_id: Task}   |->| ping PUB|  |pong     |
-   +-----------+     |   engines: {id: EngineState}      |  +---------+  |ROUTER   |
-         |           |   lb queue: deque[Task]           |<--------------+---------+
+   | notify PUB|<----|   table: TaskTable (engines, what |->| ping PUB|  |pong     |
+   +-----------+     |          each holds)              |  +---------+  |ROUTER   |
+         |           |   scheduler: Scheduler (policy)   |<--------------+---------+
          v           +-----------------------------------+
    clients (SUB)                 | db.add_record / update_record
 
 Clients send requests to the client ROUTER. A direct request (metadata ``dest``) is
 forwarded at once to that engine, whose socket keeps them in order; a load-balanced one
-joins the queue and is handed to the least-loaded engine with fewer than ``engine_hwm``
-tasks in flight. Requests are forwarded as the very frames that arrived: the hub
+goes to the :class:`~.scheduler.Scheduler`, pure policy that returns decisions (assign a
+task to an engine, steal prefetched tasks for an idle engine, fail a task that can never
+run), which :meth:`Hub.carry_out` performs on the sockets and the
+:class:`~.tasks.TaskTable`. A steal asks the victim engine's output thread for tasks it
+has not started (``steal_request``); its ``steal_reply`` names those it gave back, which
+go to the thief. Requests are forwarded as the very frames that arrived: the hub
 verifies the signature and reads the JSON header and metadata, but never touches a
-payload. Replies come back on the engine ROUTER and go to the client that asked, and
-into the task database. A broadcast request (metadata ``broadcast``) is sent to each of
-its engines as a direct task of its own, sharing the payload frames; see :mod:`broadcast`.
+payload; a task sent a second time (a retry, or after a steal) gets a re-signed header
+over the same frames (:meth:`Session.with_header`). Replies come back on the engine
+ROUTER and go to the client that asked, and into the task database. A broadcast request
+(metadata ``broadcast``) is sent to each of its engines as a direct task of its own,
+sharing the payload frames; see :mod:`broadcast`.
 
 Engines register on the engine ROUTER and are watched by :mod:`heartbeat`. One may ask
 for an id (its MPI rank, or ``engine.id``); :func:`grant_engine_id` decides. When one
@@ -47,8 +53,10 @@ from ..protocol import PROTOCOL_VERSION, ProtocolError, Session, python_version,
 from ..pidfile import drain_fd, signal_wakeup_fd
 from .broadcast import Coalescer, broadcast_targets
 from .heartbeat import HeartMonitor
+from .db.base import NoRecords
 from .queries import QueryHandlers, now_utc, utc
-from .scheduler import SCHEMES, Dependency, Scheduler
+from .scheduler import SCHEMES, Assign, Dependency, Fail, Scheduler, Steal
+from .tasks import EngineState, Task, TaskTable
 
 log = logging.getLogger("minipar.controller")
 
@@ -67,45 +75,6 @@ class HubError(Exception):
     """Raised when the controller cannot start (ports, files, pid)."""
 
 
-class EngineState:
-    __slots__ = ("id", "uuid", "ident", "heart", "load", "outstanding", "pid", "hostname", "last_answer",
-                 "last_assigned", "completed")
-
-    def __init__(self, id, uuid, ident, heart, pid=None, hostname=""):
-        self.id = id
-        self.uuid = uuid
-        self.ident = ident
-        self.heart = heart
-        self.load = 0
-        self.last_answer = 0.0
-        self.last_assigned = 0.0
-        self.completed = 0
-        self.outstanding: dict = {}
-        self.pid = pid
-        self.hostname = hostname
-
-
-class Task:
-    __slots__ = ("msg_id", "header", "client", "frames", "engine", "lb", "targets", "after", "follow",
-                 "timeout", "retries", "unmet_on", "avoid", "attempts", "coalescer")
-
-    def __init__(self, msg_id, header, client, frames, lb, targets=None):
-        self.msg_id = msg_id
-        self.header = header
-        self.client = client
-        self.frames = frames
-        self.engine = None
-        self.lb = lb
-        self.targets = targets
-        self.after = self.follow = None
-        self.timeout = None
-        self.retries = 0
-        self.unmet_on: set = set()
-        self.avoid: set = set()
-        self.attempts = 0
-        self.coalescer = None
-
-
 class Hub(QueryHandlers):
     def __init__(self, cfg, profile_dir, open_db):
         self.cfg = cfg
@@ -117,11 +86,11 @@ class Hub(QueryHandlers):
         self.hwm = max(1, cfg.engine_hwm)
         if cfg.scheme not in SCHEMES:
             raise HubError("controller.scheme: %r is not a scheme; use one of %s" % (cfg.scheme, ", ".join(SCHEMES)))
-        self.scheduler = Scheduler(self, cfg.scheme, self.hwm)
-        self.engines: dict = {}
-        self.by_ident: dict = {}
-        self.by_heart: dict = {}
-        self.pending: dict = {}
+        self.scheduler = Scheduler(cfg.scheme, self.hwm)
+        self.table = TaskTable()
+        self.engines = self.table.engines
+        self.pending = self.table.pending
+        self.steal_check_at = None
         self.next_id = 0
         self.stopping = False
         self.rejected = 0
@@ -237,7 +206,7 @@ class Hub(QueryHandlers):
             now = time.monotonic()
             if now >= next_beat:
                 for heart in self.monitor.beat():
-                    engine = self.by_heart.get(heart)
+                    engine = self.table.by_heart.get(heart)
                     if engine is not None:
                         self.unregister(engine, "no heartbeat for %d periods of %gs"
                                         % (self.monitor.misses, period))
@@ -245,6 +214,8 @@ class Hub(QueryHandlers):
                         self.monitor.remove(heart)
                 next_beat = now + period
             timeout = min(next_beat - time.monotonic(), POLL_CEILING)
+            if self.steal_check_at is not None:
+                timeout = min(timeout, self.steal_check_at - time.monotonic())
             for sock, _ in poller.poll(max(0, timeout) * 1000):
                 if sock == wakeup:
                     drain_fd(wakeup)
@@ -255,12 +226,33 @@ class Hub(QueryHandlers):
                     if raw is None:
                         break
                     handle(raw)
-            scheduler = self.scheduler
-            if scheduler.timeouts:
-                scheduler.check_timeouts(time.monotonic())
-            if scheduler.ready:
-                scheduler.schedule(list(self.engines.values()), time.monotonic())
+            self.schedule()
         self.shutdown()
+
+    def schedule(self):
+        """Carry out what the scheduler decides now: timeouts, assignments, steals."""
+        scheduler = self.scheduler
+        now = time.monotonic()
+        if scheduler.timeouts:
+            self.carry_out(scheduler.check_timeouts(now))
+        if scheduler.ready or (self.steal_check_at is not None and now >= self.steal_check_at):
+            self.carry_out(scheduler.schedule(self.table, now))
+            self.steal_check_at = scheduler.steal_due(self.table, now)
+
+    def carry_out(self, decisions):
+        for decision in decisions:
+            kind = type(decision)
+            if kind is Assign:
+                self.assign(decision.engine, decision.task)
+            elif kind is Fail:
+                self.fail_task(decision.task, decision.ename, decision.evalue)
+            elif kind is Steal:
+                self.request_steal(decision)
+
+    def engine_idle(self, now):
+        """An engine holds nothing now: it may steal at the next look."""
+        if self.table.stacked:
+            self.steal_check_at = now
 
     def _parse(self, raw, source):
         try:
@@ -310,12 +302,14 @@ class Hub(QueryHandlers):
             task.timeout = md.get("timeout") or None
             task.retries = int(md.get("retries") or 0)
         self.db.add_record(task.msg_id, {
-            "header": msg.header, "metadata": md, "content": msg.content, "buffers": msg.buffers,
+            "header": msg.frames[2], "metadata": msg.frames[4], "content": msg.frames[5], "buffers": msg.buffers,
             "submitted": utc(msg.header.get("date")), "client_uuid": client.decode("ascii", "replace"),
             "queue": "task" if task.lb else "mux",
         })
         if dest is None:
-            self.scheduler.submit(task, time.monotonic())
+            if task.after is not None or task.follow is not None:
+                self._recall_dependencies(task)
+            self.carry_out(self.scheduler.submit(task, self.table, time.monotonic()))
             return
         engine = self.engines.get(dest) if isinstance(dest, int) else None
         if engine is None:
@@ -323,6 +317,22 @@ class Hub(QueryHandlers):
                            % (dest, sorted(self.engines)))
             return
         self.assign(engine, task)
+
+    def _recall_dependencies(self, task):
+        """Finished tasks the scheduler no longer remembers are looked up in the database."""
+        for dep in (task.after, task.follow):
+            for msg_id in dep.ids if dep is not None else ():
+                if self.scheduler.knows(msg_id, self.table):
+                    continue
+                try:
+                    rec = self.db.get_record(msg_id)
+                except (KeyError, NoRecords):
+                    continue
+                if rec.get("completed") is None:
+                    continue
+                engine = next((e.id for e in self.engines.values() if e.uuid == rec.get("engine_uuid")), None)
+                ok = (rec.get("result_content") or {}).get("status") == "ok"
+                self.scheduler.remember(msg_id, engine, ok)
 
     def on_broadcast(self, msg):
         """One request, one direct task per engine: re-signed header, the same payload frames."""
@@ -390,7 +400,7 @@ class Hub(QueryHandlers):
 
     def on_queue_status(self, msg):
         verbose = bool(msg.content.get("verbose"))
-        self.scheduler.schedule(list(self.engines.values()), time.monotonic())
+        self.carry_out(self.scheduler.schedule(self.table, time.monotonic()))
         status = {}
         for i in self._targets(msg.content):
             engine = self.engines[i]
@@ -417,6 +427,8 @@ class Hub(QueryHandlers):
         for i in targets:
             engine = self.engines[i]
             ids = None if msg_ids is None else [m for m in msg_ids if m in engine.outstanding]
+            for task in engine.outstanding.values() if ids is None else map(engine.outstanding.get, ids):
+                task.abort_requested = True  # a steal that gets it back answers it as aborted
             if ids is None or ids:
                 self.session.send(self.sockets["engine"], "abort_request", {"msg_ids": ids}, idents=[engine.ident])
         self._reply(msg, "abort_reply", {"status": "ok", "aborted_in_hub": [t.msg_id for t in held]})
@@ -466,10 +478,12 @@ class Hub(QueryHandlers):
                 self.on_reply(msg)
             elif t == "stream":
                 send_frames(self.sockets["notification"], [b"stream"] + msg.frames)
+            elif t == "steal_reply":
+                self.on_steal_reply(msg)
             elif t == "registration_request":
                 self.register(msg)
             elif t == "unregistration_request":
-                engine = self.by_ident.get(msg.idents[0])
+                engine = self.table.by_ident.get(msg.idents[0])
                 if engine is not None:
                     self.unregister(engine, "engine shut down")
             else:
@@ -483,27 +497,25 @@ class Hub(QueryHandlers):
 
     def on_reply(self, msg):
         parent_id = msg.parent.get("msg_id")
-        task = self.pending.pop(parent_id, None)
+        now = time.monotonic()
+        task = self.table.answered(parent_id, now)
         md = msg.metadata
         if task is None:
             log.debug("reply to a task this hub did not send: %s", parent_id)
             return
         engine = self.engines.get(task.engine)
-        if engine is not None:
-            engine.outstanding.pop(parent_id, None)
-            engine.last_answer = time.monotonic()
-            engine.load -= 1
-            engine.completed += 1
+        if engine is not None and not engine.load:
+            self.engine_idle(now)
         ok = md.get("status") == "ok"
         if not ok and task.lb and self._retry(task, msg.content.get("ename"), engine):
             return
-        self.scheduler.finished_task(parent_id, task.engine, ok)
+        self.carry_out(self.scheduler.finished_task(parent_id, task.engine, ok))
         content = msg.content
         self._to_client(task, msg.frames, msg.msg_type, content, md, msg.buffers)
         if self.watchers:
             self.forward_to_watchers(parent_id, msg.frames)
         self.db.update_record(parent_id, {
-            "result_header": msg.header, "result_content": content, "result_metadata": md,
+            "result_header": msg.frames[2], "result_content": msg.frames[5], "result_metadata": msg.frames[4],
             "result_buffers": msg.buffers, "started": utc(md.get("started")),
             "completed": utc(md.get("completed")), "received": now_utc(), "engine_uuid": md.get("engine_uuid"),
             "stdout": md.get("stdout", ""), "stderr": md.get("stderr", ""), "error": None if ok else content,
@@ -518,7 +530,7 @@ class Hub(QueryHandlers):
             self.session.send(self.sockets["engine"], "registration_reply", {"status": "error", "reason": reason},
                               parent=msg.header, idents=[ident])
             return
-        engine = self.by_ident.get(ident)
+        engine = self.table.by_ident.get(ident)
         new = engine is None
         if new:
             eid, refusal = grant_engine_id(c.get("id"), bool(c.get("id_required")), self.engines, self.next_id)
@@ -533,9 +545,7 @@ class Hub(QueryHandlers):
             heart = c["heart"].encode()
             engine = EngineState(eid, c["uuid"], ident, heart, c.get("pid"), c.get("hostname", ""))
             self.next_id = max(self.next_id, eid + 1)
-            self.engines[engine.id] = engine
-            self.by_ident[ident] = engine
-            self.by_heart[heart] = engine
+            self.table.add_engine(engine)
             self.monitor.add(heart)
             log.info("engine %d registered (host %s, pid %s)", engine.id, engine.hostname, engine.pid)
         self.session.send(self.sockets["engine"], "registration_reply",
@@ -546,61 +556,79 @@ class Hub(QueryHandlers):
             self.session.send(self.sockets["notification"], "registration_notification",
                               {"id": engine.id, "uuid": engine.uuid}, idents=[b"engine"])
             self.scheduler.engine_registered(engine.id)
+            self.engine_idle(time.monotonic())
 
     def unregister(self, engine, reason):
         log.log(logging.INFO if reason == "engine shut down" else logging.WARNING,
                 "engine %d unregistered: %s", engine.id, reason)
-        self.engines.pop(engine.id, None)
-        self.by_ident.pop(engine.ident, None)
-        self.by_heart.pop(engine.heart, None)
         self.monitor.remove(engine.heart)
-        for task in list(engine.outstanding.values()):
-            self.pending.pop(task.msg_id, None)
+        if engine.steal is not None:
+            thief = self.engines.get(engine.steal)
+            if thief is not None:
+                thief.stealing = False
+        for task in self.table.remove_engine(engine):
             if task.lb and self._retry(task, "EngineError", engine):
                 continue
             self.fail_task(task, "EngineError",
                            "engine %d died or left before finishing this task (%s)" % (engine.id, reason),
                            engine)
-        engine.outstanding.clear()
         self.session.send(self.sockets["notification"], "unregistration_notification",
                           {"id": engine.id, "uuid": engine.uuid, "reason": reason}, idents=[b"engine"])
 
     # -- tasks -------------------------------------------------------------------------
 
     def assign(self, engine, task):
-        if task.attempts:
-            task.frames = self.resign(task)
-        task.attempts += 1
+        if task.attempts:  # sent before (a retry, or moved by a steal): an engine drops a signature it has seen
+            task.frames = self.session.with_header(task.frames, dict(task.header, attempt=task.attempts))
         send_frames(self.sockets["engine"], [engine.ident] + task.frames)
-        task.engine = engine.id
-        engine.outstanding[task.msg_id] = task
-        engine.load += 1
-        engine.last_assigned = time.monotonic()
-        self.pending[task.msg_id] = task
+        self.table.assign(engine, task, time.monotonic())
 
-    def resign(self, task) -> list:
-        """Fresh frames for a task sent again: an engine drops a signature it has seen."""
-        header = dict(task.header, attempt=task.attempts)
-        parts = [protocol.json_bytes(header)] + list(task.frames[3:6])
-        return [protocol.DELIM, self.session.sign(parts)] + parts + list(task.frames[6:])
+    def request_steal(self, steal):
+        """Ask the victim's control thread (free while its main thread runs a task) for the
+        prefetched tasks it has not started."""
+        victim, thief = steal.victim, steal.thief
+        victim.steal = thief.id
+        thief.stealing = True
+        self.session.send(self.sockets["engine"], "steal_request", {"msg_ids": steal.msg_ids, "thief": thief.id},
+                          idents=[victim.uuid.encode() + b":out"])
+
+    def on_steal_reply(self, msg):
+        """The tasks the victim gave back never ran there: hand them to the thief, or queue
+        them first; one whose abort was asked for meanwhile is answered as aborted."""
+        victim = self.table.by_ident.get(msg.idents[0])
+        if victim is None:
+            return
+        thief = self.engines.get(victim.steal) if victim.steal is not None else None
+        victim.steal = None
+        if thief is not None:
+            thief.stealing = False
+        taken = self.table.take_back(victim, msg.content.get("msg_ids") or [])
+        log.debug("engine %d gave back %d tasks for engine %s", victim.id, len(taken), getattr(thief, "id", None))
+        now = time.monotonic()
+        moving = []
+        for task in taken:
+            if task.abort_requested:
+                self.fail_task(task, "TaskAborted", "aborted before it started", status="aborted")
+            else:
+                moving.append(task)
+        self.carry_out(self.scheduler.hand_over(moving, thief, self.table))
+        if not victim.load:
+            self.engine_idle(now)
+        self.steal_check_at = now
 
     def _retry(self, task, ename, engine) -> bool:
         """Send a failed load-balanced task again if it may be; True if it was."""
         engine_id = engine.id if engine is not None else task.engine
         if ename == "UnmetDependency":
-            self.scheduler.requeue(task, engine_id, unmet=True)
+            self.scheduler.requeue(task, engine_id, time.monotonic(), unmet=True)
             return True
         if task.retries > 0:
             task.retries -= 1
             log.info("task %s failed on engine %s (%s); %d retries left", task.msg_id, engine_id, ename,
                      task.retries)
-            self.scheduler.requeue(task, engine_id)
+            self.scheduler.requeue(task, engine_id, time.monotonic())
             return True
         return False
-
-    def knows(self, msg_id) -> bool:
-        return msg_id in self.pending or msg_id in self.scheduler.finished or msg_id in self.scheduler.waiting \
-            or msg_id in self.scheduler.parked or any(t.msg_id == msg_id for t in self.scheduler.ready)
 
     def fail_task(self, task, ename, evalue, engine=None, status="error"):
         """Answer a task on the engine's behalf, so the client never waits for a dead one."""
@@ -618,7 +646,7 @@ class Hub(QueryHandlers):
         self.db.update_record(task.msg_id, {"result_header": header, "result_content": content,
                                             "result_metadata": md, "completed": utc(now), "received": now_utc(),
                                             "error": content})
-        self.scheduler.finished_task(task.msg_id, engine_id, False)
+        self.carry_out(self.scheduler.finished_task(task.msg_id, engine_id, False))
 
     # -- stopping ----------------------------------------------------------------------
 

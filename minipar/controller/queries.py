@@ -31,8 +31,7 @@ class QueryHandlers:
     """Mixed into Hub: handlers of the client messages that read the task database."""
 
     def _running(self, msg_id) -> bool:
-        return msg_id in self.pending or msg_id in self.scheduler.waiting or \
-            any(t.msg_id == msg_id for t in self.scheduler.ready)
+        return msg_id in self.pending or self.scheduler.holds(msg_id)
 
     def _refuse(self, msg, reply_type, reason):
         self._reply(msg, reply_type, {"status": "error", "reason": reason})
@@ -65,17 +64,14 @@ class QueryHandlers:
     def _send_stored_result(self, client, rec):
         header = dict(rec["result_header"], msg_id=self.session.new_msg_id(), date=time.time())
         md = jsonutil.encode(rec.get("result_metadata") or {}, [])
-        parts = [protocol.json_bytes(header), protocol.json_bytes(rec.get("header") or {}),
-                 protocol.json_bytes(md), protocol.json_bytes(rec.get("result_content") or {})]
-        frames = [protocol.DELIM, self.session.sign(parts)] + parts
-        send_frames(self.sockets["client"], [client] + frames, rec.get("result_buffers") or [])
+        self.session.send(self.sockets["client"], header["msg_type"], rec.get("result_content") or {},
+                          parent=rec.get("header") or {}, metadata=md, buffers=rec.get("result_buffers") or [],
+                          idents=[client], header=header)
 
     def forward_to_watchers(self, msg_id, frames):
         for client in self.watchers.pop(msg_id, ()):
-            header = dict(protocol._json_loads(frames[2]), msg_id=self.session.new_msg_id())
-            parts = [protocol.json_bytes(header)] + list(frames[3:6])
-            send_frames(self.sockets["client"], [client, protocol.DELIM, self.session.sign(parts)] + parts,
-                        frames[6:])
+            header = dict(protocol.frame_json(frames[2]), msg_id=self.session.new_msg_id())
+            send_frames(self.sockets["client"], [client] + self.session.with_header(frames, header))
 
     def on_result_status(self, msg):
         pending, completed, missing = [], [], []
@@ -153,9 +149,8 @@ class QueryHandlers:
             md = dict(rec.get("metadata") or {})
             md.pop("after", None)
             md.pop("follow", None)
-            parts = [protocol.json_bytes(header), b"{}", protocol.json_bytes(md),
-                     protocol.json_bytes(rec.get("content") or {})]
-            frames = [protocol.DELIM, self.session.sign(parts)] + parts + list(rec.get("buffers") or [])
+            _, frames = self.session.build(header["msg_type"], rec.get("content") or {}, None, md, header)
+            frames += list(rec.get("buffers") or [])
             self.db.update_record(rec["msg_id"], {"resubmitted": new_id})
             msg_new = protocol.Message([client], frames, header)
             self.on_task_request(msg_new)

@@ -1,9 +1,18 @@
-"""Load-balancing: which engine gets the next task, and when a task may run at all.
+"""Load-balancing policy: which engine gets the next task, when a task may run at all, and
+when prefetched work moves to an engine that is idle.
 
-Engines that keep answering hold up to ``hwm`` tasks in flight, so a round trip never
-leaves one idle when tasks are short. An engine that has answered nothing for
-PIPELINE_WINDOW is busy with something long: it gets a new task only once it is idle,
-so short tasks are not queued behind a long one while another engine could run them.
+The scheduler is pure policy. It keeps the tasks not yet on an engine (ready, waiting for
+dependencies, parked) and reads the hub's :class:`~.tasks.TaskTable`; its answers are
+decisions — :class:`Assign`, :class:`Steal`, :class:`Fail` — that the hub's loop carries
+out on its sockets. It never sends, never writes the table, and never calls the hub.
+
+Engines hold up to ``hwm`` tasks each, so a round trip never leaves one idle when tasks
+are short; an engine that has answered nothing for PIPELINE_WINDOW is busy with
+something long and gets a new task only once it is idle. That is a guess, and a burst
+can beat it, so balance is kept by stealing: when an engine is idle and no ready task
+may go to it, and another engine holds prefetched load-balanced tasks behind one it has
+been running for STEAL_AFTER or more, the idle engine steals half of them (:class:`Steal`).
+The victim gives back only what it has not started, and the hub hands those to the thief.
 
 A task may wait for others (``after``: run once they finish; ``follow``: run where they
 ran). Waiting tasks sit apart from the ready queue and are looked at again only when a
@@ -25,13 +34,18 @@ import heapq
 import random
 import time
 from collections import OrderedDict, deque
+from typing import NamedTuple
 
 PIPELINE_WINDOW = 0.05
 """Seconds since an engine's last answer within which it may take more than one task.
 Tasks longer than this gain nothing from prefetching, and lose a lot by waiting."""
 
-FINISHED_MEMORY = 1_000_000
-"""Finished tasks remembered for dependencies: (engine id, success) each, a few dozen bytes."""
+STEAL_AFTER = 0.02
+"""Seconds an engine must have been on its current task before an idle one takes the tasks
+queued behind it: shorter work drains by itself sooner than a steal's round trip."""
+
+FINISHED_MEMORY = 10_000
+"""Finished tasks remembered for dependencies; the hub looks older ones up in its database."""
 
 
 def _eligible(engine, hwm, targets, blacklist, now):
@@ -128,93 +142,147 @@ class Dependency:
         return {finished[m][0] for m in self.ids if m in finished}
 
 
-class Scheduler:
-    """The load-balanced queue of one hub; the hub sends, this decides what and where."""
+class Assign(NamedTuple):
+    """Send ``task`` to ``engine``."""
+    task: object
+    engine: object
 
-    def __init__(self, hub, scheme: str, hwm: int):
-        self.hub = hub
+
+class Steal(NamedTuple):
+    """Ask ``victim`` to give back those of ``msg_ids`` it has not started, for ``thief``."""
+    victim: object
+    msg_ids: list
+    thief: object
+
+
+class Fail(NamedTuple):
+    """Answer ``task`` with an error ``ename: evalue`` on the engines' behalf."""
+    task: object
+    ename: str
+    evalue: str
+
+
+class Scheduler:
+    """The load-balanced queue of one hub: tasks not on an engine, and the choice of one.
+
+    ``held`` indexes every task the scheduler holds (ready, waiting or parked); the ready
+    deque may keep entries of tasks since taken out (aborted, timed out), skipped when
+    their turn comes."""
+
+    def __init__(self, scheme: str, hwm: int):
         self.choose = SCHEMES[scheme]
         self.hwm = hwm
         self.ready: deque = deque()
+        self.held: dict = {}
         self.waiting: dict = {}
         self.dependents: dict = {}
         self.timeouts: list = []
         self.timed: dict = {}
         self.parked: dict = {}
-        self.dropped: set = set()
         self.finished: OrderedDict = OrderedDict()
+        self.outcomes: dict = {}
 
     def __len__(self):
-        return len(self.ready) - len(self.dropped) + len(self.waiting) + len(self.parked)
+        return len(self.held)
+
+    def holds(self, msg_id) -> bool:
+        return msg_id in self.held
 
     def unassigned(self) -> list:
-        dropped = self.dropped
-        return [t.msg_id for t in self.ready if t.msg_id not in dropped] + list(self.waiting) + list(self.parked)
+        """The msg_ids held, in queue order: ready first, then waiting, then parked."""
+        held = self.held
+        return [t.msg_id for t in self.ready if held.get(t.msg_id) is t] + list(self.waiting) + list(self.parked)
+
+    def knows(self, msg_id, table) -> bool:
+        return msg_id in self.held or msg_id in self.finished or msg_id in table.pending
 
     # -- arrivals and completions ------------------------------------------------------------
 
-    def submit(self, task, now):
+    def submit(self, task, table, now) -> list:
+        """Take a new load-balanced task; returns failures (a dependency it can never meet)."""
         deps = [d for d in (task.after, task.follow) if d is not None]
+        if deps:
+            unknown = list(dict.fromkeys(m for d in deps for m in d.ids if not self.knows(m, table)))
+            if unknown:
+                return [Fail(task, "InvalidDependency", "dependency on task(s) this controller does not know "
+                             "(never submitted to it, or finished so long ago that neither the scheduler nor "
+                             "the task database remembers them): %s" % ", ".join(unknown))]
+        self.held[task.msg_id] = task
         if task.timeout:
             self._start_timeout(task, now)
         if not deps:
             self.ready.append(task)
-            return
-        unknown = [m for d in deps for m in d.ids if not self.hub.knows(m)]
-        if unknown:
-            self.hub.fail_task(task, "InvalidDependency", "dependency on task(s) this controller does not know: %s"
-                               % ", ".join(unknown))
-            return
+            return []
         self.waiting[task.msg_id] = task
-        self._evaluate(task)
+        return self._evaluate(task)
 
-    def _evaluate(self, task):
-        """Move a waiting task on if its dependencies are decided either way."""
-        states = [(d, d.state(self.finished)) for d in (task.after, task.follow) if d is not None]
-        if any(s == "impossible" for _, s in states):
-            which = "after" if task.after is not None and task.after.state(self.finished) == "impossible" else "follow"
-            self._drop_waiting(task)
-            self.hub.fail_task(task, "ImpossibleDependency", "the tasks it must run %s finished in a way that can "
-                               "never meet its dependency" % ("after" if which == "after" else "with"))
-            return
-        if any(s == "unmet" for _, s in states):
-            for d, s in states:
-                for m in d.ids:
-                    if m not in self.finished:
-                        self.dependents.setdefault(m, set()).add(task.msg_id)
-            return
-        if task.follow is not None:
-            where = task.follow.engines(self.finished)
-            if task.follow.all and len(where) > 1:
-                self._drop_waiting(task)
-                self.hub.fail_task(task, "ImpossibleDependency", "follow=all: the tasks it must follow ran on "
-                                   "different engines %s" % sorted(where))
-                return
-            task.targets = where if task.targets is None else task.targets & where
-        self._drop_waiting(task)
-        self.ready.append(task)
-
-    def _drop_waiting(self, task):
-        self.waiting.pop(task.msg_id, None)
-
-    def finished_task(self, msg_id, engine_id, ok: bool):
-        self.timed.pop(msg_id, None)
-        self.finished[msg_id] = (engine_id, ok)
+    def remember(self, msg_id, engine_id, ok: bool):
+        """A finished task's outcome, for the dependencies of tasks still to come."""
+        outcome = (engine_id, ok)
+        self.finished[msg_id] = self.outcomes.setdefault(outcome, outcome)  # shared: two per engine
         if len(self.finished) > FINISHED_MEMORY:
             self.finished.popitem(last=False)
+
+    def _evaluate(self, task) -> list:
+        """Move a waiting task on if its dependencies are decided either way."""
+        finished = self.finished
+        after = task.after.state(finished) if task.after is not None else "met"
+        follow = task.follow.state(finished) if task.follow is not None else "met"
+        if after == "impossible" or follow == "impossible":
+            self._take_out(task)
+            return [Fail(task, "ImpossibleDependency", "the tasks it must run %s finished in a way that can "
+                         "never meet its dependency" % ("after" if after == "impossible" else "with"))]
+        if after == "unmet" or follow == "unmet":
+            for d in (task.after, task.follow):
+                if d is not None:
+                    for m in d.ids:
+                        if m not in finished:
+                            self.dependents.setdefault(m, set()).add(task.msg_id)
+            return []
+        if task.follow is not None:
+            where = task.follow.engines(finished)
+            if task.follow.all and len(where) > 1:
+                self._take_out(task)
+                return [Fail(task, "ImpossibleDependency", "follow=all: the tasks it must follow ran on "
+                             "different engines %s" % sorted(where))]
+            task.targets = where if task.targets is None else task.targets & where
+        del self.waiting[task.msg_id]
+        self.ready.append(task)
+        return []
+
+    def _take_out(self, task):
+        self.held.pop(task.msg_id, None)
+        self.waiting.pop(task.msg_id, None)
+        self.parked.pop(task.msg_id, None)
+        self.timed.pop(task.msg_id, None)
+
+    def finished_task(self, msg_id, engine_id, ok: bool) -> list:
+        """A task ended (on an engine or answered by the hub); returns the failures of
+        tasks waiting on it that can now never run."""
+        self.timed.pop(msg_id, None)
+        self.remember(msg_id, engine_id, ok)
+        decisions = []
         for dependent in self.dependents.pop(msg_id, ()):
             task = self.waiting.get(dependent)
             if task is not None:
-                self._evaluate(task)
+                decisions += self._evaluate(task)
+        return decisions
 
-    def requeue(self, task, engine_id, unmet=False):
+    def requeue(self, task, engine_id, now, unmet=False):
         """Put back a task that failed on engine_id: never to run there again if its @depend
         check failed there, else preferably elsewhere."""
         (task.unmet_on if unmet else task.avoid).add(engine_id)
         task.engine = None
         if unmet and task.timeout:
-            self._start_timeout(task, time.monotonic())
+            self._start_timeout(task, now)
+        self.held[task.msg_id] = task
         self.ready.appendleft(task)
+
+    def returned(self, tasks):
+        """Tasks given back by a steal that could not go to their thief: first in line again."""
+        for task in reversed(tasks):
+            self.held[task.msg_id] = task
+            self.ready.appendleft(task)
 
     def engine_registered(self, engine_id):
         """A new engine may meet the @depend checks that every other engine failed: queue
@@ -234,81 +302,138 @@ class Scheduler:
         self.timed[task.msg_id] = (deadline, task)
         heapq.heappush(self.timeouts, (deadline, task.msg_id))
 
-    def check_timeouts(self, now):
+    def check_timeouts(self, now) -> list:
         """Fail the tasks whose timeout ran out while they waited: for dependencies, or for an
         engine that meets their @depend check. A task on an engine, or in the queue only for
         a free engine, is not waiting for anything the timeout is about."""
+        decisions = []
         while self.timeouts and self.timeouts[0][0] <= now:
             deadline, msg_id = heapq.heappop(self.timeouts)
             entry = self.timed.get(msg_id)
             if entry is None or entry[0] != deadline:
                 continue
             task = entry[1]
-            if self.waiting.pop(msg_id, None) is not None:
+            if msg_id in self.waiting:
                 why = "its dependencies were not met within %gs" % task.timeout
-            elif self.parked.pop(msg_id, None) is not None:
-                why = self._no_engine_in_time(task)
-            elif task.engine is None and task.unmet_on:
-                self.dropped.add(msg_id)  # still in the ready queue: skipped when its turn comes
-                why = self._no_engine_in_time(task)
+            elif msg_id in self.parked or (msg_id in self.held and task.unmet_on):
+                why = ("no engine meeting its @depend check took it within %gs (the check failed on engines %s)"
+                       % (task.timeout, sorted(task.unmet_on)))
             else:
                 continue
-            self.hub.fail_task(task, "TaskTimeout", why)
-
-    @staticmethod
-    def _no_engine_in_time(task) -> str:
-        return ("no engine meeting its @depend check took it within %gs (the check failed on engines %s)"
-                % (task.timeout, sorted(task.unmet_on)))
+            self._take_out(task)
+            decisions.append(Fail(task, "TaskTimeout", why))
+        return decisions
 
     def abort(self, msg_ids) -> list:
-        """Remove tasks not yet given to an engine; returns them."""
-        wanted = set(msg_ids) - self.dropped
-        taken = [t for t in self.ready if t.msg_id in wanted]
-        if taken:
-            self.ready = deque(t for t in self.ready if t.msg_id not in wanted)
-        for held in (self.waiting, self.parked):
-            for msg_id in wanted & set(held):
-                taken.append(held.pop(msg_id))
+        """Take out tasks not yet given to an engine; returns them."""
+        taken = []
+        for msg_id in msg_ids:
+            task = self.held.get(msg_id)
+            if task is not None:
+                self._take_out(task)
+                taken.append(task)
         return taken
 
     # -- assigning ---------------------------------------------------------------------------
 
-    def schedule(self, engines, now):
-        """Give ready tasks to engines while any can take one."""
+    def schedule(self, table, now):
+        """Decisions, one at a time: the hub carries each out (so the table shows it) before
+        asking for the next. Ready tasks go to engines while any can take one; then idle
+        engines steal."""
+        engines = list(table.engines.values())
         if not engines:
             return
-        ready = self.ready
+        ready, held, hwm, choose = self.ready, self.held, self.hwm, self.choose
         skipped = []
-        live = {e.id for e in engines}
+        live = None
         while ready:
             task = ready.popleft()
-            if self.dropped and task.msg_id in self.dropped:
-                self.dropped.discard(task.msg_id)
+            if held.get(task.msg_id) is not task:
                 continue
-            engine = self.choose(engines, self.hwm, task.targets, task.unmet_on | task.avoid, now)
+            engine = choose(engines, hwm, task.targets, task.unmet_on | task.avoid if task.avoid else task.unmet_on,
+                            now)
             if engine is None and task.avoid:
-                engine = self.choose(engines, self.hwm, task.targets, task.unmet_on, now)
+                engine = choose(engines, hwm, task.targets, task.unmet_on, now)
             if engine is not None:
-                self.hub.assign(engine, task)
+                del held[task.msg_id]
+                yield Assign(task, engine)
                 continue
             if task.unmet_on or task.targets is not None:
+                if live is None:
+                    live = set(table.engines)
                 allowed = live if task.targets is None else live & task.targets
                 if not allowed - task.unmet_on:
                     if task.targets is None:
                         self.parked[task.msg_id] = task
                     else:
-                        self._unplaceable(task)
+                        self._take_out(task)
+                        yield self._unplaceable(task)
                     continue
             skipped.append(task)
             if task.targets is None and not task.unmet_on:
                 break
         if skipped:
             ready.extendleft(reversed(skipped))
+        if table.stacked:
+            yield from self.steals(engines, now)
 
-    def _unplaceable(self, task):
+    def steals(self, engines, now):
+        """Idle engines take half the prefetched tasks of engines stuck on a long one.
+
+        An engine is idle when it holds nothing: the ready queue had no task it may run.
+        Each victim has one steal in flight at a time, and each thief one."""
+        thieves = [e for e in engines if not e.load and not e.stealing]
+        if not thieves:
+            return
+        victims = []
+        for e in engines:
+            if e.load > 1 and e.steal is None and now - e.busy_since >= STEAL_AFTER:
+                movable = e.movable()
+                if movable:
+                    victims.append((len(movable), e.id, e, movable))
+        if not victims:
+            return
+        victims.sort(reverse=True)
+        for _, _, victim, movable in victims:
+            for thief in thieves:
+                wanted = [t.msg_id for t in movable if t.may_run_on(thief.id)]
+                if wanted:
+                    thieves.remove(thief)
+                    yield Steal(victim, wanted[len(wanted) // 2:] if len(wanted) > 1 else wanted, thief)
+                    break
+            if not thieves:
+                return
+
+    def steal_due(self, table, now):
+        """When a steal may next become due (an idle engine, and a victim that will have been
+        on its task for STEAL_AFTER then), or None: the hub's loop wakes at that time."""
+        if not table.stacked:
+            return None
+        engines = table.engines.values()
+        if not any(not e.load and not e.stealing for e in engines):
+            return None
+        due = [e.busy_since + STEAL_AFTER for e in engines
+               if e.load > 1 and e.steal is None and e.busy_since + STEAL_AFTER > now]
+        return min(due) if due else None
+
+    def hand_over(self, tasks, thief, table) -> list:
+        """Tasks a steal got back: to the thief while it may take them, else first in line."""
+        decisions = []
+        room = self.hwm - thief.load if thief is not None and thief.id in table.engines else 0
+        rest = []
+        for task in tasks:
+            if room > 0 and task.may_run_on(thief.id):
+                decisions.append(Assign(task, thief))
+                room -= 1
+            else:
+                rest.append(task)
+        self.returned(rest)
+        return decisions
+
+    @staticmethod
+    def _unplaceable(task):
         if task.unmet_on:
-            self.hub.fail_task(task, "ImpossibleDependency", "its @depend check failed on every engine it may "
-                               "run on (targets %s; failed on %s)" % (sorted(task.targets), sorted(task.unmet_on)))
-        else:
-            self.hub.fail_task(task, "ImpossibleDependency", "none of the engines it may run on (targets %s) is "
-                               "registered" % sorted(task.targets or ()))
+            return Fail(task, "ImpossibleDependency", "its @depend check failed on every engine it may run on "
+                        "(targets %s; failed on %s)" % (sorted(task.targets), sorted(task.unmet_on)))
+        return Fail(task, "ImpossibleDependency", "none of the engines it may run on (targets %s) is registered"
+                    % sorted(task.targets or ()))

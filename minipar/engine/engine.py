@@ -12,6 +12,16 @@ Requests are read into a local queue between tasks, so control messages (shutdow
 are seen without waiting for the queued work. SIGINT interrupts the running task (the
 client gets KeyboardInterrupt as a RemoteError) and is ignored while idle; SIGTERM
 stops the engine.
+
+The controller prefetches tasks to an engine, and may take back those it has not
+started (a steal) for an engine that is idle. The steal request comes to the output
+thread, which is free while the main thread runs a task: the main thread holds
+``socket_lock`` (the DEALER and the local queue) at all times except while user code
+runs, so the output thread then takes the lock, reads what waits on the socket into the
+queue, removes the asked tasks still queued and answers ``steal_reply`` with their ids.
+When the main thread is idle or between tasks it answers the steal itself, woken by a
+pipe. A task is taken from the queue under the lock either to run or to give back,
+never both, so no task runs twice and none is lost.
 """
 from __future__ import annotations
 
@@ -20,6 +30,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 import uuid
 from collections import deque
@@ -72,6 +83,11 @@ class Engine:
         self.id = None
         self.controller_session = None
         self.queue: deque = deque()
+        self.deferred: deque = deque()  # control messages the output thread read for the main thread
+        self.socket_lock = threading.Lock()
+        self.steal_lock = threading.Lock()
+        self.steal_request = None
+        self.steal_wake = os.pipe()
         self.aborted: set = set()
         self.stopping = False
         self.namespace = new_namespace()
@@ -103,6 +119,7 @@ class Engine:
         self.socket.setsockopt(zmq.SNDHWM, 0)
         self.socket.setsockopt(zmq.RCVHWM, 0)
         self.socket.connect(u["engine"])
+        self.socket_lock.acquire()  # the main thread's, except while user code runs
         self.pings = self.ctx.socket(zmq.SUB)
         self.pings.setsockopt(zmq.CONFLATE, 1)
         self.pings.setsockopt(zmq.SUBSCRIBE, b"")
@@ -117,7 +134,8 @@ class Engine:
         self.heart.daemon = True
         self.heart.start()
         self.heart_id = heart_id
-        self.streamer = OutputStreamer(self.ctx, u["engine"], self.info["key"], (self.uuid + ":out").encode())
+        self.streamer = OutputStreamer(self.ctx, u["engine"], self.info["key"], (self.uuid + ":out").encode(),
+                                       on_steal=self.steal_requested)
         self.streamer.start()
         self.executor = Executor(self.namespace, self.streamer)
 
@@ -203,7 +221,11 @@ class Engine:
             log.warning("dropped a message from the controller: %s", e)
             return None
 
-    def _drain(self):
+    def _drain(self, defer=False):
+        """Read what waits on the socket: tasks into the queue, the rest handled now, or
+        kept for the main thread when the output thread reads (``defer``)."""
+        while self.deferred and not defer:
+            self._queue_or_handle(self.deferred.popleft())
         while True:
             raw = recv_frames(self.socket, zmq.NOBLOCK)
             if raw is None:
@@ -213,7 +235,41 @@ class Engine:
             except ProtocolError as e:
                 log.warning("dropped a message from the controller: %s", e)
                 continue
-            self._queue_or_handle(msg)
+            if defer and msg.msg_type != "apply_request" and msg.msg_type != "execute_request":
+                self.deferred.append(msg)
+            else:
+                self._queue_or_handle(msg)
+
+    # -- steals ------------------------------------------------------------------------
+
+    def steal_requested(self, msg):
+        """In the output thread: answer now if the main thread runs user code, else let it."""
+        with self.steal_lock:
+            self.steal_request = msg
+        try:
+            os.write(self.steal_wake[1], b"s")
+        except OSError:
+            pass
+        while self.steal_request is not None and not self.stopping:
+            if self.socket_lock.acquire(timeout=0.01):
+                try:
+                    self.answer_steal(defer=True)
+                finally:
+                    self.socket_lock.release()
+
+    def answer_steal(self, defer=False):
+        """Give back the asked tasks still queued; the caller holds socket_lock."""
+        with self.steal_lock:
+            msg, self.steal_request = self.steal_request, None
+        if msg is None:
+            return
+        self._drain(defer=defer)
+        wanted = set(msg.content.get("msg_ids") or ())
+        taken = [m.msg_id for m in self.queue if m.msg_id in wanted]
+        if taken:
+            given = set(taken)
+            self.queue = deque(m for m in self.queue if m.msg_id not in given)
+        self.session.send(self.socket, "steal_reply", {"msg_ids": taken}, parent=msg.header)
 
     def _queue_or_handle(self, msg):
         t = msg.msg_type
@@ -285,6 +341,7 @@ class Engine:
             return
         t = msg.msg_type
         reply_type = "apply_reply" if t == "apply_request" else "execute_reply"
+        self.socket_lock.release()
         try:
             if t == "apply_request":
                 content, md, buffers = self.executor.apply(msg.header, self.id, msg.buffers)
@@ -293,6 +350,8 @@ class Engine:
                                                              bool(msg.content.get("silent", True)))
         except ProtocolError as e:
             content, md, buffers = format_error(e, 0), {"started": time.time(), "completed": time.time()}, []
+        finally:
+            self.socket_lock.acquire()
         content["engine_info"] = {"engine_id": self.id, "engine_uuid": self.uuid, "method": t.split("_")[0]}
         md["engine_id"] = self.id
         md["engine_uuid"] = self.uuid
@@ -304,7 +363,12 @@ class Engine:
         poller.register(self.pings, zmq.POLLIN)
         wakeup = signal_wakeup_fd()
         poller.register(wakeup, zmq.POLLIN)
+        steal_wake = self.steal_wake[0]
+        os.set_blocking(steal_wake, False)
+        poller.register(steal_wake, zmq.POLLIN)
         while not self.stopping:
+            if self.steal_request is not None:
+                self.answer_steal()
             if self.queue:
                 try:
                     self.run_one(self.queue.popleft())
@@ -312,8 +376,11 @@ class Engine:
                     return 0
                 self._drain()
                 continue
-            if wakeup in dict(poller.poll(POLL_INTERVAL * 1000)):
+            ready = dict(poller.poll(POLL_INTERVAL * 1000))
+            if wakeup in ready:
                 drain_fd(wakeup)
+            if steal_wake in ready:
+                drain_fd(steal_wake)
             self._drain()
             if not self._check_controller():
                 log.error("lost the controller at %s: no heartbeat for %gs (engine.controller_timeout); "

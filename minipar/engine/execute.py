@@ -59,10 +59,12 @@ class CapturedStream(io.TextIOBase):
 
 
 class OutputStreamer(threading.Thread):
-    """Sends buffered output of the running task every STREAM_INTERVAL on its own socket."""
+    """Sends buffered output of the running task every STREAM_INTERVAL on its own socket, and
+    takes the controller's signal and steal requests while the main thread runs a task."""
 
-    def __init__(self, ctx, url, key, identity: bytes):
+    def __init__(self, ctx, url, key, identity: bytes, on_steal=None):
         super().__init__(name="minipar-output", daemon=True)
+        self.on_steal = on_steal
         self.session = Session(key)
         self.socket = ctx.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.IDENTITY, identity)
@@ -115,7 +117,9 @@ class OutputStreamer(threading.Thread):
         except ProtocolError as e:
             log.warning("dropped a message on the output socket: %s", e)
             return
-        if msg is not None and msg.msg_type == "signal_request":
+        if msg is not None and msg.msg_type == "steal_request" and self.on_steal is not None:
+            self.on_steal(msg)
+        elif msg is not None and msg.msg_type == "signal_request":
             sig = int(msg.content.get("signal", signal.SIGINT))
             log.info("signal %d requested by a client", sig)
             os.kill(os.getpid(), sig)

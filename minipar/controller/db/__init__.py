@@ -10,6 +10,7 @@ import importlib
 
 from ...config import ConfigError
 from .base import BaseDB, NoRecords
+from .records import decode_json_text
 
 BUILTIN = {
     "dict": ("memory", "DictDB"),
@@ -34,9 +35,27 @@ def db_class(name: str, source: str = "configuration"):
                           "pkg.mod.Class" % (name, ", ".join(sorted(BUILTIN))))
     module, _, cls = name.rpartition(".")
     try:
-        return getattr(importlib.import_module(module), cls)
+        found = getattr(importlib.import_module(module), cls)
     except (ImportError, AttributeError) as e:
         raise ConfigError(source, "controller.db", "cannot load %r: %s" % (name, e)) from None
+    if isinstance(found, type) and not getattr(found, "takes_json_text", False):
+        return decoding(found)
+    return found
+
+
+def decoding(cls):
+    """A backend that expects JSON parts as values, given them so: the hub hands over JSON text
+    (:mod:`records`), which a backend says it takes with ``takes_json_text = True``."""
+
+    def add_record(self, msg_id, rec):
+        cls.add_record(self, msg_id, decode_json_text(rec))
+
+    def update_record(self, msg_id, changes):
+        cls.update_record(self, msg_id, decode_json_text(changes))
+
+    return type(cls.__name__, (cls,), {"add_record": add_record, "update_record": update_record,
+                                       "takes_json_text": True, "__module__": cls.__module__,
+                                       "__qualname__": cls.__qualname__, "__doc__": cls.__doc__})
 
 
 def open_db(config, *, session: str = "", profile_dir=None) -> BaseDB:

@@ -39,6 +39,9 @@ class BaseDB:
     directory (where SQLite puts its file)."""
 
     keeps_records = True
+    takes_json_text = False
+    """True if json-kind values may come as their JSON text (bytes); a backend that leaves it
+    False gets them decoded (:func:`db.decoding`)."""
     config_section = None
     """Name of the ``[db.*]`` section whose instance the constructor takes, if any."""
 

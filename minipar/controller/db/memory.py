@@ -1,8 +1,12 @@
 """In-memory stores: DictDB (the default) and NoDB (keeps nothing).
 
-DictDB keeps the very dicts and buffer objects (zmq.Frame, memoryview) the hub hands it, so
-a write costs a couple of dict operations; the conversions every backend owes a reader
-(bytes, UTC dates, copies) happen on the way out, off the hub's hot path.
+DictDB keeps what the hub hands it with next to no work on the hub's hot path, and small:
+a record is a list with one slot per key (not a 20-key dict), JSON parts stay the frames'
+JSON text when given so (~150 bytes, where a decoded header is ~700), small buffers are
+copied out of their zmq.Frame (a frame pins libzmq's whole receive batch, kilobytes, for
+as long as it lives), and the client and engine ids are interned. The conversions every
+backend owes a reader (decoding, bytes, UTC dates, copies) happen on the way out, off the
+hot path. About 2 KB per finished tiny task besides its buffers, where plain dicts took ~5 KB.
 
 Memory stays bounded by ``[db.dict] record_limit`` and ``size_limit``. When a write takes
 the store over either, the oldest *completed* records go, in the order they completed,
@@ -13,23 +17,88 @@ other way. If pending records alone exceed a limit, the limit is exceeded (logge
 from __future__ import annotations
 
 import logging
+import sys
 from collections import OrderedDict
 
 from ...config import ConfigError, DictDBConfig
 from .base import BaseDB, NoRecords, no_such_record
 from .query import matcher, parse
-from .records import KEY_SET, buffers_size, export, history_key, projection, unknown_keys
+from .records import (BYTES, JSON, KEY_SET, KINDS, RECORD_KEYS, STR, buffers_size, export, history_key, json_value,
+                      projection, unknown_keys)
 
 log = logging.getLogger("minipar.controller")
 
 CULLED_REMEMBERED = 10000
 """Culled msg_ids remembered, so asking for one says it was culled rather than unknown."""
 
+COPY_BELOW = 65536
+"""Buffers smaller than this are kept as bytes, not as the zmq.Frame they arrived in: a small
+frame holds on to the receive buffer it was decoded from."""
+
+SLOT = {key: i for i, key in enumerate(RECORD_KEYS)}
+MSG_ID, SUBMITTED, COMPLETED = SLOT["msg_id"], SLOT["submitted"], SLOT["completed"]
+BUFFERS, RESULT_BUFFERS = SLOT["buffers"], SLOT["result_buffers"]
+_INTERNED = frozenset(("client_uuid", "engine_uuid", "queue"))
+_EMPTY_JSON = b"{}"
+
+
+def _compact(key, value):
+    """The value as a record slot keeps it."""
+    if value is None:
+        return None
+    kind = KINDS[key]
+    if kind == JSON:
+        if type(value) is bytes and value == _EMPTY_JSON:
+            return _EMPTY_JSON
+        return value
+    if kind == BYTES:
+        return [b if type(b) is bytes or _size(b) >= COPY_BELOW else bytes(b) for b in value]
+    if kind == STR and key in _INTERNED and type(value) is str:
+        return sys.intern(value)
+    return value
+
+
+def _size(buf) -> int:
+    try:
+        return len(buf) if type(buf) is not memoryview else buf.nbytes
+    except TypeError:
+        return memoryview(buf).nbytes
+
+
+class _Row:
+    """A record's slot list read as a dict, as :func:`records.export` reads a record."""
+
+    __slots__ = ("row",)
+
+    def __init__(self, row):
+        self.row = row
+
+    def get(self, key, default=None):
+        value = self.row[SLOT[key]]
+        return default if value is None else value
+
+
+class _Decoded(_Row):
+    """The same for queries, which look into JSON values: JSON text is decoded when asked for."""
+
+    __slots__ = ()
+
+    def get(self, key, default=None):
+        value = self.row[SLOT[key]]
+        if value is None:
+            return default
+        return json_value(value) if KINDS[key] == JSON else value
+
+
+def _row_key(row):
+    return history_key(_Row(row))
+
 
 class DictDB(BaseDB):
     """Records in a dict, bounded by count and buffer bytes; the default and fastest."""
 
     config_section = "db.dict"
+    takes_json_text = True
 
     def __init__(self, options=None, *, session: str = "", profile_dir=None):
         options = options if options is not None else DictDBConfig()
@@ -58,12 +127,15 @@ class DictDB(BaseDB):
         records = self._records
         if msg_id in records:
             self._forget(msg_id)
-        rec["msg_id"] = msg_id
-        records[msg_id] = rec
-        size = buffers_size(rec.get("buffers")) + buffers_size(rec.get("result_buffers"))
+        row = [None] * len(RECORD_KEYS)
+        for key, value in rec.items():
+            row[SLOT[key]] = _compact(key, value)
+        row[MSG_ID] = msg_id
+        records[msg_id] = row
+        size = buffers_size(row[BUFFERS]) + buffers_size(row[RESULT_BUFFERS])
         if size:
             self._bytes += size
-        if rec.get("completed") is not None:
+        if row[COMPLETED] is not None:
             self._completed[msg_id] = None
         if len(records) > self.record_limit or self._bytes > self.size_limit:
             self._cull()
@@ -73,27 +145,29 @@ class DictDB(BaseDB):
             raise unknown_keys(changes)
         if "msg_id" in changes and changes["msg_id"] != msg_id:
             raise ValueError("update_record can't change the msg_id of %r" % msg_id)
-        rec = self._records.get(msg_id)
-        if rec is None:
-            self.add_record(msg_id, dict(changes))
+        row = self._records.get(msg_id)
+        if row is None:
+            self.add_record(msg_id, changes)
             return
-        for key in ("buffers", "result_buffers"):
-            if key in changes:
-                self._bytes += buffers_size(changes[key]) - buffers_size(rec.get(key))
+        for key, value in changes.items():
+            value = _compact(key, value)
+            slot = SLOT[key]
+            if slot == BUFFERS or slot == RESULT_BUFFERS:
+                self._bytes += buffers_size(value) - buffers_size(row[slot])
+            row[slot] = value
         if "completed" in changes:
             if changes["completed"] is None:
                 self._completed.pop(msg_id, None)
             elif msg_id not in self._completed:
                 self._completed[msg_id] = None
-        rec.update(changes)
         if len(self._records) > self.record_limit or self._bytes > self.size_limit:
             self._cull()
 
     def _forget(self, msg_id):
-        rec = self._records.pop(msg_id)
-        self._bytes -= buffers_size(rec.get("buffers")) + buffers_size(rec.get("result_buffers"))
+        row = self._records.pop(msg_id)
+        self._bytes -= buffers_size(row[BUFFERS]) + buffers_size(row[RESULT_BUFFERS])
         self._completed.pop(msg_id, None)
-        return rec
+        return row
 
     def _cull(self):
         keep = 1 - self.cull_fraction
@@ -103,8 +177,8 @@ class DictDB(BaseDB):
         n = 0
         while completed and (len(records) > keep_records or self._bytes > keep_bytes):
             msg_id = completed.popitem(last=False)[0]
-            rec = records.pop(msg_id)
-            self._bytes -= buffers_size(rec.get("buffers")) + buffers_size(rec.get("result_buffers"))
+            row = records.pop(msg_id)
+            self._bytes -= buffers_size(row[BUFFERS]) + buffers_size(row[RESULT_BUFFERS])
             culled[msg_id] = None
             n += 1
         while len(culled) > CULLED_REMEMBERED:
@@ -125,32 +199,33 @@ class DictDB(BaseDB):
     # -- reads ---------------------------------------------------------------------------
 
     def get_record(self, msg_id):
-        rec = self._records.get(msg_id)
-        if rec is None:
+        row = self._records.get(msg_id)
+        if row is None:
             if msg_id in self._culled:
                 raise KeyError("record of task %r was culled from the in-memory task database "
                                "to stay within db.dict record_limit/size_limit; raise them, or "
                                "use db = 'sqlite' to keep every record" % (msg_id,))
             raise no_such_record(msg_id)
-        return export(rec)
+        return export(_Row(row))
+
+    def _matching(self, query) -> list:
+        match = matcher(parse(query))
+        return [row for row in self._records.values() if match(_Decoded(row))]
 
     def find_records(self, query, keys=None):
-        match = matcher(parse(query))
         keys = projection(keys)
-        found = sorted((r for r in self._records.values() if match(r)), key=history_key)
-        return [export(r, keys) for r in found]
+        return [export(_Row(row), keys) for row in sorted(self._matching(query), key=_row_key)]
 
     def get_history(self):
-        return [r["msg_id"] for r in sorted(self._records.values(), key=history_key)]
+        return [row[MSG_ID] for row in sorted(self._records.values(), key=_row_key)]
 
     def drop_record(self, msg_id):
         if msg_id in self._records:
             self._forget(msg_id)
 
     def drop_matching_records(self, query):
-        match = matcher(parse(query))
-        for msg_id in [m for m, r in self._records.items() if match(r)]:
-            self._forget(msg_id)
+        for row in self._matching(query):
+            self._forget(row[MSG_ID])
 
     def __len__(self):
         return len(self._records)
@@ -165,6 +240,7 @@ class NoDB(BaseDB):
     """Keeps no records: the hub still routes every task, but nothing can be looked up."""
 
     keeps_records = False
+    takes_json_text = True
 
     def add_record(self, msg_id, rec):
         pass

@@ -17,7 +17,7 @@ import re
 from ...config import ConfigError, MongoDBConfig
 from .base import BaseDB, no_such_record
 from .query import parse
-from .records import (BYTES, DATE, INDEXED, KEY_SET, KINDS, as_bytes, decode_date, encode_date,
+from .records import (BYTES, DATE, INDEXED, JSON, KEY_SET, KINDS, as_bytes, decode_date, encode_date, json_value,
                       projection, unknown_keys)
 
 try:
@@ -41,6 +41,7 @@ class MongoDB(BaseDB):
     options describe (tests pass ``mongomock.MongoClient()``); it is not closed by close()."""
 
     config_section = "db.mongodb"
+    takes_json_text = True
 
     def __init__(self, options=None, *, session: str = "", profile_dir=None, client=None):
         options = options if options is not None else MongoDBConfig()
@@ -135,6 +136,8 @@ def _encode(rec) -> dict:
                 value = encode_date(value)
             elif kind == BYTES:
                 value = as_bytes(value)
+            elif kind == JSON:
+                value = json_value(value)
         doc[key] = value
     return doc
 

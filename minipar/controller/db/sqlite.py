@@ -93,6 +93,7 @@ class SQLiteDB(BaseDB):
     """Records in a SQLite table; writes batched by a background thread."""
 
     config_section = "db.sqlite"
+    takes_json_text = True
 
     def __init__(self, options=None, *, session: str = "", profile_dir=None):
         options = options if options is not None else SQLiteDBConfig()
@@ -516,7 +517,14 @@ def _encode(key, value):
     return value if encode is None else encode(value)
 
 
-_json = json.JSONEncoder(separators=(",", ":")).encode
+_json_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def _json(value) -> str:
+    """JSON text for a json-kind value; text received as bytes is stored as it came."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("utf-8")
+    return _json_encode(value)
 
 
 def pack(bufs) -> bytes:
