@@ -22,6 +22,25 @@ SWITCH_INTERVAL = 0.0005
 gets it back; Python's default of 5 ms would stall every message behind a batch write."""
 
 
+def raise_open_file_limit(log) -> None:
+    """Every engine holds five TCP connections to the controller, each a descriptor here: the
+    usual soft limit of 1,024 would stop registrations at about 200 engines, while the hard
+    limit (which only root may raise) usually allows thousands. Raise the soft one to it."""
+    try:
+        import resource
+    except ImportError:  # Windows: no such limit
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError) as e:
+            log.warning("could not raise the open file limit from %d to %d: %s", soft, wanted, e)
+            return
+        log.debug("raised the open file limit from %d to %d", soft, wanted)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG, epilog=both_forms("controller"),
@@ -71,6 +90,7 @@ def main(argv=None) -> int:
         return 2
     log = logging.getLogger("minipar.controller")
     log.info("Using profile dir: %s", profile_dir)
+    raise_open_file_limit(log)
     pid_path = profile_dir / "pid" / ("controller%s.pid" % ("-" + cfg.cluster_id if cfg.cluster_id else ""))
     other = read_pid(pid_path)
     if other is not None and pid_alive(other):

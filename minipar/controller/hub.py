@@ -146,7 +146,8 @@ class Hub(QueryHandlers):
             path = connection_file_path(self.profile_dir, role, self.cluster_id)
             log.info("writing connection info to %s", path)
             write_connection_file(path, dict(self.info, ssh=ssh))
-        self.monitor = HeartMonitor(self.sockets["hb_ping"], self.session.bid, max(1, cfg.heartbeat_misses))
+        self.monitor = HeartMonitor(self.sockets["hb_ping"], self.session.bid, max(1, cfg.heartbeat_misses),
+                                    self.sockets["hb_pong"])
         log.info("Task scheduler: %s (up to %d tasks in flight per engine)", cfg.scheme, self.hwm)
         log.info("Heartmonitor started (period %gs, dead after %d missed)",
                  cfg.heartbeat_period, cfg.heartbeat_misses)
