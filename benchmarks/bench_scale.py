@@ -17,7 +17,6 @@ flat from 10k on. minipar only (ipyparallel runs ~300 tasks/s: 100k would take m
 from __future__ import annotations
 
 import argparse
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from bench_targets import tree_rss_mb  # noqa: E402
+from bench_memory import total_rss_mb  # noqa: E402
+from bench_targets import _median_us  # noqa: E402
 from sim_engines import Controller, cpu_seconds  # noqa: E402
 
 
@@ -40,22 +40,13 @@ def identity(x):
     return x
 
 
-def median_us(call, n):
-    samples = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        call(noop)
-        samples.append(time.perf_counter() - t0)
-    return statistics.median(samples) * 1e6
-
-
 def measure(rc, tasks, samples, controller_pid=None):
     e0 = rc[rc.ids[0]]
     lview = rc.load_balanced_view()
     for _ in range(50):
         e0.apply_sync(noop)
         lview.apply_sync(noop)
-    r = {"rtt_us": median_us(e0.apply_sync, samples), "lb_rtt_us": median_us(lview.apply_sync, samples)}
+    r = {"rtt_us": _median_us(e0.apply_sync, noop, samples), "lb_rtt_us": _median_us(lview.apply_sync, noop, samples)}
     lview.map_sync(identity, range(200))
     cpu0 = cpu_seconds(controller_pid) if controller_pid else 0.0
     t0 = time.perf_counter()
@@ -155,7 +146,7 @@ def nodb_memory(args):
     try:
         lview = m.rc.load_balanced_view()
         lview.map_sync(identity, range(200))
-        rows = [(0, tree_rss_mb(m.ctl.pid))]
+        rows = [(0, total_rss_mb(m.ctl.pid))]
         done = 0
         t0 = time.perf_counter()
         while done < args.nodb_tasks:
@@ -166,7 +157,7 @@ def nodb_memory(args):
             del ars
             m.rc.purge_results("all")
             done += batch
-            rows.append((done, tree_rss_mb(m.ctl.pid)))
+            rows.append((done, total_rss_mb(m.ctl.pid)))
             print("%d tasks: controller RSS %.1f MB" % rows[-1], flush=True)
         rate = done / (time.perf_counter() - t0)
     finally:

@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
 from bench_cluster import measure as measure_cluster  # noqa: E402
+from bench_memory import total_rss_mb  # noqa: E402
 
 MB = 1e6
 ARRAY_MB = 100
@@ -185,40 +186,10 @@ def fig_memory(system, quick):
                 ar.get(300)
             done += batch
         time.sleep(0.5)
-        return tree_rss_mb(cluster.controller.pid)
+        return total_rss_mb(cluster.controller.pid)
     finally:
         rc.close()
         cluster.stop_cluster_sync()
-
-
-def tree_rss_mb(pid: int) -> float:
-    """RSS of pid and all its descendants, in MB (ipyparallel's controller forks its schedulers)."""
-    children: dict = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open("/proc/%s/stat" % entry) as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    total, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
-        todo.extend(children.get(p, ()))
-        total += rss_kb(p)
-    return total / 1024
-
-
-def rss_kb(pid: int) -> int:
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 def _cluster_factory(system):
