@@ -50,8 +50,10 @@ def test_sigkilled_engine_fails_its_tasks_and_others_carry_on(profile):
 
 def test_engine_in_a_long_gil_holding_call_is_not_declared_dead(profile):
     rc, engines = start_cluster(profile, 1)
-    held = rc[0].apply_sync(hold_the_gil, 3.0)
-    assert held > 2.0, "the call held the GIL for %.1fs, many heartbeat periods" % held
+    held = rc[0].apply_sync(hold_the_gil, 4.0)
+    # aimed at 4 s, calibrated on a machine whose load varies: twice the time after which a
+    # silent engine is declared dead (4 missed periods of 0.2 s, FAST_HEARTBEAT) proves the point
+    assert held > 1.6, "the call held the GIL for only %.1fs, less than twice the 0.8s death window" % held
     assert rc.ids == [0]
     assert "unregistered" not in (profile.dir / "log" / "controller.log").read_text()
 
