@@ -131,8 +131,9 @@ def test_an_ordered_map_of_mixed_durations_is_balanced(stealing_cluster):
 def test_stealing_racing_task_starts_runs_each_task_once(stealing_cluster):
     rc = stealing_cluster
     tokens = []
-    for burst in range(6):
-        durations = [0.3] + [(i % 5) * 0.008 for i in range(120)]
+    for burst in range(4):
+        # the long task outlasts the short ones: engines go idle while tasks wait behind it
+        durations = [1.5] + [(i % 5) * 0.008 for i in range(60)]
         batch = ["b%d-%d" % (burst, i) for i in range(len(durations))]
         tokens += batch
         amr = paused_burst(rc, lambda lv: lv.map_async(run_and_record, batch, durations, ordered=False))
