@@ -167,3 +167,24 @@ def test_sigterm_during_a_task_fails_it_with_engine_error(profile):
     with pytest.raises(minipar.EngineError):
         ar.get(10)
     assert eng.wait() == 0
+
+
+def test_an_engine_stopped_before_reading_its_registration_answer_still_unregisters(profile):
+    """SIGTERM can land after the controller registered the engine but before the engine read
+    the answer (it has no id yet): it unregisters by its socket identity, not by heartbeat loss."""
+    from minipar.config import load_config
+    from minipar.connection import read_connection_file
+    from minipar.engine.engine import Engine
+
+    profile.controller()
+    rc = profile.client()
+    engine = Engine(load_config(None, {}).engine, read_connection_file(str(profile.engine_file())))
+    engine.connect()
+    engine.request_registration()
+    wait_for(lambda: rc.ids == [0], 10, "the controller to register the engine")
+    assert engine.id is None
+    engine.close()
+    wait_for(lambda: rc.ids == [], 10, "engine to unregister")
+    log = (profile.dir / "log" / "controller.log").read_text()
+    assert "engine 0 unregistered: engine shut down" in log
+    assert "heartbeat" not in log

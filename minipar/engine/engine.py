@@ -95,6 +95,7 @@ class Engine:
         self.requested_id = None  # engine.id, or the MPI rank
         self.id_required = False  # True for engine.id: refused rather than given another id
         self.tunnel = None
+        self.registration_sent = False
 
     # -- connecting --------------------------------------------------------------------
 
@@ -144,6 +145,7 @@ class Engine:
                    "python": python_version(), "pid": os.getpid(), "hostname": socket.gethostname()}
         if self.requested_id is not None:
             content.update(id=self.requested_id, id_required=self.id_required)
+        self.registration_sent = True
         return self.session.send(self.socket, "registration_request", content)
 
     def register(self, timeout: float, waited: float = 0.0):
@@ -410,7 +412,9 @@ class Engine:
                 self.tunnel.terminate()
             return
         try:
-            if self.id is not None:
+            # also when stopped before the answer came: the controller may have registered us
+            # already, and it knows us by our socket identity
+            if self.registration_sent:
                 self.session.send(self.socket, "unregistration_request", {"id": self.id})
         except zmq.ZMQError:
             pass
