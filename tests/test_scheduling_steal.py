@@ -22,6 +22,16 @@ LONG = 2.0
 SHORT = 0.01
 
 
+def one_at_a_time_makespan(durations, n):
+    """The busiest engine's time when each idle engine takes the next task in order, as
+    ipyparallel's one-task-per-engine scheduling does: the balance to match, not the ideal
+    (with long tasks late in the order, one engine ends up with two)."""
+    free_at = [0.0] * n
+    for d in durations:
+        free_at[free_at.index(min(free_at))] += d
+    return max(free_at)
+
+
 def sleep_for(seconds):
     import time
     time.sleep(seconds)
@@ -124,7 +134,7 @@ def test_an_ordered_map_of_mixed_durations_is_balanced(stealing_cluster):
         busy[md["engine_id"]] = busy.get(md["engine_id"], 0) + (md["completed"] - md["started"]).total_seconds()
     assert set(busy) == set(rc.ids), busy
     ideal = sum(durations) / n
-    assert max(busy.values()) < ideal * 1.5, busy
+    assert max(busy.values()) < one_at_a_time_makespan(durations, n) * 1.25 + 0.05, busy
     assert wall < ideal * 2 + 0.5, (wall, ideal)
 
 
