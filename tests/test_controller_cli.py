@@ -191,3 +191,40 @@ def test_controller_gone_means_pid_gone(profile):
     ctl.signal(signal.SIGTERM)
     ctl.wait()
     wait_for(lambda: pid_gone(ctl.pid), 5, "controller pid gone")
+
+
+def test_thousands_of_connections_at_once_wait_in_the_backlog_not_in_syn_retries(profile):
+    """A big allocation starts thousands of engines at once. With ZeroMQ's default backlog of
+    100 the kernel drops the SYNs past it and those engines retry only after 1, 3, 7 s...
+    While the controller is stopped nothing accepts, so the kernel alone completes handshakes,
+    as many as the backlog holds."""
+    ctl = profile.controller()
+    port = read_json(profile.engine_file())["ports"]["engine"]
+    import resource
+    wanted = min(1000, int(open("/proc/sys/net/core/somaxconn").read()) - 1,
+                 resource.getrlimit(resource.RLIMIT_NOFILE)[0] - 200)
+    peers = []
+    ctl.signal(signal.SIGSTOP)
+    try:
+        for _ in range(wanted):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", port))
+            peers.append(s)
+
+        def established():
+            return sum(1 for s in peers if _connected(s))
+        wait_for(lambda: established() == wanted, 10, "%d handshakes completed by the kernel" % wanted)
+    finally:
+        ctl.signal(signal.SIGCONT)
+        for s in peers:
+            s.close()
+    assert ctl.popen.poll() is None
+
+
+def _connected(s) -> bool:
+    try:
+        s.getpeername()
+        return True
+    except OSError:
+        return False

@@ -60,6 +60,12 @@ from .tasks import EngineState, Task, TaskTable
 
 log = logging.getLogger("minipar.controller")
 
+LISTEN_BACKLOG = 4096
+"""Pending TCP connections each listening socket holds (ZeroMQ's default is 100). Thousands of
+engines start at once on a big allocation, each opening 4 or 5 connections: past the backlog the
+kernel drops their SYNs and they retry only after 1, 3, 7 s..., which made 5,000 engines take
+17-30 s to register with the controller idle. Linux caps it at net.core.somaxconn."""
+
 DRAIN_LIMIT = 256
 """Messages taken from one socket before looking at the others: fairness vs. batching."""
 
@@ -128,6 +134,7 @@ class Hub(QueryHandlers):
             sock.setsockopt(zmq.LINGER, 1000)
             sock.setsockopt(zmq.SNDHWM, 0)
             sock.setsockopt(zmq.RCVHWM, 0)
+            sock.setsockopt(zmq.BACKLOG, LISTEN_BACKLOG)
             if kinds[name] == zmq.ROUTER:
                 sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
             ports[name] = self._bind_one(sock, name, ip, wanted)
