@@ -10,7 +10,9 @@ with ``--reuse``, so a client or engine never picks up a dead controller's file.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import stat
 import time
 from pathlib import Path
 
@@ -18,6 +20,8 @@ from .error import ConnectionFileError
 
 PORT_NAMES = ("client", "engine", "notification", "hb_ping", "hb_pong")
 REQUIRED_FIELDS = ("location", "ports", "key")
+
+log = logging.getLogger("minipar.connection")
 
 
 def connection_file_name(role: str, cluster_id: str = "") -> str:
@@ -67,11 +71,26 @@ def read_connection_file(path, hint: str = "") -> dict:
         ) from None
     except OSError as e:
         raise ConnectionFileError("cannot read connection file %s: %s" % (path, e)) from None
+    _warn_if_others_can_read(path)
     try:
         info = json.loads(text)
     except ValueError as e:
         raise ConnectionFileError("connection file %s is not valid JSON: %s" % (path, e)) from None
     return check_connection_info(info, "connection file %s" % path)
+
+
+def _warn_if_others_can_read(path: Path) -> None:
+    """The key in a connection file lets whoever reads it run code on the engines."""
+    if os.name != "posix":
+        return
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return
+    if mode & 0o077:
+        log.warning("connection file %s can be read or written by other users (mode %04o): anyone who can "
+                    "read its key can run code on your engines. Make it private: chmod 600 %s",
+                    path, mode, path)
 
 
 def check_connection_info(info, source: str = "connection info") -> dict:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -65,3 +66,46 @@ def test_cluster_stop_leaves_no_connection_files(tmp_path, profile):
     assert not profile.client_file().exists() and not profile.engine_file().exists()
     log = (profile.dir / "log" / "controller.log").read_text()
     assert "removed %s" % profile.engine_file() in log
+
+
+def test_a_connection_file_others_can_read_warns(profile, caplog):
+    import logging
+    import os
+
+    import minipar
+    profile.controller()
+    path = profile.client_file()
+    with caplog.at_level(logging.WARNING, logger="minipar.connection"):
+        minipar.Client(url_file=str(path)).close()
+    assert not caplog.records
+    os.chmod(path, 0o644)
+    with caplog.at_level(logging.WARNING, logger="minipar.connection"):
+        rc = minipar.Client(url_file=str(path))
+        rc.close()
+    assert [r.getMessage() for r in caplog.records] == [
+        "connection file %s can be read or written by other users (mode 0644): anyone who can read its key can "
+        "run code on your engines. Make it private: chmod 600 %s" % (path, path)]
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
+                    reason="making a directory another user owns needs root")
+def test_a_profile_dir_another_user_owns_is_refused(tmp_path):
+    import pwd
+
+    from minipar.profile import ProfileError, locate_profile_dir
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    nobody = pwd.getpwnam("nobody")
+    os.chown(theirs, nobody.pw_uid, nobody.pw_gid)
+    with pytest.raises(ProfileError) as info:
+        locate_profile_dir(profile_dir=theirs)
+    assert str(info.value) == (
+        "profile dir %s belongs to user nobody (uid %d), not to you (user root (uid 0)): whoever owns it can "
+        "change the connection files and configuration your controller, clients and engines trust. Use a "
+        "profile dir of your own (--profile-dir, or MINIPAR_DIR)" % (theirs, nobody.pw_uid))
+    assert not (theirs / "security").exists()
+    started = subprocess.run([sys.executable, "-m", "minipar.controller", "--profile-dir", str(theirs)],
+                             capture_output=True, text=True, timeout=60)
+    assert started.returncode == 2
+    assert "profile dir %s belongs to user nobody" % theirs in started.stderr
+    assert "Traceback" not in started.stderr

@@ -77,6 +77,7 @@ def locate_profile_dir(
         _check_name(name)
         path = minipar_dir() / (PROFILE_PREFIX + name)
         how = "--profile %s" % name
+    _check_owner(path)
     if create:
         _create(path)
     elif not path.is_dir():
@@ -87,6 +88,31 @@ def locate_profile_dir(
             % (path, _PACKAGE, how)
         )
     return path
+
+
+def _check_owner(path: Path) -> None:
+    """Refuse a profile another user owns: they can rewrite its connection files and config,
+    and so point this user's clients and engines at a controller of theirs, which then runs
+    its code as this user. A shared filesystem is fine; someone else's directory is not."""
+    if os.name != "posix":
+        return
+    try:
+        owner = path.stat().st_uid
+    except OSError:
+        return  # not there yet: it will be made, and be ours
+    if owner != os.getuid():
+        raise ProfileError(
+            "profile dir %s belongs to %s, not to you (%s): whoever owns it can change the connection "
+            "files and configuration your controller, clients and engines trust. Use a profile dir of "
+            "your own (--profile-dir, or MINIPAR_DIR)" % (path, _user(owner), _user(os.getuid())))
+
+
+def _user(uid: int) -> str:
+    try:
+        import pwd
+        return "user %s (uid %d)" % (pwd.getpwuid(uid).pw_name, uid)
+    except (ImportError, KeyError):
+        return "uid %d" % uid
 
 
 def _create(path: Path) -> None:
@@ -110,7 +136,7 @@ def _create(path: Path) -> None:
 def _restrict(security: Path) -> None:
     """Make security/ private: it holds the exec key, and the key is code execution.
 
-    Only a directory we own is changed; someone else's shared profile is their call.
+    Only a directory we own is changed (a profile another user owns is refused before this).
     """
     if os.name != "posix":
         return
