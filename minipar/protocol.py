@@ -347,16 +347,21 @@ the sugar Socket's send and getsockopt with their enum flags) cost ~1.5 µs a fr
 hub sends and receives some 30 frames a task."""
 
 
-def send_frames(socket, frames, buffers=()):
+def send_frames(socket, frames, buffers=(), trackers=None):
     """Send frames then buffers as one message, without pyzmq's wrappers.
 
-    Small JSON frames are copied; payload buffers go zero-copy."""
+    Small JSON frames are copied; payload buffers go zero-copy. Given a ``trackers`` list,
+    each zero-copy buffer's MessageTracker goes into it: ZeroMQ reads the caller's memory
+    until that tracker is done, so an edit before then may reach the peer."""
     if buffers:
         for f in frames:
             _send(socket, f, _SNDMORE)
         last = len(buffers) - 1
         for j, b in enumerate(buffers):
-            _send(socket, b, 0 if j == last else _SNDMORE, _small(b), False)
+            copy = _small(b)
+            tracker = _send(socket, b, 0 if j == last else _SNDMORE, copy, trackers is not None and not copy)
+            if tracker is not None:
+                trackers.append(tracker)
     else:
         last = len(frames) - 1
         for j, f in enumerate(frames):

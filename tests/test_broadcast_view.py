@@ -28,9 +28,9 @@ def sends(rc):
     sent = []
     original = rc._send
 
-    def counting(frames, buffers=(), via_io_thread=False):
+    def counting(frames, buffers=(), via_io_thread=False, ar=None):
         sent.append(frames)
-        return original(frames, buffers, via_io_thread)
+        return original(frames, buffers, via_io_thread, ar=ar)
 
     rc._send = counting
     return sent

@@ -142,9 +142,9 @@ def test_a_large_push_to_several_engines_leaves_the_client_once(cluster, monkeyp
     sends = []
     real_send = cluster._send
 
-    def counting_send(frames, buffers=(), via_io_thread=False):
+    def counting_send(frames, buffers=(), via_io_thread=False, ar=None):
         sends.append(len(buffers))
-        return real_send(frames, buffers, via_io_thread)
+        return real_send(frames, buffers, via_io_thread, ar=ar)
 
     monkeypatch.setattr(cluster, "_send", counting_send)
     a = np.arange(view_module.FANOUT_BYTES // 8 + 1, dtype="float64")
@@ -157,6 +157,109 @@ def test_a_large_push_to_several_engines_leaves_the_client_once(cluster, monkeyp
     cluster[:].push({"c": a[:10]}, block=True)  # small: one message per engine, as ever
     assert sends == [1, 1]
     cluster[:].push({"c": None}, block=True)
+
+
+# -- what you pass is what arrives: ar.sent and ar.wait_for_send() ---------------------------
+
+
+@interactive
+def _first_and_sum(name):
+    a = globals()[name]
+    return float(a[0]), float(a.sum())
+
+
+def test_after_wait_for_send_an_edit_in_place_never_reaches_the_engine(cluster):
+    e0 = cluster[0]
+    for attempt in range(5):
+        a = np.ones(50 * 1024 * 1024 // 8)
+        ar = e0.push({"edited": a}, block=False)
+        ar.wait_for_send(30)
+        assert ar.sent
+        a[:] = -1.0
+        ar.get(30)
+        assert e0.apply_sync(_first_and_sum, "edited") == (1.0, float(a.size)), attempt
+    e0.push({"edited": None}, block=True)
+
+
+def test_after_a_blocking_push_or_apply_an_edit_is_the_callers_alone(cluster):
+    e0 = cluster[0]
+    a = np.ones(MB20 // 8)
+    e0.push({"blocked": a}, block=True)
+    a[:] = -1.0
+    assert e0.apply_sync(_first_and_sum, "blocked") == (1.0, float(a.size))
+    b = np.ones(MB20 // 8)
+    total = e0.apply_sync(lambda x: float(x.sum()), b)
+    b[:] = 0.0
+    assert total == float(b.size)
+    e0.push({"blocked": None}, block=True)
+
+
+def test_messages_the_io_thread_sends_are_tracked_too(cluster, monkeypatch):
+    """Past MAX_THREAD_SOCKETS threads a message waits in the I/O thread's queue: it is the
+    caller's memory until that thread has sent it and ZeroMQ is done with it."""
+    import threading
+
+    from minipar.client import client as client_module
+    monkeypatch.setattr(client_module, "MAX_THREAD_SOCKETS", 0)
+    a = np.ones(MB20 // 8)
+    out = {}
+
+    def in_a_new_thread():
+        ar = cluster[1].push({"queued": a}, block=False)
+        out["queued"] = cluster._local.socket is False
+        ar.wait_for_send(30)
+        out["sent"] = ar.sent
+        a[:] = -1.0
+        ar.get(30)
+
+    t = threading.Thread(target=in_a_new_thread)
+    t.start()
+    t.join(60)
+    assert out == {"queued": True, "sent": True}
+    assert cluster[1].apply_sync(_first_and_sum, "queued") == (1.0, float(a.size))
+    cluster[1].push({"queued": None}, block=True)
+
+
+def test_wait_for_send_times_out_while_zeromq_still_holds_the_buffer(profile):
+    """A stopped controller reads nothing: the kernel's socket buffers fill and ZeroMQ keeps
+    the rest of a 200 MB array, the caller's own memory, until it resumes."""
+    import signal
+
+    from minipar.error import TimeoutError as MiniparTimeout
+    from conftest import start_cluster
+    rc, _ = start_cluster(profile, 1)
+    controller = profile.procs[0]
+    a = np.ones(200 * 1024 * 1024 // 8)
+    controller.signal(signal.SIGSTOP)
+    try:
+        ar = rc[0].push({"held": a}, block=False, track=True)
+        assert not ar.sent
+        with pytest.raises(MiniparTimeout) as info:
+            ar.wait_for_send(0.3)
+        assert str(info.value) == "_push: ZeroMQ still holds the buffers to send after 0.3s"
+        with pytest.raises(MiniparTimeout):
+            ar.wait_for_send(0)
+    finally:
+        controller.signal(signal.SIGCONT)
+    ar.wait_for_send(60)
+    assert ar.sent
+    a[:] = -1.0
+    ar.get(60)
+    assert rc[0].apply_sync(_first_and_sum, "held") == (1.0, float(a.size))
+
+
+def test_track_is_accepted_as_ipyparallel_spells_it(cluster):
+    dv, lv = cluster[:], cluster.load_balanced_view()
+    assert dv.track is False and lv.track is False
+    with dv.temp_flags(track=True):
+        assert dv.track is True
+    lv.set_flags(track=True)
+    assert lv.map_sync(abs, [-1, -2], track=True) == [1, 2]
+    assert dv.map_sync(abs, [-3, -4], track=False) == [3, 4]
+    ar = dv.push({"t": 1}, block=False, track=True)
+    ar.get(30)
+    assert ar.sent
+    ar.wait_for_send(0)
 
 
 # -- the processes a cluster starts ask glibc for huge pages -----------------------------------

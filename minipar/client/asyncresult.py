@@ -16,6 +16,8 @@ import time
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION
 from datetime import datetime
 
+import zmq
+
 from ..error import CompositeError, TimeoutError, remote_error_class
 from .map import join as join_parts
 
@@ -115,6 +117,13 @@ def _display_stream(text, prefix="", file=None):
 
 class AsyncResult(concurrent.futures.Future):
     """The pending result of submitted work: one value, or a list with one entry per message."""
+
+    _unsent = 0
+    """Messages queued for the client's I/O thread to send: their buffers are still the caller's."""
+    _trackers = ()
+    """MessageTrackers of the zero-copy buffers sent: ZeroMQ reads them until these are done."""
+    _send_done = None
+    """A threading.Event, made only for messages queued for the I/O thread."""
 
     def __init__(self, client, msg_ids, fname="unknown", targets=None, single=True, return_exceptions=False):
         super().__init__()
@@ -267,6 +276,54 @@ class AsyncResult(concurrent.futures.Future):
                 concurrent.futures.wait([self], timeout)
             return self.done()
         return concurrent.futures.wait(self.split(), timeout, return_when)
+
+    # -- sending: when the caller's buffers are its own again ---------------------------
+
+    def _sending(self):
+        with self._lock:
+            self._unsent += 1
+            if self._send_done is None:
+                self._send_done = threading.Event()
+            self._send_done.clear()
+
+    def _sent(self, trackers):
+        with self._lock:
+            if trackers:
+                self._trackers = [*self._trackers, *trackers]
+            self._unsent -= 1
+            if not self._unsent:
+                self._send_done.set()
+
+    def _track(self, trackers):
+        with self._lock:
+            self._trackers = [*self._trackers, *trackers]
+
+    @property
+    def sent(self) -> bool:
+        """True once ZeroMQ no longer reads the buffers the call was given (numpy arrays and other
+        large buffers go zero-copy): from then on editing them cannot change what was sent."""
+        with self._lock:
+            return not self._unsent and all(t.done for t in self._trackers)
+
+    def wait_for_send(self, timeout=-1):
+        """Wait until :attr:`sent`; raises TimeoutError after ``timeout`` seconds (-1 or None:
+        no limit). Unlike ipyparallel, every zero-copy buffer is tracked, whatever ``track``
+        says, so after this returns an edit in place never reaches the engine."""
+        deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout
+        event = self._send_done
+        if event is not None:
+            if not event.wait(None if deadline is None else max(0.0, deadline - time.monotonic())):
+                raise TimeoutError("%s: still waiting to be sent after %gs" % (self._fname, timeout))
+        with self._lock:
+            trackers = list(self._trackers)
+        for tracker in trackers:
+            try:
+                tracker.wait(-1 if deadline is None else max(0.0, deadline - time.monotonic()))
+            except zmq.NotDone:
+                raise TimeoutError("%s: ZeroMQ still holds the buffers to send after %gs"
+                                   % (self._fname, timeout)) from None
+        with self._lock:
+            self._trackers = [t for t in self._trackers if not t.done]
 
     def wait_for_output(self, timeout=-1) -> bool:
         """Output travels with the result here, so this is wait()."""

@@ -178,20 +178,30 @@ class Client:
 
     # -- the I/O thread ----------------------------------------------------------------
 
-    def _send(self, frames, buffers=(), via_io_thread=False, caller_waits=False):
+    def _send(self, frames, buffers=(), via_io_thread=False, caller_waits=False, ar=None):
         """Send from the calling thread on its own socket; the controller answers on the I/O
         thread's socket, whose identity prefixes this one. Saves waking the I/O thread.
 
         A parked I/O thread (see :meth:`_receive_until`) is woken to listen for the reply,
-        unless the caller is about to wait for it and so will receive it itself."""
+        unless the caller is about to wait for it and so will receive it itself. ``ar``, the
+        AsyncResult of the message, learns when ZeroMQ stops reading the caller's buffers
+        (``ar.wait_for_send()``)."""
         sock = False if via_io_thread else getattr(self._local, "socket", None)
         if sock is None:
             sock = self._thread_socket()
         if sock is False:
-            self._outgoing.append((frames, buffers, via_io_thread))
+            if ar is not None:
+                ar._sending()
+            self._outgoing.append((frames, buffers, via_io_thread, ar))
             self._wake_io()
         else:
-            send_frames(sock, frames, buffers)
+            if buffers and ar is not None:
+                trackers = []
+                send_frames(sock, frames, buffers, trackers)
+                if trackers:
+                    ar._track(trackers)
+            else:
+                send_frames(sock, frames, buffers)
             if self._io_parked and not caller_waits:
                 self._wake_io()
 
@@ -246,7 +256,7 @@ class Client:
                 if self._wake_r in events:
                     os.read(self._wake_r, 65536)
                 while outgoing:
-                    frames, buffers, on_reply_socket = outgoing.popleft()
+                    frames, buffers, on_reply_socket, ar = outgoing.popleft()
                     if on_reply_socket:
                         with self._reply_lock:
                             send_frames(dealer, frames, buffers)
@@ -258,7 +268,10 @@ class Client:
                         sender.setsockopt(zmq.LINGER, 1000)
                         sender.setsockopt(zmq.SNDHWM, 0)
                         sender.connect(urls["client"])
-                    send_frames(sender, frames, buffers)
+                    trackers = [] if ar is not None else None
+                    send_frames(sender, frames, buffers, trackers)
+                    if ar is not None:
+                        ar._sent(trackers)
                 if more or not watching or reply_fd in events:
                     # Park (stop watching replies) when a waiting thread receives them itself;
                     # it wakes this thread when it stops. _io_parked is set before trying the
@@ -423,9 +436,9 @@ class Client:
             self.history.append(header["msg_id"])
         for (header, frames), bufs in built:
             if caller_waits:
-                self._send(frames, bufs, caller_waits=True)
+                self._send(frames, bufs, caller_waits=True, ar=ar)
             else:
-                self._send(frames, bufs)
+                self._send(frames, bufs, ar=ar)
         if not built:
             ar._finish()
         return ar
@@ -444,7 +457,7 @@ class Client:
             self.history.append(part_id)
         self._pending_replies[msg_id] = lambda msg: self._on_broadcast_reply(part_ids, msg)
         ar.add_done_callback(lambda _: self._pending_replies.pop(msg_id, None))
-        self._send(frames, buffers)
+        self._send(frames, buffers, ar=ar)
         return ar
 
     # -- the public interface --------------------------------------------------------------
@@ -786,6 +799,10 @@ class Client:
         except OSError:
             pass
         self._io.join(5)
+        while self._outgoing:  # never to be sent: nothing reads their buffers any more
+            ar = self._outgoing.popleft()[3]
+            if ar is not None:
+                ar._sent(())
         self._ctx.term()
         os.close(self._wake_r)
         os.close(self._wake_w)

@@ -68,12 +68,15 @@ def futures_for(client, jobs) -> set:
 class View:
     """What both views share: flags, the apply/map family, decorators, waiting."""
 
-    _flag_names = ("targets", "block")
+    _flag_names = ("targets", "block", "track")
 
     def __init__(self, client, targets=None, block=False, **flags):
         self.client = client
         self.targets = targets
         self.block = block
+        self.track = False
+        """Accepted as ipyparallel's flag; every zero-copy buffer is tracked whatever it says, so
+        ``ar.sent`` and ``ar.wait_for_send()`` are always true to their word."""
         self.history: list = []
         self.set_flags(**flags)
 
@@ -287,7 +290,7 @@ class DirectView(View):
                           block=opts["block"])
         return self._maybe_block(ar, opts["block"])
 
-    def map(self, f, *sequences, block=None, return_exceptions=False):
+    def map(self, f, *sequences, block=None, track=None, return_exceptions=False):
         """Like the builtin map: the sequences are cut into one contiguous part per engine."""
         return self._map(f, sequences, mapping=True, block=block, return_exceptions=return_exceptions)
 
@@ -314,8 +317,13 @@ class DirectView(View):
             code = f.read() + "\n"
         return self.execute(code, targets=targets, block=block)
 
-    def push(self, ns: dict, targets=None, block=None):
-        """Set names in each engine's namespace."""
+    def push(self, ns: dict, targets=None, block=None, track=None):
+        """Set names in each engine's namespace.
+
+        Large buffers (numpy arrays, bytes of 64 KiB or more) are sent zero-copy: until
+        ``ar.wait_for_send()`` returns (or ``ar.sent`` is true) ZeroMQ may still read them, and
+        an edit in place may reach the engine. A blocking push is always safe. ``track`` is
+        accepted for ipyparallel's sake: minipar always tracks."""
         if not isinstance(ns, dict):
             raise TypeError("push() takes a dict of names to values, not %s" % type(ns).__name__)
         return self._maybe_block(self._to(targets, _push, ns), self.block if block is None else block)
@@ -527,7 +535,7 @@ class LoadBalancedView(View):
     this many times).
     """
 
-    _flag_names = ("targets", "block", "after", "follow", "timeout", "retries")
+    _flag_names = ("targets", "block", "track", "after", "follow", "timeout", "retries")
 
     def __init__(self, client, targets=None, block=False, **flags):
         self.after = None
@@ -598,7 +606,7 @@ class LoadBalancedView(View):
                           block=opts["block"])
         return self._maybe_block(ar, opts["block"])
 
-    def map(self, f, *sequences, block=None, chunksize=1, ordered=True, return_exceptions=False):
+    def map(self, f, *sequences, block=None, chunksize=1, ordered=True, track=None, return_exceptions=False):
         """Like the builtin map, one balanced task per chunksize items. ordered=False makes
         iteration yield results in the order they complete."""
         return self._map(f, sequences, mapping=True, block=block, chunksize=chunksize, ordered=ordered,
