@@ -25,7 +25,9 @@ are still outstanding, and a later send wakes it unless the sender is about to w
 connect_request, goes out on the reply DEALER itself, so the controller knows that socket
 before it answers; the I/O thread sends what later reaches it through the outgoing deque on a
 DEALER of its own (``<session>/io``). Serialization and signing happen in the calling thread,
-which spreads that cost over the threads that cause it.
+which spreads that cost over the threads that cause it. Buffers sent zero-copy (64 KiB and up)
+are tracked on either path: the AsyncResult holds their MessageTrackers (a queued message's
+once the I/O thread has sent it), which ``ar.sent`` and ``ar.wait_for_send()`` read.
 """
 from __future__ import annotations
 
