@@ -902,7 +902,8 @@ class SQLiteDBConfig:
     table: str = option(
         "",
         "Table name; empty means one named after the controller session (a new table each "
-        "run). Set a fixed name to keep task history across controller restarts.",
+        "run, but a --reuse restart keeps its predecessor's). Set a fixed name to keep task "
+        "history across every controller restart.",
     )
 
 

@@ -202,3 +202,32 @@ def test_malformed_request_is_answered_with_an_error(profile):
     with pytest.raises(minipar.RemoteError, match="could not read this request"):
         ar.get(10)
     assert view.apply_sync(sum, [1, 2]) == 3
+
+
+def test_a_sigkilled_controller_back_with_reuse_gets_its_engines_and_keeps_sqlite_results(profile):
+    import sqlite3
+
+    ctl = profile.controller("--reuse", "--db=sqlite")
+    engines = [profile.engine("--engine.controller_timeout=60") for _ in range(2)]
+    rc = profile.client()
+    rc.wait_for_engines(2, timeout=20)
+    ars = [rc.load_balanced_view().apply_async(pow, 2, i) for i in range(20)]
+    values = [ar.get(20) for ar in ars]
+    msg_ids = [ar.msg_ids[0] for ar in ars]
+    database = profile.dir / "security" / "tasks.db"
+
+    def committed():
+        with sqlite3.connect(str(database)) as conn:
+            return sum(conn.execute("SELECT COUNT(*) FROM %s WHERE completed IS NOT NULL" % table).fetchone()[0]
+                       for (table,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'"))
+    wait_for(lambda: committed() == 20, 10, "the 20 results to be committed")
+    rc.close()
+    ctl.signal(signal.SIGKILL)
+    ctl.wait(10)
+    profile.controller("--reuse", "--db=sqlite")
+    rc2 = profile.client()
+    rc2.wait_for_engines(2, timeout=30)
+    assert sorted(rc2[:].apply_sync(os.getpid)) == sorted(e.pid for e in engines)
+    assert rc2.get_result(msg_ids).get(20) == values
+    assert rc2.load_balanced_view().map_sync(abs, [-1, -2, -3]) == [1, 2, 3]
+    assert all("registering again" in e.output() for e in engines)

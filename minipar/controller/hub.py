@@ -121,7 +121,10 @@ class Hub(QueryHandlers):
             log.info("--reuse: no earlier connection file for this profile; making a new one")
         key = previous["key"] if previous else protocol.new_key()
         self.session = Session(key)
-        self.db = self.open_db(self.session.id)
+        # --reuse is the same controller back (after a crash, say): it keeps recording where
+        # the last one did, so get_result finds what finished before the restart
+        self.db_session = (previous or {}).get("db_session") or self.session.id
+        self.db = self.open_db(self.db_session)
         self.ctx = zmq.Context()
         ip = bind_address(cfg.ip)
         wanted = self._wanted_ports(previous)
@@ -143,7 +146,7 @@ class Hub(QueryHandlers):
         self.info = {
             "transport": "tcp", "ip": cfg.ip, "location": location, "ports": ports,
             "key": key, "signature_scheme": protocol.SIGNATURE_SCHEME,
-            "cluster_id": self.cluster_id, "protocol": PROTOCOL_VERSION,
+            "cluster_id": self.cluster_id, "protocol": PROTOCOL_VERSION, "db_session": self.db_session,
         }
         log.info("Hub listening on tcp://%s:%d for clients and tcp://%s:%d for engines",
                  cfg.ip, ports["client"], cfg.ip, ports["engine"])
