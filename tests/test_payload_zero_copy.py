@@ -274,3 +274,32 @@ def test_launched_processes_get_glibcs_huge_pages_setting_unless_the_user_chose(
     assert child_env()["GLIBC_TUNABLES"] == "glibc.malloc.arena_max=2:" + HUGE_PAGES_TUNABLE
     monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=0")
     assert child_env()["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=0"
+
+
+def _peak_rss_mb(pid) -> float:
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM for pid %d" % pid)
+
+
+@interactive
+def _sum_of(name):
+    return float(globals()[name].sum())
+
+
+def test_a_1_gb_push_completes_without_doubling_memory_anywhere(profile):
+    """The array crosses client -> controller -> engine with no copy in Python: each process
+    peaks at about one array (zmq's receive buffer is the engine's array), not two."""
+    import os
+
+    from conftest import start_cluster
+    rc, [engine] = start_cluster(profile, 1)
+    gb = 1024 * 1024 * 1024
+    a = np.ones(gb // 8)
+    rc[0].push({"big": a}, block=True)
+    assert rc[0].apply_sync(_sum_of, "big") == float(a.size)
+    peaks = {"client": _peak_rss_mb(os.getpid()), "controller": _peak_rss_mb(profile.procs[0].pid),
+             "engine": _peak_rss_mb(engine.pid)}
+    assert all(mb < 1.5 * gb / 2**20 for mb in peaks.values()), peaks
