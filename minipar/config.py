@@ -745,6 +745,13 @@ class ControllerConfig:
         "", "\"LOW-HIGH\": pick random free ports in this range (for firewalls)."
     )
     reuse: bool = option(False, "Reuse ports and key from existing connection files.")
+    curve: str = option(
+        "auto",
+        "Encrypt every connection (CurveZMQ): \"auto\" when listening beyond loopback (and "
+        "libzmq has curve), \"true\" always, \"false\" never. The server key travels in the "
+        "connection files.",
+        choices=("auto", "true", "false"),
+    )
     db: str = option(
         "dict",
         "Where task records are kept: dict (in memory), nodb (not kept), sqlite, mongodb, "

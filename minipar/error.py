@@ -59,6 +59,10 @@ class ConnectionFileError(MiniparError, OSError):
     Client raises, so ``except OSError`` around ``Client()`` keeps working."""
 
 
+class CurveError(MiniparError):
+    """Raised when encryption (CurveZMQ) is asked for and libzmq lacks it, or a stored key is unusable."""
+
+
 class SerializationError(MiniparError):
     """Raised when a payload cannot be pickled here or unpickled there."""
 

@@ -40,6 +40,7 @@ from collections import deque
 
 import zmq
 
+from ..curve import ClientKeys
 from ..connection import (check_connection_info, connection_file_path, read_connection_file, url,
                           wait_for_connection_file)
 from .. import jsonutil
@@ -116,6 +117,7 @@ class Client:
             self._info = read_connection_file(url_file, hint="Is the controller running for this profile"
                                                             " and cluster id?")
         self._sshkey = sshkey
+        self._curve = ClientKeys(self._info)
         self.session = Session(self._info["key"])
         self._engines: dict = {}
         self._engines_changed = threading.Condition()
@@ -219,6 +221,7 @@ class Client:
                 self._local.socket = False
                 return False
             sock = self._ctx.socket(zmq.DEALER)
+            self._curve.apply(sock.setsockopt)
             sock.setsockopt(zmq.IDENTITY, self.session.bid + b"/%d" % len(self._thread_sockets))
             sock.setsockopt(zmq.LINGER, 1000)
             sock.setsockopt(zmq.SNDHWM, 0)
@@ -229,12 +232,14 @@ class Client:
 
     def _io_loop(self, urls):
         dealer = self._ctx.socket(zmq.DEALER)
+        self._curve.apply(dealer.setsockopt)
         dealer.setsockopt(zmq.IDENTITY, self.session.bid)
         dealer.setsockopt(zmq.LINGER, 0)
         dealer.setsockopt(zmq.SNDHWM, 0)
         dealer.setsockopt(zmq.RCVHWM, 0)
         dealer.connect(urls["client"])
         sub = self._ctx.socket(zmq.SUB)
+        self._curve.apply(sub.setsockopt)
         sub.setsockopt(zmq.SUBSCRIBE, b"")
         sub.setsockopt(zmq.LINGER, 0)
         sub.setsockopt(zmq.RCVHWM, 0)
@@ -266,6 +271,7 @@ class Client:
                         continue
                     if sender is None:
                         sender = self._ctx.socket(zmq.DEALER)
+                        self._curve.apply(sender.setsockopt)
                         sender.setsockopt(zmq.IDENTITY, self.session.bid + b"/io")
                         sender.setsockopt(zmq.LINGER, 1000)
                         sender.setsockopt(zmq.SNDHWM, 0)

@@ -8,6 +8,7 @@ import sys
 
 from ..commands import both_forms, program_name
 from ..config import ConfigError, flag_overrides, load_config, split_overrides
+from .. import curve
 from ..connection import remove_connection_files
 from ..logs import add_log_to_file_args, setup_logging
 from ..pidfile import pid_alive, read_pid, remove_pid, write_pid
@@ -124,6 +125,11 @@ def main(argv=None) -> int:
         else:
             for path in remove_connection_files(profile_dir, cfg.cluster_id, hub.info.get("key")):
                 log.info("removed %s", path)
+            if curve.SERVER_KEY_FIELD in hub.info:
+                try:
+                    curve.key_file(profile_dir, cfg.cluster_id).unlink()
+                except FileNotFoundError:
+                    pass
     log.info("controller stopped")
     return 0
 

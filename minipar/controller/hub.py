@@ -48,7 +48,8 @@ import zmq
 from .. import protocol
 from ..connection import (PORT_NAMES, bind_address, connection_file_path, default_location,
                           read_connection_file, write_connection_file)
-from ..error import ConnectionFileError
+from .. import curve
+from ..error import ConnectionFileError, CurveError
 from ..protocol import PROTOCOL_VERSION, ProtocolError, Session, python_version, recv_frames, send_frames
 from ..pidfile import drain_fd, signal_wakeup_fd
 from .broadcast import Coalescer, broadcast_targets
@@ -120,6 +121,12 @@ class Hub(QueryHandlers):
         if cfg.reuse and previous is None:
             log.info("--reuse: no earlier connection file for this profile; making a new one")
         key = previous["key"] if previous else protocol.new_key()
+        try:
+            encrypt = curve.wanted(cfg.curve, cfg.ip)
+            curve_keys = curve.server_keys(self.profile_dir, self.cluster_id, reuse=previous is not None) \
+                if encrypt else None
+        except CurveError as e:
+            raise HubError(str(e)) from None
         self.session = Session(key)
         # --reuse is the same controller back (after a crash, say): it keeps recording where
         # the last one did, so get_result finds what finished before the restart
@@ -138,6 +145,8 @@ class Hub(QueryHandlers):
             sock.setsockopt(zmq.SNDHWM, 0)
             sock.setsockopt(zmq.RCVHWM, 0)
             sock.setsockopt(zmq.BACKLOG, LISTEN_BACKLOG)
+            if curve_keys is not None:
+                curve.make_server(sock, curve_keys[1])
             if kinds[name] == zmq.ROUTER:
                 sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
             ports[name] = self._bind_one(sock, name, ip, wanted)
@@ -148,6 +157,9 @@ class Hub(QueryHandlers):
             "key": key, "signature_scheme": protocol.SIGNATURE_SCHEME,
             "cluster_id": self.cluster_id, "protocol": PROTOCOL_VERSION, "db_session": self.db_session,
         }
+        if curve_keys is not None:
+            self.info[curve.SERVER_KEY_FIELD] = curve_keys[0].decode()
+            log.info("connections are encrypted (CurveZMQ; controller.curve = %r)", cfg.curve)
         log.info("Hub listening on tcp://%s:%d for clients and tcp://%s:%d for engines",
                  cfg.ip, ports["client"], cfg.ip, ports["engine"])
         log.info("Hub using DB backend: %s", type(self.db).__name__)

@@ -42,6 +42,7 @@ from ..connection import url
 from ..error import MiniparError
 from ..pidfile import drain_fd, signal_wakeup_fd
 from ..protocol import PROTOCOL_VERSION, ProtocolError, Session, python_version, recv_frames
+from ..curve import ClientKeys
 from .execute import EngineStop, Executor, OutputStreamer, format_error, new_namespace, send_reply
 
 log = logging.getLogger("minipar.engine")
@@ -114,7 +115,9 @@ class Engine:
         self.ctx = zmq.Context()
         u = self.urls()
         self.url = u["engine"]
+        keys = ClientKeys(self.info)
         self.socket = self.ctx.socket(zmq.DEALER)
+        keys.apply(self.socket.setsockopt)
         self.socket.setsockopt(zmq.IDENTITY, self.uuid.encode())
         self.socket.setsockopt(zmq.LINGER, 2000)
         self.socket.setsockopt(zmq.SNDHWM, 0)
@@ -122,12 +125,15 @@ class Engine:
         self.socket.connect(u["engine"])
         self.socket_lock.acquire()  # the main thread's, except while user code runs
         self.pings = self.ctx.socket(zmq.SUB)
+        keys.apply(self.pings.setsockopt)
         self.pings.setsockopt(zmq.CONFLATE, 1)
         self.pings.setsockopt(zmq.SUBSCRIBE, b"")
         self.pings.setsockopt(zmq.LINGER, 0)
         self.pings.connect(u["hb_ping"])
         heart_id = (self.uuid + ":heart").encode()
         self.heart = ThreadDevice(zmq.FORWARDER, zmq.SUB, zmq.DEALER)
+        keys.apply(self.heart.setsockopt_in)
+        keys.apply(self.heart.setsockopt_out)
         self.heart.setsockopt_in(zmq.SUBSCRIBE, b"")
         self.heart.setsockopt_out(zmq.IDENTITY, heart_id)
         self.heart.connect_in(u["hb_ping"])
@@ -136,7 +142,7 @@ class Engine:
         self.heart.start()
         self.heart_id = heart_id
         self.streamer = OutputStreamer(self.ctx, u["engine"], self.info["key"], (self.uuid + ":out").encode(),
-                                       on_steal=self.steal_requested)
+                                       on_steal=self.steal_requested, curve_keys=keys)
         self.streamer.start()
         self.executor = Executor(self.namespace, self.streamer)
 

@@ -62,11 +62,13 @@ class OutputStreamer(threading.Thread):
     """Sends buffered output of the running task every STREAM_INTERVAL on its own socket, and
     takes the controller's signal and steal requests while the main thread runs a task."""
 
-    def __init__(self, ctx, url, key, identity: bytes, on_steal=None):
+    def __init__(self, ctx, url, key, identity: bytes, on_steal=None, curve_keys=None):
         super().__init__(name="minipar-output", daemon=True)
         self.on_steal = on_steal
         self.session = Session(key)
         self.socket = ctx.socket(zmq.DEALER)
+        if curve_keys is not None:
+            curve_keys.apply(self.socket.setsockopt)
         self.socket.setsockopt(zmq.IDENTITY, identity)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.connect(url)
