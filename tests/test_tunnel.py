@@ -4,14 +4,18 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
+
 import minipar
 from conftest import pid_gone, wait_for
 from services import sshd  # noqa: F401 - fixture
 
 
-def test_engine_and_client_through_ssh(profile, sshd):  # noqa: F811
-    profile.controller("--enginessh=%s" % sshd, "--ssh=%s" % sshd)
+@pytest.mark.parametrize("curve", ["auto", "true"], ids=["plain", "curve"])
+def test_engine_and_client_through_ssh(profile, sshd, curve):  # noqa: F811
+    profile.controller("--enginessh=%s" % sshd, "--ssh=%s" % sshd, "--controller.curve=%s" % curve)
     assert json.loads(profile.engine_file().read_text())["ssh"] == sshd
+    assert ("curve_serverkey" in json.loads(profile.engine_file().read_text())) == (curve == "true")
     eng = profile.engine()
     wait_for(lambda: "tunnelling through localhost" in eng.output(), 30, "the engine's tunnel")
     rc = minipar.Client(url_file=str(profile.client_file()))
