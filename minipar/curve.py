@@ -18,11 +18,11 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
-import os
 from pathlib import Path
 
 import zmq
 
+from .connection import write_connection_file
 from .error import CurveError
 
 log = logging.getLogger("minipar.curve")
@@ -79,12 +79,7 @@ def server_keys(profile_dir, cluster_id: str, reuse: bool):
             raise CurveError("--reuse: cannot read the controller's curve key %s: %s; remove it to make a "
                              "new one (engines and clients then need the new connection files)" % (path, e)) from None
     public, secret = zmq.curve_keypair()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(".%s.%d.tmp" % (path.name, os.getpid()))
-    fd = os.open(str(tmp), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump({"public": public.decode(), "secret": secret.decode()}, f)
-    os.replace(str(tmp), str(path))
+    write_connection_file(path, {"public": public.decode(), "secret": secret.decode()})  # atomic, 0600
     return public, secret
 
 
