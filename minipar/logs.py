@@ -52,3 +52,51 @@ def level_number(level) -> int:
     if not isinstance(value, int):
         raise ValueError("unknown log level %r (use DEBUG, INFO, WARNING, ERROR)" % level)
     return value
+
+
+class DropLog:
+    """Counts the messages a process drops, by kind, and logs them without flooding.
+
+    A peer without the key (or a broken one) can send thousands of bad messages a second:
+    a log line for each would fill the disk and hide everything else. The first of each
+    kind is logged in full; after that drops are only counted, and a summary with the
+    counts of the last ``interval`` seconds is logged at the next drop once that has passed
+    (and at :meth:`flush`). Kinds are bounded, since a message's text is the sender's."""
+
+    MAX_KINDS = 64
+
+    def __init__(self, logger, interval: float = 10.0):
+        self.logger = logger
+        self.interval = interval
+        self.total = 0
+        self.seen: set = set()
+        self.window: dict = {}
+        self.window_start = None
+
+    def drop(self, kind: str, detail: str) -> None:
+        import time
+        self.total += 1
+        now = time.monotonic()
+        if kind not in self.seen and len(self.seen) < self.MAX_KINDS:
+            self.seen.add(kind)
+            self.logger.warning("dropped %s (%d dropped so far; more of this kind are counted, not logged)",
+                                detail, self.total)
+            return
+        if kind not in self.seen:
+            kind = "other"
+        if self.window_start is None:
+            self.window_start = now
+        self.window[kind] = self.window.get(kind, 0) + 1
+        if now - self.window_start >= self.interval:
+            self.flush(now)
+
+    def flush(self, now=None) -> None:
+        import time
+        if not self.window:
+            return
+        now = time.monotonic() if now is None else now
+        counts = ", ".join("%s: %d" % kv for kv in sorted(self.window.items(), key=lambda kv: -kv[1]))
+        self.logger.warning("dropped %d more messages in the last %.0fs (%s); %d dropped in all",
+                            sum(self.window.values()), now - self.window_start, counts, self.total)
+        self.window = {}
+        self.window_start = None

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import re
 import threading
 import time
 import zmq
@@ -51,6 +52,7 @@ from ..connection import (PORT_NAMES, bind_address, connection_file_path, defaul
 from .. import curve
 from ..error import ConnectionFileError, CurveError
 from ..protocol import PROTOCOL_VERSION, ProtocolError, Session, python_version, recv_frames, send_frames
+from ..logs import DropLog
 from ..pidfile import drain_fd, signal_wakeup_fd
 from .broadcast import Coalescer, broadcast_targets
 from .heartbeat import HeartMonitor
@@ -100,7 +102,7 @@ class Hub(QueryHandlers):
         self.steal_check_at = None
         self.next_id = 0
         self.stopping = False
-        self.rejected = 0
+        self.drops = DropLog(log)
         self.info: dict = {}
 
     # -- setup -------------------------------------------------------------------------
@@ -280,8 +282,8 @@ class Hub(QueryHandlers):
         try:
             return self.session.parse(raw)
         except ProtocolError as e:
-            self.rejected += 1
-            log.warning("dropped a message on the %s socket: %s (%d dropped so far)", source, e, self.rejected)
+            self.drops.drop("%s socket: %s" % (source, problem_kind(e)),
+                            "a message on the %s socket: %s" % (source, e))
             return None
 
     # -- clients -----------------------------------------------------------------------
@@ -293,18 +295,17 @@ class Hub(QueryHandlers):
         try:
             handler = self.client_handlers.get(msg.msg_type)
             if handler is None:
-                log.warning("client sent unknown msg_type %r", msg.msg_type)
+                self.drops.drop("client: unknown msg_type", "a client's message of unknown msg_type %r" % msg.msg_type)
                 self.session.send(self.sockets["client"], "error_reply", parent=msg.header,
                                   idents=[reply_identity(msg.idents[0])],
                                   content={"status": "error", "reason": "unknown msg_type %r" % msg.msg_type})
                 return
             handler(self, msg)
         except ProtocolError as e:
-            self.rejected += 1
-            log.warning("dropped a %s from a client: %s", msg.msg_type, e)
+            self.drops.drop("client %s: %s" % (msg.msg_type, problem_kind(e)),
+                            "a %s from a client: %s" % (msg.msg_type, e))
         except (KeyError, TypeError, ValueError) as e:
-            self.rejected += 1
-            log.warning("dropped a malformed %s from a client: %r", msg.msg_type, e)
+            self.drops.drop("client %s: malformed" % msg.msg_type, "a malformed %s from a client: %r" % (msg.msg_type, e))
             if msg.msg_type in ("apply_request", "execute_request") and msg.msg_id not in self.pending:
                 task = Task(msg.msg_id, msg.header, reply_identity(msg.idents[0]), msg.frames, lb=False)
                 self.fail_task(task, "ValueError", "the controller could not read this request: %r" % e)
@@ -509,13 +510,13 @@ class Hub(QueryHandlers):
                 if engine is not None:
                     self.unregister(engine, "engine shut down")
             else:
-                log.warning("engine sent unknown msg_type %r", t)
+                self.drops.drop("engine: unknown msg_type", "an engine's message of unknown msg_type %r" % t)
         except ProtocolError as e:
-            self.rejected += 1
-            log.warning("dropped a %s from an engine: %s", msg.msg_type, e)
+            self.drops.drop("engine %s: %s" % (msg.msg_type, problem_kind(e)),
+                            "a %s from an engine: %s" % (msg.msg_type, e))
         except (KeyError, TypeError, ValueError) as e:
-            self.rejected += 1
-            log.warning("dropped a malformed %s from an engine: %r", msg.msg_type, e)
+            self.drops.drop("engine %s: malformed" % msg.msg_type,
+                            "a malformed %s from an engine: %r" % (msg.msg_type, e))
 
     def on_reply(self, msg):
         parent_id = msg.parent.get("msg_id")
@@ -674,6 +675,7 @@ class Hub(QueryHandlers):
 
     def shutdown(self):
         log.info("controller stopping")
+        self.drops.flush()
         try:
             self.session.send(self.sockets["notification"], "shutdown_notification", {}, idents=[b"engine"])
         except zmq.ZMQError:
@@ -707,6 +709,12 @@ def grant_engine_id(requested, required: bool, engines: dict, next_id: int):
 
 def describe_engine(engine) -> str:
     return "engine %d (host %s, pid %s)" % (engine.id, engine.hostname or "?", engine.pid)
+
+
+def problem_kind(error) -> str:
+    """What a ProtocolError says, without its particulars: 'truncated message: 3 frames' ->
+    'truncated message'."""
+    return re.split(r"[:(]", str(error), 1)[0].strip()
 
 
 def reply_identity(ident: bytes) -> bytes:
