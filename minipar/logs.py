@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from pathlib import Path
 
@@ -52,6 +53,12 @@ def level_number(level) -> int:
     if not isinstance(value, int):
         raise ValueError("unknown log level %r (use DEBUG, INFO, WARNING, ERROR)" % level)
     return value
+
+
+def problem_kind(error) -> str:
+    """What a ProtocolError says, without its particulars: 'truncated message: 3 frames' ->
+    'truncated message'."""
+    return re.split(r"[:(]", str(error), 1)[0].strip()
 
 
 class DropLog:

@@ -126,3 +126,27 @@ def test_thousands_of_malformed_messages_on_every_socket_never_hurt(profile):
     drop_lines = [line for line in warnings if " dropped " in line]
     assert any("more messages in the last" in line for line in drop_lines), drop_lines[-5:]
     assert "Traceback" not in log
+
+
+def test_the_drop_log_logs_each_kind_once_then_counts_in_summaries(caplog):
+    import logging
+
+    from minipar.logs import DropLog
+    logger = logging.getLogger("minipar.test-drops")
+    drops = DropLog(logger, interval=3600)
+    with caplog.at_level(logging.WARNING, logger="minipar.test-drops"):
+        for i in range(1000):
+            drops.drop("bad signature", "a message: bad signature")
+            drops.drop("truncated message", "a message: truncated message: %d frames" % i)
+        for i in range(DropLog.MAX_KINDS + 10):
+            drops.drop("kind %d" % i, "kind %d" % i)
+        drops.flush()
+        drops.flush()
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[:2] == [
+        "dropped a message: bad signature (1 dropped so far; more of this kind are counted, not logged)",
+        "dropped a message: truncated message: 0 frames (2 dropped so far; more of this kind are counted, "
+        "not logged)"]
+    assert len(lines) == 2 + DropLog.MAX_KINDS - 2 + 1
+    assert lines[-1].startswith("dropped 2010 more messages in the last ")
+    assert lines[-1].endswith("(bad signature: 999, truncated message: 999, other: 12); 2074 dropped in all")

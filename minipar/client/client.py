@@ -41,6 +41,7 @@ from collections import deque
 import zmq
 
 from ..curve import ClientKeys
+from ..logs import DropLog, problem_kind
 from ..connection import (check_connection_info, connection_file_path, read_connection_file, url,
                           wait_for_connection_file)
 from .. import jsonutil
@@ -118,6 +119,7 @@ class Client:
                                                             " and cluster id?")
         self._sshkey = sshkey
         self._curve = ClientKeys(self._info)
+        self._drops = DropLog(log)
         self.session = Session(self._info["key"])
         self._engines: dict = {}
         self._engines_changed = threading.Condition()
@@ -321,7 +323,7 @@ class Client:
                 msg = self.session.parse(raw)
                 handle(msg)
             except ProtocolError as e:
-                log.warning("dropped a message from the controller: %s", e)
+                self._drops.drop(problem_kind(e), "a message from the controller: %s" % e)
             except Exception:  # noqa: BLE001 - the I/O thread must outlive one bad message
                 log.exception("error handling a %s message", raw[0] if raw else "?")
         return True

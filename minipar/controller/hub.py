@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import re
 import threading
 import time
 import zmq
@@ -52,7 +51,7 @@ from ..connection import (PORT_NAMES, bind_address, connection_file_path, defaul
 from .. import curve
 from ..error import ConnectionFileError, CurveError
 from ..protocol import PROTOCOL_VERSION, ProtocolError, Session, python_version, recv_frames, send_frames
-from ..logs import DropLog
+from ..logs import DropLog, problem_kind
 from ..pidfile import drain_fd, signal_wakeup_fd
 from .broadcast import Coalescer, broadcast_targets
 from .heartbeat import HeartMonitor
@@ -709,12 +708,6 @@ def grant_engine_id(requested, required: bool, engines: dict, next_id: int):
 
 def describe_engine(engine) -> str:
     return "engine %d (host %s, pid %s)" % (engine.id, engine.hostname or "?", engine.pid)
-
-
-def problem_kind(error) -> str:
-    """What a ProtocolError says, without its particulars: 'truncated message: 3 frames' ->
-    'truncated message'."""
-    return re.split(r"[:(]", str(error), 1)[0].strip()
 
 
 def reply_identity(ident: bytes) -> bytes:

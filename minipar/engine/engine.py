@@ -39,10 +39,11 @@ import zmq
 from zmq.devices import ThreadDevice
 
 from ..connection import url
+from ..curve import ClientKeys
 from ..error import MiniparError
+from ..logs import DropLog, problem_kind
 from ..pidfile import drain_fd, signal_wakeup_fd
 from ..protocol import PROTOCOL_VERSION, ProtocolError, Session, python_version, recv_frames
-from ..curve import ClientKeys
 from .execute import EngineStop, Executor, OutputStreamer, format_error, new_namespace, send_reply
 
 log = logging.getLogger("minipar.engine")
@@ -97,6 +98,7 @@ class Engine:
         self.id_required = False  # True for engine.id: refused rather than given another id
         self.tunnel = None
         self.registration_sent = False
+        self.drops = DropLog(log)
 
     # -- connecting --------------------------------------------------------------------
 
@@ -226,7 +228,7 @@ class Engine:
         try:
             return self.session.recv(self.socket, zmq.NOBLOCK)
         except ProtocolError as e:
-            log.warning("dropped a message from the controller: %s", e)
+            self.drops.drop(problem_kind(e), "a message from the controller: %s" % e)
             return None
 
     def _drain(self, defer=False):
@@ -241,7 +243,7 @@ class Engine:
             try:
                 msg = self.session.parse(raw)
             except ProtocolError as e:
-                log.warning("dropped a message from the controller: %s", e)
+                self.drops.drop(problem_kind(e), "a message from the controller: %s" % e)
                 continue
             if defer and msg.msg_type != "apply_request" and msg.msg_type != "execute_request":
                 self.deferred.append(msg)
