@@ -61,6 +61,28 @@ def remove(path) -> None:
         pass
 
 
+def forget_when_done(profile_dir, cluster_id: str, controller_pid: int, timeout: float = 5.0) -> bool:
+    """Remove the state file of a cluster whose controller (``controller_pid``) stops on its own,
+    once none of its engines runs: a ``cluster start --daemonize`` leaves no process watching,
+    so after ``rc.shutdown(hub=True)`` or a SIGTERM to the controller nobody else would. A state
+    file naming another controller, or with engines still running after ``timeout``, stays."""
+    path = state_file_path(profile_dir, cluster_id)
+    try:
+        cluster = Cluster.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError, MiniparError):
+        return False
+    pids = [p.pid for p in getattr(cluster.controller, "processes", ())]
+    if controller_pid not in pids:
+        return False
+    deadline = time.monotonic() + timeout
+    while any(s.engines_running() for s in cluster.engine_sets.values()):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    remove(path)
+    return True
+
+
 def _launcher_name(value):
     """A launcher setting given as a class (as ipyparallel allows) becomes its dotted path."""
     if isinstance(value, type):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 
@@ -130,6 +131,9 @@ def main(argv=None) -> int:
                     curve.key_file(profile_dir, cfg.cluster_id).unlink()
                 except FileNotFoundError:
                     pass
+            from ..cluster.cluster import forget_when_done
+            if forget_when_done(profile_dir, cfg.cluster_id, os.getpid()):
+                log.info("removed the cluster's state file: its engines have stopped")
     log.info("controller stopped")
     return 0
 

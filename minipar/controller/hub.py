@@ -675,6 +675,15 @@ class Hub(QueryHandlers):
     def shutdown(self):
         log.info("controller stopping")
         self.drops.flush()
+        if not self.cfg.reuse and self.engines:
+            # without --reuse the key and ports die with this controller: its engines could never
+            # come back, so they stop now rather than after engine.controller_timeout
+            log.info("asking %d engine(s) to stop (they could not reconnect without --reuse)", len(self.engines))
+            for engine in self.engines.values():
+                try:
+                    self.session.send(self.sockets["engine"], "shutdown_request", {}, idents=[engine.ident])
+                except zmq.ZMQError:
+                    pass
         try:
             self.session.send(self.sockets["notification"], "shutdown_notification", {}, idents=[b"engine"])
         except zmq.ZMQError:
