@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import time
 from pathlib import Path
 
 FORMAT = "%(asctime)s.%(msecs)03d [%(role)s] %(levelname)s %(message)s"
@@ -81,7 +82,6 @@ class DropLog:
         self.window_start = None
 
     def drop(self, kind: str, detail: str) -> None:
-        import time
         self.total += 1
         now = time.monotonic()
         if kind not in self.seen and len(self.seen) < self.MAX_KINDS:
@@ -98,7 +98,6 @@ class DropLog:
             self.flush(now)
 
     def flush(self, now=None) -> None:
-        import time
         if not self.window:
             return
         now = time.monotonic() if now is None else now

@@ -287,9 +287,9 @@ class AsyncResult(concurrent.futures.Future):
             self._send_done.clear()
 
     def _sent(self, trackers):
+        if trackers:
+            self._track(trackers)
         with self._lock:
-            if trackers:
-                self._trackers = [*self._trackers, *trackers]
             self._unsent -= 1
             if not self._unsent:
                 self._send_done.set()

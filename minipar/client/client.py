@@ -201,13 +201,10 @@ class Client:
             self._outgoing.append((frames, buffers, via_io_thread, ar))
             self._wake_io()
         else:
-            if buffers and ar is not None:
-                trackers = []
-                send_frames(sock, frames, buffers, trackers)
-                if trackers:
-                    ar._track(trackers)
-            else:
-                send_frames(sock, frames, buffers)
+            trackers = [] if ar is not None else None
+            send_frames(sock, frames, buffers, trackers)
+            if trackers:
+                ar._track(trackers)
             if self._io_parked and not caller_waits:
                 self._wake_io()
 

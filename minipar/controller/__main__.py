@@ -127,10 +127,7 @@ def main(argv=None) -> int:
             for path in remove_connection_files(profile_dir, cfg.cluster_id, hub.info.get("key")):
                 log.info("removed %s", path)
             if curve.SERVER_KEY_FIELD in hub.info:
-                try:
-                    curve.key_file(profile_dir, cfg.cluster_id).unlink()
-                except FileNotFoundError:
-                    pass
+                curve.key_file(profile_dir, cfg.cluster_id).unlink(missing_ok=True)
             from ..cluster.cluster import forget_when_done
             if forget_when_done(profile_dir, cfg.cluster_id, os.getpid()):
                 log.info("removed the cluster's state file: its engines have stopped")
