@@ -50,13 +50,13 @@ def test_context_manager_starts_and_stops_everything(mpdir):
     cluster = minipar.Cluster(n=2, controller_args=["--controller.heartbeat_period=0.2"])
     with cluster as rc:
         assert len(rc.ids) == 2
-        engine_pids = sorted(rc[:].apply_sync(os.getpid))
-        assert engine_pids == sorted(p.pid for p in cluster.engine_processes)
+        launched = sorted(rc[:].apply_sync(os.getppid))  # each engine's nanny
+        assert launched == sorted(p.pid for p in cluster.engine_processes)
         state = json.loads(cluster.state_file.read_text())
         assert state["cluster_id"] == cluster.cluster_id and state["n"] == 2
-        assert sorted(p["pid"] for s in state["engines"].values() for p in s["processes"]) == engine_pids
+        assert sorted(p["pid"] for s in state["engines"].values() for p in s["processes"]) == launched
         assert state["controller"]["processes"][0]["pid"] == cluster.controller.pid
-        pids = all_pids(cluster)
+        pids = all_pids(cluster) + rc[:].apply_sync(os.getpid)
     assert_all_gone(pids)
     assert not cluster.state_file.exists()
     assert not cluster.client_file.exists()
@@ -155,18 +155,19 @@ def test_engine_crash_is_reported_and_recorded(mpdir, caplog):
     with minipar.Cluster(n=2, controller_args=["--controller.heartbeat_period=0.2"]) as rc:
         cluster = rc.cluster
         victim = cluster.engine_processes[0]
-        victim_id = [i for i in rc.ids if rc[i].apply_sync(os.getpid) == victim.pid][0]
+        victim_id = [i for i in rc.ids if rc[i].apply_sync(os.getppid) == victim.pid][0]
+        engine_pid = rc[victim_id].apply_sync(os.getpid)  # the nanny's child
         ar = rc[victim_id].apply_async(sleeper, 60)
         wait_for(lambda: ar.stdout == "sleeping\n", 20, "the task to start")
-        os.kill(victim.pid, signal.SIGKILL)
+        os.kill(engine_pid, signal.SIGKILL)
         wait_for(lambda: "engine process %d exited on its own (killed by signal SIGKILL (9))" % victim.pid
                  in caplog.text, 10, "the crash to be logged")
         assert "last lines of %s" % victim.log_file in caplog.text
         assert "registered as engine" in caplog.text
         state = json.loads(cluster.state_file.read_text())
         recorded = {p["pid"]: p["returncode"] for s in state["engines"].values() for p in s["processes"]}
-        assert recorded[victim.pid] == -signal.SIGKILL
-        with pytest.raises(minipar.EngineError):
+        assert recorded[victim.pid] == -signal.SIGKILL, "the nanny ends as its engine did"
+        with pytest.raises(minipar.EngineError, match="engine process %d on .* was killed by signal 9" % engine_pid):
             ar.get(15)
 
 

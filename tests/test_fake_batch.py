@@ -522,6 +522,61 @@ def test_queued_jobs_show_as_queued_and_removal_means_they_never_start(tmp_path,
         stop_all_jobs(env)
 
 
+def test_jobs_are_looked_up_by_name_as_the_real_tools_do(env, jobdir, tmp_path):
+    """qselect -N, bjobs -J, condor_q OWNER -constraint ... -af ClusterId and job list /jobname:
+    list this user's unfinished jobs of that name, as launchers ask when a submit printed no id."""
+    user = pwd.getpwuid(os.getuid()).pw_name
+
+    def script(system, name):
+        directory = jobdir / system / name
+        directory.mkdir(parents=True)
+        path = directory / "job.sh"
+        path.write_text(job_script(directory, "PROCESS", 'PROCESS="$1"'))
+        path.chmod(0o755)
+        return str(path)
+
+    for name in ("wanted", "other"):
+        run(env, "qsub", "-N", name, script("pbs", name), check_rc=0)
+        run(env, "bsub", "-J", name, script("lsf", name), check_rc=0)
+        (tmp_path / ("%s.sub" % name)).write_text("executable = %s\narguments = $(Process)\nbatch_name = %s\n"
+                                                  "queue 2\n" % (script("htcondor", name), name))
+        run(env, "condor_submit", "%s.sub" % name, cwd=str(tmp_path), check_rc=0)
+        run(env, "job", "submit", "/jobname:%s" % name, "sh", script("windowshpc", name), check_rc=0)
+
+    assert run(env, "qselect", "-N", "wanted", "-u", user, check_rc=0).stdout == "1.fakeserver\n"
+    assert run(env, "qselect", "-N", "wanted", "-s", "R", check_rc=0).stdout == "1.fakeserver\n"
+    assert run(env, "qselect", "-N", "wanted", "-s", "Q", check_rc=0).stdout == ""
+    assert run(env, "qselect", "-N", "nope", check_rc=0).stdout == ""
+    assert run(env, "qselect", check_rc=0).stdout == "1.fakeserver\n2.fakeserver\n"
+    _, rows = table(run(env, "bjobs", "-w", "-J", "wanted", check_rc=0).stdout)
+    assert [(r[0], r[2], r[6]) for r in rows] == [("1", "RUN", "wanted")]
+    missing = run(env, "bjobs", "-w", "-J", "nope")
+    assert (missing.returncode, missing.stdout, missing.stderr) == (255, "", "Job <nope> is not found\n")
+    condor = ["condor_q", user, "-constraint", 'JobBatchName == "wanted"', "-af", "ClusterId", "ProcId"]
+    assert run(env, *condor, check_rc=0).stdout == "1 0\n1 1\n"
+    assert run(env, "condor_q", "-constraint", 'JobBatchName == "nope"', "-af", "ClusterId", check_rc=0).stdout == ""
+    assert run(env, "condor_q", "nobody", "-constraint", 'JobBatchName == "wanted"', "-af", "ClusterId",
+               check_rc=0).stdout == ""
+    odd = run(env, "condor_q", "-constraint", "regexp(\"w\", JobBatchName)", "-af", "ClusterId")
+    assert odd.returncode == 1 and "evaluates only" in odd.stderr
+    listing = run(env, "job", "list", "/jobname:wanted", check_rc=0).stdout.splitlines()
+    assert listing[0].split() == ["Id", "Owner", "Name", "State", "Priority"] and set(listing[1]) <= {"-", " "}
+    assert [row.split()[:4] for row in listing[2:]] == [["1", user, "wanted", "Running"]]
+    assert run(env, "job", "list", "/jobname:nope", check_rc=0).stdout.count("\n") == 2, "the header only"
+    assert "Id                      : 1\n" in run(env, "job", "list", "/jobname:want*", "/format:list",
+                                                   check_rc=0).stdout
+
+    for directory in jobdir.glob("*/*"):
+        (directory / "release").touch()
+    wait_for(lambda: run(env, "qselect", "-N", "wanted").stdout == "", 10, "the PBS job to finish")
+    wait_for(lambda: run(env, "condor_q", *condor[1:]).stdout == "", 10, "the HTCondor job to leave the queue")
+    wait_for(lambda: len(run(env, "job", "list", "/jobname:wanted").stdout.splitlines()) == 2, 10,
+             "the Windows HPC job to finish")
+    ended = run(env, "job", "list", "/jobname:wanted", "/state:All", check_rc=0).stdout.splitlines()[2:]
+    assert [row.split()[:4] for row in ended] == [["1", user, "wanted", "Finished"]], "/state:All lists it"
+    wait_for(lambda: "DONE" in run(env, "bjobs", "-w", "-J", "wanted").stdout, 10, "the LSF job to show DONE")
+
+
 @pytest.mark.parametrize("command, message, code", [
     (["qstat", "99"], "qstat: Unknown Job Id 99.fakeserver\n", 153),
     (["qstat", "-f", "99.fakeserver"], "qstat: Unknown Job Id 99.fakeserver\n", 153),

@@ -6,8 +6,12 @@ signals, stopping from another process, submission errors, jobs that die.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import pwd
 import re
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,9 +19,9 @@ import sys
 import pytest
 
 import minipar
-from conftest import ROOT, announce_then_sleep, pid_gone, wait_for
+from conftest import FAST_HEARTBEAT, ROOT, announce_then_sleep, pid_gone, wait_for
 from minipar.cluster.cluster import ClusterError
-from minipar.cluster.launchers import LauncherError
+from minipar.cluster.launchers import LauncherError, batch
 from minipar.cluster.launchers.template import BatchTemplate, TemplateError
 from fakes.batch import fake_batch_env, stop_all_jobs
 from services import bring_up
@@ -50,6 +54,25 @@ def listed_states(system: str, job_id: str) -> list:
 
 def job_listed(system: str, job_id: str) -> bool:
     return bool(listed_states(system, job_id))
+
+
+def jobs_named(system: str, name: str) -> list:
+    """Ids of this user's unfinished jobs called name, asked of the batch system directly."""
+    def out(*cmd):
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout
+
+    if system == "slurm":
+        return out("squeue", "-h", "-u", pwd.getpwuid(os.getuid()).pw_name, "-n", name, "-o", "%i").split()
+    if system == "sge":
+        return re.findall(r"^job_number:\s*(\d+)", out("qstat", "-j", name), re.M)
+    if system == "pbs":
+        return out("qselect", "-N", name).split()
+    if system == "lsf":
+        return [row.split()[0] for row in out("bjobs", "-w", "-J", name).splitlines()[1:]
+                if row.split()[2:3] not in (["DONE"], ["EXIT"])]
+    if system == "windowshpc":
+        return [row.split()[0] for row in out("job", "list", "/jobname:" + name).splitlines()[2:]]
+    return out("condor_q", "-constraint", 'JobBatchName == "%s"' % name, "-af", "ClusterId").split()
 
 
 @pytest.fixture(params=list(REAL) + list(FAKE))
@@ -230,7 +253,134 @@ def test_engines_that_die_in_the_job_fail_fast_naming_its_output(system, tmp_pat
     assert cluster.controller is None and not cluster.state_file.exists()
 
 
+SUBMIT = {"slurm": "sbatch", "sge": "qsub", "pbs": "qsub", "lsf": "bsub", "htcondor": "condor_submit",
+          "windowshpc": "job"}
+CANCEL = {"slurm": ["scancel"], "sge": ["qdel"], "pbs": ["qdel"], "lsf": ["bkill"], "htcondor": ["condor_rm"],
+          "windowshpc": ["job", "cancel"]}
+GARBLED = "Submitted batch job on the cluster"
+
+
+def garble_submit(system, tmp_path, monkeypatch, submit=True):
+    """Put a submit command first on PATH that runs the real one (or, submit=False, submits
+    nothing) and prints GARBLED instead of what it printed, as a site's wrapper might."""
+    real = shutil.which(SUBMIT[system])
+    assert real, "%s is not on PATH" % SUBMIT[system]
+    wrapper = tmp_path / "wrapper" / SUBMIT[system]
+    wrapper.parent.mkdir(exist_ok=True)
+    lines = ["#!/bin/sh"]
+    if system == "windowshpc":
+        lines.append('[ "$1" = submit ] || exec %s "$@"' % shlex.quote(real))
+    lines.append('%s "$@" > /dev/null 2>&1 || exit $?' % shlex.quote(real) if submit else "cat > /dev/null")
+    lines.append("echo %s" % shlex.quote(GARBLED))
+    wrapper.write_text("\n".join(lines) + "\n")
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", "%s%s%s" % (wrapper.parent, os.pathsep, os.environ["PATH"]))
+
+
+def test_a_job_whose_id_the_submit_command_did_not_print_is_found_by_its_name(system, tmp_path, monkeypatch,
+                                                                                caplog):
+    caplog.set_level(logging.WARNING, logger="minipar.cluster")
+    garble_submit(system, tmp_path, monkeypatch)
+    pdir = make_profile(tmp_path, '[cluster]\nengines = "%s"\n' % system)
+    cluster = minipar.Cluster(profile_dir=str(pdir), n=2)
+    with cluster as rc:
+        [engines] = cluster.engine_sets.values()
+        assert engines.job_id and engines.submit_output == GARBLED
+        assert {job for _, job in rc[:].apply_sync(engine_facts)} == {number(engines.job_id)}
+        [warning] = [r.getMessage() for r in caplog.records if "printed no job id" in r.getMessage()]
+        assert warning.startswith(SUBMIT[system] + " ") and repr(GARBLED) in warning
+        assert warning.endswith("using %s job %s, found by its name %s" % (system, engines.job_id, engines.job_name))
+        [saved] = json.loads(cluster.state_file.read_text())["engines"].values()
+        assert (saved["job_id"], saved["submit_output"], saved["tag"]) == (engines.job_id, GARBLED, engines.tag)
+        assert job_listed(system, engines.job_id)
+    wait_for(lambda: not job_listed(system, engines.job_id), 30, "the job found by its name to end")
+
+
+def test_a_submit_that_printed_no_job_id_and_made_no_job_of_that_name_fails_naming_both(system, tmp_path,
+                                                                                       monkeypatch):
+    monkeypatch.setattr(batch, "FIND_BY_NAME_TIMEOUT", 1.0)
+    garble_submit(system, tmp_path, monkeypatch, submit=False)
+    pdir = make_profile(tmp_path, '[cluster]\nengines = "%s"\n' % system)
+    cluster = minipar.Cluster(profile_dir=str(pdir), n=1)
+    with pytest.raises(LauncherError) as info:
+        cluster.start_and_connect_sync()
+    message = str(info.value)
+    name = re.search(r"lists no job named (minipar-engine-[0-9a-f]{8}) within 1s", message).group(1)
+    assert message.startswith(SUBMIT[system] + " ") and "printed no job id I could read: %r" % GARBLED in message
+    assert message.endswith("if it made a job, that job is named %s and runs untracked: cancel it by hand" % name)
+    assert cluster.controller is None and not cluster.state_file.exists() and not cluster.engine_sets
+    assert jobs_named(system, name) == []
+
+
+def test_stop_without_a_job_id_deletes_the_job_found_by_its_name(system, tmp_path):
+    pdir = make_profile(tmp_path, '[cluster]\nengines = "%s"\n' % system)
+    cluster = minipar.Cluster(profile_dir=str(pdir), n=1)
+    try:
+        cluster.start_cluster_sync()
+        [engines] = cluster.engine_sets.values()
+        saved = dict(engines.to_dict(), job_id="", submit_output=GARBLED)
+        listed_late = type(engines).from_dict(saved)
+        assert listed_late.job_name == engines.job_name
+        listed_late.stop(5)
+        assert listed_late.job_id == engines.job_id
+        wait_for(lambda: not job_listed(system, engines.job_id) and jobs_named(system, engines.job_name) == [], 30,
+                 "the job found by its name to be gone")
+    finally:
+        cluster.stop_cluster_sync()
+
+
+def output_of(launcher) -> str:
+    return "".join("--- %s:\n%s" % (f, open(f).read()) for f in launcher.output_files if os.path.exists(f))
+
+
+END_MESSAGE = {"slurm": "stopped by SIGTERM in Slurm job", "pbs": "stopped by SIGTERM in PBS job",
+               "htcondor": "stopped by SIGTERM in HTCondor job", "windowshpc": "stopped by SIGTERM in Windows HPC job",
+               "sge": "no heartbeat", "lsf": "stopped by SIGTERM in LSF job"}
+"""What the task's EngineError says when the job is cancelled. Most systems send SIGTERM first,
+and the engine says it stopped for it and in which job.
+Grid Engine's qdel SIGKILLs every process of the job at once, nanny included, so only the
+missing heartbeats tell. LSF's bkill sends SIGINT and SIGTERM together, then SIGKILL: the
+engine stops for the SIGTERM rather than report the task interrupted."""
+
+
+def test_a_job_cancelled_from_outside_is_reported_and_fails_its_task(system, tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(batch, "JOB_POLL_INTERVAL", 0.5)
+    monkeypatch.setenv("FAKE_BATCH_KILL_DELAY", "5")  # the fakes' SIGTERM-to-SIGKILL grace; Slurm's is 30 s
+    caplog.set_level(logging.WARNING, logger="minipar.cluster")
+    pdir = make_profile(tmp_path, '[cluster]\nengines = "%s"\n' % system)
+    cluster = minipar.Cluster(profile_dir=str(pdir), n=1, controller_args=FAST_HEARTBEAT)
+    with cluster as rc:
+        [engines] = cluster.engine_sets.values()
+        ar = rc[rc.ids[0]].apply_async(announce_then_sleep, 120)
+        wait_for(lambda: ar.stdout == "started\n", 30, "the task to start")
+        cancel = subprocess.run(CANCEL[system] + [engines.job_id], capture_output=True, text=True, timeout=30)
+        assert cancel.returncode == 0, cancel.stdout + cancel.stderr
+        said = "engine job %s (%s) ended on its own: " % (engines.job_id, system)
+        wait_for(lambda: said in caplog.text, 60, "the job's end to be logged")
+        [warning] = [r for r in caplog.records if said in r.getMessage()]
+        assert warning.levelno == logging.WARNING
+        assert "(walltime reached, cancelled from outside, or finished); last lines of %s" % engines.output_files[0] \
+            in warning.getMessage()
+        with pytest.raises(minipar.EngineError) as info:
+            ar.get(30)
+        assert re.search(END_MESSAGE[system], str(info.value)), (str(info.value), output_of(engines))
+        [saved] = json.loads(cluster.state_file.read_text())["engines"].values()
+        assert saved["ended"] is True and saved["job_id"] == engines.job_id
+        assert cluster.check_processes() == [], "the end is reported once"
+
+
 # ------------------------------------------------------------------- templates, no service
+
+
+@pytest.mark.parametrize("role", ["engines", "controller"])
+def test_job_names_are_unique_short_and_valid_everywhere_and_kept_in_the_state(role, tmp_path):
+    from minipar.cluster.launchers.slurm import SlurmControllerLauncher, SlurmEngineSetLauncher
+    cls = SlurmEngineSetLauncher if role == "engines" else SlurmControllerLauncher
+    first, second = cls(tmp_path, "c1", settings={}), cls(tmp_path, "c1", settings={})
+    assert first.job_name != second.job_name
+    for launcher in (first, second):
+        assert re.match(r"^minipar-(engine|ctrl)-[0-9a-f]{8}$", launcher.job_name) and len(launcher.job_name) <= 24
+    assert cls.from_dict(first.to_dict()).job_name == first.job_name
 
 
 def test_template_arithmetic_and_errors():

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from ..config import ConfigError, load_config, split_overrides
 from ..connection import connection_file_path
-from ..error import MiniparError, TimeoutError, describe_exit
+from ..error import MiniparError, TimeoutError
 from ..profile import locate_profile_dir
 from .launchers import import_launcher, launcher_class, launcher_settings
 from .launchers.base import CannotSignal, ControllerLauncher, EngineSetLauncher, tail
@@ -524,7 +524,8 @@ class Cluster:
             self.check_processes()
 
     def check_processes(self) -> list:
-        """Log processes that ended on their own (exit code, log tail) and record it."""
+        """Log processes and batch jobs that ended on their own (each launcher says how) and
+        record it in the state file."""
         with self._lock:
             if self._stopping:
                 return []
@@ -538,8 +539,7 @@ class Cluster:
             elif ended:  # stopped from another process (cluster stop): nothing left to watch
                 self._watch_stop.set()
             for role, p in ended:
-                log.warning("%s process %d exited on its own (%s); last lines of %s:\n%s", role, p.pid,
-                            describe_exit(p.returncode), p.log_file, tail(p.log_file))
+                log.warning("%s", p.describe_end(role))
             return [p for _, p in ended]
 
     # -- context managers ----------------------------------------------------------------------

@@ -127,6 +127,11 @@ class Process:
         return "pid %d, %s" % (self.pid, describe_exit(self.returncode) if self.returncode is not None
                                else ("running" if self.running else "gone"))
 
+    def describe_end(self, role: str) -> str:
+        """The warning for a process that exited on its own, as exited() reported it."""
+        return "%s process %d exited on its own (%s); last lines of %s:\n%s" % (
+            role, self.pid, describe_exit(self.returncode), self.log_file, tail(self.log_file))
+
     def to_dict(self) -> dict:
         return {"pid": self.pid, "log_file": self.log_file, "returncode": self.returncode}
 
@@ -219,7 +224,8 @@ class Launcher:
         raise NotImplementedError
 
     def exited(self) -> list:
-        """Processes that have ended since the last call."""
+        """What has ended on its own since the last call (processes, or a batch job): each has
+        ``describe_end(role)``, the warning the Cluster logs."""
         return []
 
     @property

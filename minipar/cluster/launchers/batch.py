@@ -11,11 +11,19 @@ the command in the script therefore names this interpreter by absolute path and 
 PYTHONPATH as local engines get it (where this package imports from, then the submitting
 PYTHONPATH; a shared file system, as on every HPC site), so a vendored minipar and the
 user's modules import in the job as they would locally.
+
+A job is never left untracked. Each launcher names its job ``minipar-engine-<tag>`` or
+``minipar-ctrl-<tag>`` (a random tag kept in the state file), so when a submit command succeeds
+but prints nothing parse_job_id() can read (a site wrapper, a changed message), the job is looked
+up by that name; and a job that ends on its own (walltime, cancelled from outside) is reported by
+exited(), as a local engine process's exit is.
 """
 from __future__ import annotations
 
+import getpass
 import logging
 import os
+import secrets
 import shlex
 import subprocess
 import sys
@@ -23,7 +31,7 @@ import time
 from pathlib import Path
 
 from .base import (PACKAGE, CannotSignal, ControllerLauncher, EngineSetLauncher, Launcher, LauncherError, child_env,
-                   signal_name)
+                   signal_name, tail)
 from .template import BatchTemplate
 
 log = logging.getLogger(__name__)
@@ -34,7 +42,31 @@ COMMAND_TIMEOUT = 60.0
 STATUS_CACHE = 1.0
 """Seconds a job state is reused by ``running``, so progress loops don't flood the scheduler."""
 
+JOB_POLL_INTERVAL = 10.0
+"""Seconds between the watcher's questions whether a job still runs (exited()): each is a
+squeue/qstat/bjobs that the scheduler answers for every user of the site, so a cluster of many
+engine sets must not ask twice a second as it does for local processes."""
+
+FIND_BY_NAME_TIMEOUT = 5.0
+"""Seconds to keep looking a job up by its name when the submit command printed no job id I
+could read: some schedulers list a new job a moment after the submit command returns."""
+
+FIND_BY_NAME_INTERVAL = 0.5
+
 PENDING, RUNNING, DONE = "pending", "running", "done"
+
+
+def current_user() -> str:
+    """The login name the batch system knows this process's jobs by (the uid's, not $USER's)."""
+    try:
+        import pwd
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError):
+        return getpass.getuser()
+
+
+def unique(items) -> list:
+    return list(dict.fromkeys(i for i in items if i))
 
 
 class BatchLauncher(Launcher):
@@ -56,11 +88,21 @@ class BatchLauncher(Launcher):
     running_states: frozenset = frozenset()
     pending_states: frozenset = frozenset()
     """The system's words for a job (or array task) that runs, or waits to; any other is over."""
+    gone_text = "{system} no longer lists it"
+    """How a job that is over shows, for the warning that it ended on its own."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.job_id = ""
         self.script_file = ""
+        self.tag = secrets.token_hex(4)
+        self.submit_output = ""
+        """What the submit command printed when parse_job_id() could not read it; kept in the
+        state file, since it is all anyone has to go on if the job was not found by its name."""
+        self.ended = False
+        self._stopped = False
+        self._polled = 0.0
+        self._poll_failed = ""
         self._state = (0.0, "")
 
     # -- what goes into the script ---------------------------------------------------------
@@ -75,7 +117,9 @@ class BatchLauncher(Launcher):
 
     @property
     def job_name(self) -> str:
-        return "minipar-%s" % ("engine" if self.role == "engines" else "controller")
+        """Unique per launcher, so the job can be found by it; short (at most 24 characters) and
+        of letters, digits and '-' only, starting with a letter, which every system accepts."""
+        return "minipar-%s-%s" % ("engine" if self.role == "engines" else "ctrl", self.tag)
 
     @property
     def output_file(self) -> str:
@@ -162,6 +206,10 @@ class BatchLauncher(Launcher):
     def parse_job_id(self, output: str) -> str:
         raise NotImplementedError
 
+    def find_job_ids_by_name(self) -> list:
+        """Ids of this user's pending or running jobs named job_name, as the system lists them."""
+        raise NotImplementedError
+
     def job_state(self) -> str:
         """PENDING, RUNNING, or DONE (finished, deleted or unknown to the system)."""
         raise NotImplementedError
@@ -185,14 +233,43 @@ class BatchLauncher(Launcher):
     def start(self) -> None:
         script = self.write_script()
         self.script_file = str(script)
-        proc = self.run(self.submit_argv(script), stdin=script.read_text() if self.submit_reads_stdin else None)
+        argv = self.submit_argv(script)
+        proc = self.run(argv, stdin=script.read_text() if self.submit_reads_stdin else None)
+        self._state = (0.0, "")
+        self._polled = time.monotonic()
         job_id = self.parse_job_id(proc.stdout)
         if not job_id:
-            raise LauncherError("%s printed no job id I could read: %r" % (" ".join(self.submit_command),
-                                                                           proc.stdout.strip()))
+            job_id = self.find_submitted_job(argv, proc)
         self.job_id = job_id
-        self._state = (0.0, "")
         log.info("submitted %s job %s (%s)", self.system, job_id, script)
+
+    def find_submitted_job(self, argv, proc) -> str:
+        """The id of the job a submit command made but printed no readable id for, found by its
+        name; a LauncherError if none is listed within FIND_BY_NAME_TIMEOUT."""
+        command = " ".join(str(a) for a in argv)
+        self.submit_output = "\n".join(t.strip() for t in (proc.stdout, proc.stderr) if t.strip())
+        deadline = time.monotonic() + FIND_BY_NAME_TIMEOUT
+        found, problem = [], ""
+        while True:
+            try:
+                found, problem = self.find_job_ids_by_name(), ""
+            except LauncherError as e:
+                problem = "; looking it up by name failed: %s" % e
+            if found or time.monotonic() > deadline:
+                break
+            time.sleep(FIND_BY_NAME_INTERVAL)
+        if len(found) == 1:
+            log.warning("%s printed no job id I could read: %r; using %s job %s, found by its name %s",
+                        command, self.submit_output, self.system, found[0], self.job_name)
+            return found[0]
+        if found:
+            raise LauncherError("%s printed no job id I could read: %r, and %s lists %d jobs named %s (%s); "
+                                "stopping the cluster cancels them" % (command, self.submit_output, self.system,
+                                                                       len(found), self.job_name, ", ".join(found)))
+        raise LauncherError("%s printed no job id I could read: %r, and %s lists no job named %s within %gs%s; "
+                            "if it made a job, that job is named %s and runs untracked: cancel it by hand"
+                            % (command, self.submit_output, self.system, self.job_name, FIND_BY_NAME_TIMEOUT,
+                               problem, self.job_name))
 
     def state(self, fresh: bool = False) -> str:
         if not self.job_id:
@@ -212,9 +289,22 @@ class BatchLauncher(Launcher):
             return True
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Delete the job and wait (bounded) until the system no longer lists it."""
-        if not self.job_id:
+        """Delete the job and wait (bounded) until the system no longer lists it. Without a job
+        id, but after a submit whose output had none, the job is looked up by its name again:
+        it may have been listed too late for start()."""
+        self._stopped = True
+        if self.job_id:
+            self.delete(timeout)
             return
+        if not self.submit_output:
+            return
+        for job_id in self.find_job_ids_by_name():
+            log.warning("deleting %s job %s, found by its name %s after the submit command printed %r",
+                        self.system, job_id, self.job_name, self.submit_output)
+            self.job_id, self._state = job_id, (0.0, "")
+            self.delete(timeout)
+
+    def delete(self, timeout: float) -> None:
         cmd = self.delete_argv()
         proc = self.run(cmd, check=False)
         if proc.returncode != 0 and self.state(fresh=True) != DONE:
@@ -226,6 +316,28 @@ class BatchLauncher(Launcher):
                             self.system, self.job_id, self.system)
                 return
             time.sleep(0.2)
+
+    def exited(self) -> list:
+        """The job, once, when it is over though stop() was never called: asks the system at
+        most every JOB_POLL_INTERVAL seconds."""
+        if self.ended or self._stopped or not self.job_id:
+            return []
+        now = time.monotonic()
+        if now - self._polled < JOB_POLL_INTERVAL:
+            return []
+        self._polled = now
+        try:
+            state = self.state(fresh=True)
+        except LauncherError as e:
+            if str(e) != self._poll_failed:
+                log.warning("cannot tell whether %s job %s still runs: %s", self.system, self.job_id, e)
+            self._poll_failed = str(e)
+            return []
+        self._poll_failed = ""
+        if state != DONE or self._stopped:
+            return []
+        self.ended = True
+        return [EndedJob(self)]
 
     def signal(self, sig) -> None:
         if not self.signal_command:
@@ -243,11 +355,30 @@ class BatchLauncher(Launcher):
         return found or [self.output_file]
 
     def to_dict(self) -> dict:
-        return dict(super().to_dict(), job_id=self.job_id, script_file=self.script_file)
+        return dict(super().to_dict(), job_id=self.job_id, script_file=self.script_file, tag=self.tag,
+                    submit_output=self.submit_output, ended=self.ended)
 
     def restore(self, d: dict) -> None:
         self.job_id = d.get("job_id", "")
         self.script_file = d.get("script_file", "")
+        self.tag = d.get("tag") or self.tag
+        self.submit_output = d.get("submit_output", "")
+        self.ended = bool(d.get("ended", False))
+
+
+class EndedJob:
+    """What BatchLauncher.exited() reports: a job that is over though nobody here stopped it."""
+
+    def __init__(self, launcher: BatchLauncher):
+        self.launcher = launcher
+        self.job_id = launcher.job_id
+
+    def describe_end(self, role: str) -> str:
+        launcher = self.launcher
+        gone = launcher.gone_text.format(system=launcher.system)
+        logs = "".join("; last lines of %s:\n%s" % (f, tail(f)) for f in launcher.output_files)
+        return ("%s job %s (%s) ended on its own: %s (walltime reached, cancelled from outside, or finished)%s"
+                % (role, self.job_id, launcher.system, gone, logs))
 
 
 def command_failed(cmd, proc) -> LauncherError:

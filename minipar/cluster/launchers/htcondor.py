@@ -9,13 +9,14 @@ from __future__ import annotations
 import re
 
 from .base import LauncherError
-from .batch import BatchControllerLauncher, BatchEngineSetLauncher, BatchLauncher
+from .batch import BatchControllerLauncher, BatchEngineSetLauncher, BatchLauncher, current_user, unique
 
 HEADER = """universe = vanilla
 executable = {python}
 arguments = "{condor_arguments}"
 environment = "PYTHONPATH={condor_pythonpath}"
 getenv = False
+batch_name = {job_name}
 """
 
 ENGINES_TEMPLATE = HEADER + """output = {output_file}.$(Process)
@@ -69,6 +70,14 @@ class HTCondorLauncher(BatchLauncher):
     def parse_job_id(self, output: str) -> str:
         m = JOB_ID.search(output)
         return m.group(1) if m else ""
+
+    def find_job_ids_by_name(self) -> list:
+        # batch_name in the description sets the job ad's JobBatchName. condor_q OWNER
+        # -constraint EXPR -af ClusterId prints the ClusterId of each of this owner's jobs in the
+        # queue that match, one a line (a line per process), nothing if none.
+        output = self.run(["condor_q", current_user(), "-constraint", 'JobBatchName == "%s"' % self.job_name,
+                           "-af", "ClusterId"]).stdout
+        return unique(word for word in output.split() if word.isdigit())
 
     def job_state(self) -> str:
         # condor_q -nobatch CLUSTER: one row per process, "ID OWNER SUBMITTED RUN_TIME ST PRI

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from .batch import DONE, BatchControllerLauncher, BatchEngineSetLauncher, BatchLauncher
+from .batch import DONE, BatchControllerLauncher, BatchEngineSetLauncher, BatchLauncher, command_failed, unique
 
 ENGINES_TEMPLATE = """#!/bin/sh
 #BSUB -J {job_name}[1-{n}]
@@ -37,10 +37,24 @@ class LSFLauncher(BatchLauncher):
     header_lines = {"queue": "#BSUB -q %s", "account": "#BSUB -P %s", "timelimit": "#BSUB -W %s"}
     running_states = frozenset({"RUN", "USUSP", "SSUSP"})
     pending_states = frozenset({"PEND", "PSUSP", "WAIT"})
+    gone_text = "{system} shows it as finished (DONE or EXIT) or no longer knows it"
 
     def parse_job_id(self, output: str) -> str:
         m = JOB_ID.search(output)
         return m.group(1) if m else ""
+
+    def find_job_ids_by_name(self) -> list:
+        # bjobs -J NAME: this user's jobs of that name (an array by its name without indices),
+        # the usual table with JOBID first and STAT third (-w: nothing cut); "Job <NAME> is not
+        # found" on stderr, exit 255, if there are none. Finished jobs may be listed for a while.
+        cmd = ["bjobs", "-w", "-J", self.job_name]
+        proc = self.run(cmd, check=False)
+        if proc.returncode != 0:
+            if "is not found" in proc.stderr or "job found" in proc.stderr:
+                return []
+            raise command_failed(cmd, proc)
+        rows = [row.split() for row in proc.stdout.splitlines()[1:]]
+        return unique(row[0] for row in rows if len(row) > 2 and row[0].isdigit() and row[2] not in ("DONE", "EXIT"))
 
     def job_state(self) -> str:
         # bjobs ID: a header, then one row per array element with STAT in the third column;

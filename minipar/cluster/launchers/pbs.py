@@ -6,7 +6,7 @@ Engines are the tasks of an array job. The built-in template writes Torque's ``-
 """
 from __future__ import annotations
 
-from .batch import DONE, BatchControllerLauncher, BatchEngineSetLauncher, BatchLauncher
+from .batch import DONE, BatchControllerLauncher, BatchEngineSetLauncher, BatchLauncher, current_user, unique
 
 HEADER = """#!/bin/sh
 #PBS -N {job_name}
@@ -39,6 +39,12 @@ class PBSLauncher(BatchLauncher):
     def parse_job_id(self, output: str) -> str:
         lines = output.strip().splitlines()
         return lines[-1].strip() if lines and lines[-1].strip()[:1].isdigit() else ""
+
+    def find_job_ids_by_name(self) -> list:
+        # qselect (Torque, PBS Pro, OpenPBS, POSIX) prints the ids of the selected jobs, one a
+        # line ("12.server", "13[].server" for an array), and nothing, exit 0, if none match.
+        output = self.run(["qselect", "-N", self.job_name, "-u", current_user()]).stdout
+        return unique(line.strip() for line in output.splitlines() if line.strip()[:1].isdigit())
 
     def job_state(self) -> str:
         # qstat ID prints a header, a dashes line and one row with the state letter in the

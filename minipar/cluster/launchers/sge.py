@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 
-from .batch import DONE, PENDING, RUNNING, BatchControllerLauncher, BatchEngineSetLauncher, BatchLauncher
+from .batch import (DONE, PENDING, RUNNING, BatchControllerLauncher, BatchEngineSetLauncher, BatchLauncher,
+                    command_failed, current_user, unique)
 
 HEADER = """#!/bin/sh
 #$ -S /bin/sh
@@ -41,6 +42,30 @@ class SGELauncher(BatchLauncher):
     def parse_job_id(self, output: str) -> str:
         m = JOB_ID.match(output.strip())
         return m.group(1) if m else ""
+
+    def find_job_ids_by_name(self) -> list:
+        # qstat -j NAME prints, per pending or running job of that name (any user's), a block of
+        # "key:   value" lines under a line of '=', among them job_number, owner and job_name;
+        # with none it says "Following jobs do not exist" on stderr and exits 1. Plain qstat
+        # would not do: it cuts names to 10 characters.
+        cmd = ["qstat", "-j", self.job_name]
+        proc = self.run(cmd, check=False)
+        if proc.returncode != 0:
+            if "do not exist" in proc.stderr + proc.stdout:
+                return []
+            raise command_failed(cmd, proc)
+        jobs, job = [], {}
+        for line in proc.stdout.splitlines():
+            key, sep, value = line.partition(":")
+            if not sep:
+                continue
+            if key.strip() == "job_number":
+                job = {}
+                jobs.append(job)
+            job[key.strip()] = value.strip()
+        user = current_user()
+        return unique(j.get("job_number", "") for j in jobs
+                      if j.get("owner") == user and j.get("job_name") == self.job_name)
 
     def job_state(self) -> str:
         # Plain qstat lists this user's jobs, one row per running array task, with a state

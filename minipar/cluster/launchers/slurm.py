@@ -5,7 +5,9 @@ Engines run as the tasks of one ``srun`` step, so ``scancel --signal`` reaches t
 """
 from __future__ import annotations
 
-from .batch import BatchControllerLauncher, BatchEngineSetLauncher, BatchLauncher
+import re
+
+from .batch import BatchControllerLauncher, BatchEngineSetLauncher, BatchLauncher, current_user, unique
 
 HEADER = """#!/bin/sh
 #SBATCH --job-name={job_name}
@@ -39,6 +41,13 @@ class SlurmLauncher(BatchLauncher):
     def parse_job_id(self, output: str) -> str:
         first = output.strip().split(";")[0]
         return first if first.isdigit() else ""
+
+    def find_job_ids_by_name(self) -> list:
+        # squeue --name lists this user's pending and running jobs of that name (finished ones
+        # only with --states), one "%i" a line: "42", or "42_3" for an array task.
+        output = self.run(["squeue", "--noheader", "--user=%s" % current_user(), "--name=%s" % self.job_name,
+                           "--format=%i"]).stdout
+        return unique(re.match(r"\d*", word).group() for word in output.split())
 
     def job_state(self) -> str:
         # squeue forgets finished jobs (empty output, exit 0) or, after MinJobAge, does not know

@@ -10,8 +10,10 @@ names the head node (``/scheduler:``; empty: the client's default, the CCP_SCHED
 variable).
 
 The command line is written for a shell, as HPC Pack 2016 and later run tasks on Linux
-nodes; for Windows nodes give a template whose CommandLine suits cmd.exe. The job command
-cannot signal a task, so signals go through the controller.
+nodes, and execs the program: cancelling the job then signals the program itself, not a shell
+whose end takes the rest of the task down before the engine can say why it stops. For Windows
+nodes give a template whose CommandLine suits cmd.exe. The job command cannot signal a task,
+so signals go through the controller; ``job list /jobname:`` finds a job by its name.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import sys
 from xml.sax.saxutils import escape
 
 from .base import LauncherError
-from .batch import DONE, BatchControllerLauncher, BatchEngineSetLauncher, BatchLauncher
+from .batch import DONE, BatchControllerLauncher, BatchEngineSetLauncher, BatchLauncher, unique
 from .htcondor import seconds
 
 SCHEMA = "http://schemas.microsoft.com/HPCS2008/scheduler/"
@@ -80,6 +82,7 @@ class WindowsHPCLauncher(BatchLauncher):
     header_lines = {"queue": 'NodeGroups="%s"', "account": 'Project="%s"'}
     running_states = frozenset({"Running", "Finishing", "Canceling"})
     pending_states = frozenset({"Configuring", "Submitted", "Validating", "ExternalValidation", "Queued"})
+    gone_text = "{system} shows it as finished, failed or canceled"
 
     def scheduler_option(self) -> list:
         scheduler = self.settings.get("scheduler") or ""
@@ -99,7 +102,7 @@ class WindowsHPCLauncher(BatchLauncher):
         if self.role == "engines" and "*" in command_line:
             raise LauncherError("launcher.windowshpc: the engines' command line %r contains '*', which Windows HPC "
                                 "replaces by the task's instance number; leave it out of engine_args" % command_line)
-        fields["command_line"] = command_line
+        fields["command_line"] = "exec " + command_line
         fields = {k: attribute(v) if isinstance(v, str) else v for k, v in fields.items()}
         fields["options"] = "\n".join(self.header_options() + list(self.settings.get("options", [])))
         return fields
@@ -113,6 +116,12 @@ class WindowsHPCLauncher(BatchLauncher):
     def parse_job_id(self, output: str) -> str:
         m = JOB_ID.search(output)
         return m.group(1) if m else ""
+
+    def find_job_ids_by_name(self) -> list:
+        # job list /jobname:NAME lists the current user's Queued and Running jobs of that name
+        # (without /all, /state or /user), as a table whose rows start with the job's Id.
+        output = self.run(["job", "list", "/jobname:%s" % self.job_name] + self.scheduler_option()).stdout
+        return unique(line.split()[0] for line in output.splitlines() if line.split()[:1] and line.split()[0].isdigit())
 
     def job_state(self) -> str:
         # job view ID: "Name : value" lines, one of them "State : Running"; finished and

@@ -1,8 +1,10 @@
 """Fake PBS/Torque, LSF, HTCondor and Windows HPC commands that really run their jobs.
 
-``bin/`` holds qsub qstat qdel qsig (pbs.py), bsub bjobs bkill (lsf.py), condor_submit
-condor_q condor_rm (htcondor.py) and job (windowshpc.py: job submit, view, cancel); each module's docstring says what its formats are based on,
-and common.py how jobs run. Settings, from the environment of each command:
+``bin/`` holds qsub qstat qselect qdel qsig (pbs.py), bsub bjobs bkill (lsf.py),
+condor_submit condor_q condor_rm (htcondor.py) and job (windowshpc.py: job submit, view, list,
+cancel); each module's docstring says what its formats are based on, and common.py how jobs
+run. Each answers the lookups by job name that launchers make when a submit command printed
+no job id they could read (qselect -N, bjobs -J, condor_q -constraint, job list /jobname:). Settings, from the environment of each command:
 
     FAKE_BATCH_SPOOL        directory holding the jobs (required; exit 2 without it)
     FAKE_BATCH_KILL_DELAY   seconds between the polite signals and SIGKILL (default 2)

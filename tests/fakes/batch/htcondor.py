@@ -13,7 +13,15 @@ verified against a real pool):
   RUN_TIME ST PRI SIZE CMD" with ST I (idle), R (running), X (removed, still stopping)
   [S: HTCondor manual and OSG tutorial output]. ``-af attr ...`` prints ClusterId, ProcId,
   JobStatus (1 idle, 2 running, 3 removed), Owner, Cmd, Args, Iwd, JobBatchName, QDate, Out,
-  Err, UserLog; anything else is "undefined" [K]. Finished jobs leave the queue at once
+  Err, UserLog, one line per job, space-separated; anything else is "undefined" [K].
+- ``-constraint EXPR``: the fake evaluates ``Attr == "text"`` or ``Attr == number`` (also
+  ``=?=``, ``!=``, ``=!=``) joined by ``&&``, over the attributes above, and refuses other
+  expressions. A restriction list with an owner and a constraint matches jobs of that owner
+  that meet it [S: condor_q man page, "If owner restrictions are present, the job matches the
+  list if it matches one of the owner restrictions and at least one non-owner restriction"].
+  ``batch_name = NAME`` (or ``+JobBatchName = "NAME"``) in the description sets JobBatchName,
+  undefined otherwise [S: the submit-command table of a public HTCondor client,
+  "batch_name" -> JobBatchName; the man page: -batch-name]. Finished jobs leave the queue at once
   (condor_history is not faked). An unknown cluster just lists nothing, exit 0 [K].
 - condor_rm 42: "All jobs in cluster 42 have been marked for removal" [S: TESTBED.md, a public
   test suite]; unknown: "Couldn't find/remove all jobs in cluster 42" on stderr, exit 1
@@ -76,8 +84,9 @@ def condor_submit(argv) -> int:
             procs.append(make_proc(values, cluster, len(procs), submit_dir, job_dir, dict(options)))
     for proc in procs:
         log_event(proc, "000", "Job submitted from host: %s" % SCHEDD_ADDRESS)
-    batch = dict(options).get("-batch-name") or procs[0]["batch_name"] or "ID: %d" % cluster
-    job = {"owner": common.user(), "batch_name": batch, "tasks": procs}
+    given = dict(options).get("-batch-name") or procs[0]["batch_name"]
+    job = {"owner": common.user(), "batch_name": given or "ID: %d" % cluster, "job_batch_name": given or None,
+           "tasks": procs}
     common.submit(cluster, job_dir, job, on_start=started, on_finish=ended)
     print("Submitting job(s)" + "." * len(procs))
     print("%d job(s) submitted to cluster %d." % (len(procs), cluster))
@@ -151,7 +160,7 @@ def make_proc(values: dict, cluster: int, process: int, submit_dir: str, job_dir
     output, error = in_iwd("output") or os.devnull, in_iwd("error") or os.devnull
     return {"index": process, "cluster": cluster, "argv": [executable] + args, "env": env, "cwd": iwd,
             "stdin": in_iwd("input"), "stdout": output, "stderr": error, "log": in_iwd("log"),
-            "args": " ".join(args), "batch_name": get("batch_name")}
+            "args": " ".join(args), "batch_name": get("batch_name") or get("+jobbatchname").strip('"')}
 
 
 def parse_arguments(text: str) -> list:
@@ -249,10 +258,43 @@ def matches(proc: dict, job: dict, restriction: str) -> bool:
     return job["owner"] == restriction
 
 
+CONDITION = re.compile(r'^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(==|=\?=|!=|=!=)\s*("(?:[^"\\]|\\.)*"|-?\d+)\s*$')
+
+
+def parse_constraint(text: str) -> list:
+    """[(attribute, operator, value)] of a ``A == "x" && B == 2`` constraint."""
+    conditions = []
+    for part in text.split("&&"):
+        match = CONDITION.match(part)
+        if not match:
+            raise CommandError("Error: the fake condor_q evaluates only Attr == \"text\" or Attr == number "
+                               "joined by &&, not %r" % text, 1)
+        name, operator, value = match.groups()
+        conditions.append((name, operator, value[1:-1].replace('\\"', '"') if value.startswith('"') else value))
+    return conditions
+
+
+def meets(job: dict, proc: dict, letter: str, conditions) -> bool:
+    for name, operator, value in conditions:
+        actual = attribute(job, proc, letter, name)
+        if operator in ("==", "!="):  # ClassAd == compares strings without case, =?= with it
+            actual, value = actual.lower(), value.lower()
+        equal = actual == value and actual != "undefined"
+        if equal != (operator in ("==", "=?=")):
+            return False
+    return True
+
+
 def condor_q(argv) -> int:
-    nobatch, attributes, restrictions = False, None, []
-    for word in argv:
-        if attributes is not None and not word.startswith("-"):
+    nobatch, attributes, restrictions, constraints = False, None, [], []
+    words = list(argv)
+    while words:
+        word = words.pop(0)
+        if word in ("-constraint", "-const"):
+            if not words:
+                raise CommandError("Error: -constraint requires another argument", 1)
+            constraints.append(parse_constraint(words.pop(0)))
+        elif attributes is not None and not word.startswith("-"):
             attributes.append(word)
         elif word in ("-nobatch", "-batch"):
             nobatch = word == "-nobatch"
@@ -266,7 +308,12 @@ def condor_q(argv) -> int:
             restrictions.append(word)
     spool = common.Spool("htcondor", "condor_q")
     queue = in_queue(spool)
-    shown = [item for item in queue if not restrictions or any(matches(item[1], item[0], r) for r in restrictions)]
+    owners = [r for r in restrictions if not re.match(r"^\d+(\.\d+)?$", r)]
+    ids = [r for r in restrictions if r not in owners]
+    shown = [(job, proc, letter) for job, proc, letter in queue
+             if (not owners or job["owner"] in owners)
+             and ((not ids and not constraints) or any(matches(proc, job, r) for r in ids)
+                  or any(meets(job, proc, letter, c) for c in constraints))]
     if attributes is not None:
         for job, proc, letter in shown:
             print(" ".join(attribute(job, proc, letter, name) for name in attributes))
@@ -325,7 +372,7 @@ def totals(label: str, items) -> str:
 def attribute(job: dict, proc: dict, letter: str, name: str) -> str:
     values = {"clusterid": proc["cluster"], "procid": proc["index"], "jobstatus": {"I": 1, "R": 2, "X": 3}[letter],
               "owner": job["owner"], "cmd": proc["argv"][0], "args": proc["args"], "arguments": proc["args"],
-              "iwd": proc["cwd"], "jobbatchname": job["batch_name"], "qdate": int(job["submitted_at"]),
+              "iwd": proc["cwd"], "jobbatchname": job.get("job_batch_name") or "undefined", "qdate": int(job["submitted_at"]),
               "out": proc["stdout"], "err": proc["stderr"], "userlog": proc["log"] or "undefined"}
     return str(values.get(name.lower(), "undefined"))
 

@@ -15,6 +15,12 @@ verified against a real cluster):
 - With nothing to list: "No unfinished job found" (``-a``: "No job found") on stderr, exit 255
   [S: the message and a non-zero exit in brentp/bsub issue #11; K: 255]. Unknown id:
   "Job <7> is not found" on stderr, exit 255 [K; equinor/ert notes one site exiting 0].
+- ``bjobs -J NAME`` lists this user's jobs of that name, and an array by its name without
+  indices ("*" matches anything outside the brackets) [S: IBM's bjobs reference, -J job_name:
+  "Displays information about the specified jobs or job arrays. Only displays jobs that were
+  submitted by the user running this command"; its wildcard rule in the LSF 7 docs]. Like
+  ``bjobs ID`` it shows finished jobs too for CLEAN_PERIOD [K]; none: "Job <NAME> is not found"
+  on stderr, exit 255 [K].
 - bkill prints "Job <1> is being terminated" (with -s: "is being signaled") on stdout; errors
   "Job <1>: Job has already finished" and "Job <1>: No matching job found" go to stderr with
   exit 255 [S: equinor/ert LSF driver tests].
@@ -35,6 +41,7 @@ JOB_TERMINATE_INTERVAL); ``bkill -s SIG`` signals every running task's process g
 """
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 import signal
@@ -205,7 +212,14 @@ def bjobs(argv) -> int:
     opts = dict(options)
     spool = common.Spool("lsf", "bjobs")
     rows, code = [], 0
-    if ids:
+    if "-J" in opts and not ids:
+        rows = [(job, index) for job in map(spool.job, spool.job_ids()) if job and not cleaned(job)
+                and job["owner"] == common.user() for index in sorted(job["states"])
+                if named(job, index, opts["-J"])]
+        if not rows:
+            sys.stderr.write("Job <%s> is not found\n" % opts["-J"])
+            return FAILED
+    elif ids:
         for text in ids:
             found = resolve(spool, text)
             if found is None:
@@ -229,6 +243,15 @@ def bjobs(argv) -> int:
     if rows:
         print_table(rows, wide="-w" in opts, header="-noheader" not in opts)
     return code
+
+
+def named(job: dict, index: int, pattern: str) -> bool:
+    """Whether -J pattern names the job (an array by its own name) or this element of it."""
+    element = next(t["name"] for t in job["tasks"] if t["index"] == index)
+    name, indices = split_array(pattern)
+    if indices is not None:
+        return fnmatch.fnmatchcase(element.split("[")[0], name) and element.endswith("[%s]" % indices)
+    return fnmatch.fnmatchcase(job["name"], pattern) or fnmatch.fnmatchcase(element, pattern)
 
 
 def print_table(rows, wide: bool, header: bool) -> None:

@@ -1,4 +1,4 @@
-"""Fake PBS: qsub, qstat, qdel, qsig. Torque by default; FAKE_PBS_FLAVOR=pbspro for PBS Pro.
+"""Fake PBS: qsub, qstat, qselect, qdel, qsig. Torque by default; FAKE_PBS_FLAVOR=pbspro for PBS Pro.
 
 What the formats are based on ([S] seen in public docs, issues or code; [K] knowledge, not
 verified against a real server):
@@ -17,6 +17,12 @@ verified against a real server):
   PBSE_UNKJOBID 15001 & 0xff [S: messages in issues of Jupyter-Kale/kale, ebartom/NGSbartom,
   openpbs/openpbs #2379; K: the exit code]. Torque >= 4 says "Unknown Job Id Error <id>", so
   match the prefix. An array must be named with its brackets ("1[]"), as on the real systems.
+- ``qselect [-N name] [-u user[,user]] [-s states]`` prints the ids of the matching jobs, one a
+  line as qsub printed them ("12.server", "13[].server": the array, not its subjobs), nothing
+  and exit 0 when none match; with no option, every job [S: the Torque and POSIX qselect man
+  pages (linux.die.net/man/1/qselect-torque, manpages.ubuntu.com qselect.1B), which list only
+  job identifiers; K: the exit code for an empty selection]. -N is an exact name, -s the state
+  letters of qstat's S column.
 - qsig on a job that is not running: "qsig: Request invalid for state of job <id>", exit 170
   (PBSE_BADSTATE) [K]. Successful qdel / qsig print nothing [K].
 - A finished job disappears at once (Torque keep_completed = 0, PBS Pro without job history),
@@ -359,6 +365,31 @@ def full_status(job: dict, index) -> str:
     return "Job Id: %s\n%s\n" % (shown, "".join("    %s = %s\n" % kv for kv in fields))
 
 
+# ------------------------------------------------------------------ qselect
+
+
+def qselect(argv) -> int:
+    spool = common.Spool("pbs", "qselect")
+    options, operands = common.parse_options(argv, {"-N", "-u", "-s", "-q", "-A"}, set(), "qselect", attached=True)
+    if operands:
+        raise CommandError("usage: qselect [-A account] [-N name] [-q destination] [-s states] [-u user_list] "
+                           "(the fake knows these; it takes no job ids, got %s)" % " ".join(operands), 2)
+    opts = dict(options)
+    for job in map(spool.job, spool.job_ids()):
+        if job is None or common.finished(job):
+            continue
+        if "-N" in opts and job["name"] != opts["-N"]:
+            continue
+        if "-u" in opts and job["owner"] not in opts["-u"].split(","):
+            continue
+        if "-q" in opts and job["queue"] != opts["-q"].split("@")[0]:
+            continue
+        if "-s" in opts and job_letter(job) not in opts["-s"]:
+            continue
+        print(job["job_name"])
+    return 0
+
+
 # ------------------------------------------------------------------ qdel and qsig
 
 
@@ -389,7 +420,7 @@ def qsig(argv) -> int:
     return code
 
 
-COMMANDS = {"qsub": qsub, "qstat": qstat, "qdel": qdel, "qsig": qsig}
+COMMANDS = {"qsub": qsub, "qstat": qstat, "qselect": qselect, "qdel": qdel, "qsig": qsig}
 
 
 def main(command: str, argv) -> int:

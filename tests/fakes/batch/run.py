@@ -7,7 +7,7 @@ import importlib
 import os
 import sys
 
-SYSTEMS = {"qsub": "pbs", "qstat": "pbs", "qdel": "pbs", "qsig": "pbs",
+SYSTEMS = {"qsub": "pbs", "qstat": "pbs", "qselect": "pbs", "qdel": "pbs", "qsig": "pbs",
            "bsub": "lsf", "bjobs": "lsf", "bkill": "lsf",
            "condor_submit": "htcondor", "condor_q": "htcondor", "condor_rm": "htcondor",
            "job": "windowshpc"}

@@ -1,4 +1,4 @@
-"""Fake Windows HPC (HPC Pack) ``job`` command: job submit, job view, job cancel.
+"""Fake Windows HPC (HPC Pack) ``job`` command: job submit, job view, job list, job cancel.
 
 What the formats are based on ([S] seen in public docs or code; [K] knowledge, not verified
 against a real head node):
@@ -21,6 +21,13 @@ against a real head node):
   Validating/Queued/Running cannot be canceled [S: IScheduler::CancelJob docs]: "The job
   cannot be canceled in its current state (Finished)." on stderr, exit 1 [K]. An unknown id:
   "Job 7 does not exist." on stderr, exit 1 [K].
+- ``job list [/all] [/format:{list|table}] [/jobname:NAME|PREFIX*|*] [/state:S1,S2|All]
+  [/user:NAME|*] [/scheduler:HOST]``: without /all, /state or /user only the current user's
+  Queued and Running jobs [S: Microsoft's "job list" reference for HPC Pack 2008-2012 R2, the
+  syntax and that default; table is the default format]. The table's columns (Id, Owner, Name,
+  State, Priority, each row starting with the job's Id, a dashes line under the header) and the
+  list format ("Name : value" lines as job view prints, a blank line between jobs) are [K]; an
+  empty selection prints the header only, exit 0 [K].
 - view and cancel take their switches before or after the id [S: the EMOD script writes
   ``job view /scheduler:HOST ID``, ipyparallel ``job cancel ID /scheduler:HOST``]; submit's
   switches come before a command line.
@@ -222,6 +229,50 @@ def view(argv) -> int:
     return 0
 
 
+LIST_COLUMNS = (("Id", 11), ("Owner", 16), ("Name", 26), ("State", 12), ("Priority", 11))
+
+
+def list_jobs(argv) -> int:
+    opts, rest = options(argv, {"all", "format", "jobname", "jobtemplate", "pool", "project", "scheduler", "state",
+                                "status", "submittime", "user"}, "list", anywhere=True)
+    check_scheduler(opts)
+    if rest:
+        raise CommandError("usage: job list [/all] [/format:{list|table}] [/jobname:NAME] [/state:STATES] "
+                           "[/user:NAME] [/scheduler:HOST] (no job ids; got %s)" % " ".join(rest), FAILED)
+    shape = opts.get("format", "table").lower()
+    if shape not in ("list", "table"):
+        raise CommandError("job list: /format must be list or table, not %s" % opts["format"], FAILED)
+    everything = "all" in opts
+    states = [s.strip().lower() for s in (opts.get("state") or opts.get("status") or "").split(",") if s.strip()]
+    if not states and not everything:
+        states = ["queued", "running"]
+    user = opts.get("user") or ("*" if everything else common.user())
+    pattern = opts.get("jobname", "*")
+    spool = common.Spool("windowshpc", "job")
+    rows = []
+    for job in map(spool.job, spool.job_ids()):
+        if job is None:
+            continue
+        state = job_state(job)
+        if states and "all" not in states and state.lower() not in states:
+            continue
+        if user != "*" and job["owner"] != user:
+            continue
+        if pattern != "*" and not (job["name"] == pattern or (pattern.endswith("*") and
+                                                              job["name"].startswith(pattern[:-1]))):
+            continue
+        rows.append((str(job["id"]), job["owner"], job["name"], state, job["priority"]))
+    if shape == "list":
+        for row in rows:
+            print("".join("%-24s: %s\n" % (name, value) for (name, _), value in zip(LIST_COLUMNS, row)))
+        return 0
+    print(" ".join(name.ljust(width) for name, width in LIST_COLUMNS))
+    print(" ".join("-" * width for _, width in LIST_COLUMNS))
+    for row in rows:
+        print(" ".join(value.ljust(width) for value, (_, width) in zip(row, LIST_COLUMNS)))
+    return 0
+
+
 def cancel(argv) -> int:
     job = find(argv, "cancel")
     state = job_state(job)
@@ -231,13 +282,13 @@ def cancel(argv) -> int:
     return 0
 
 
-VERBS = {"submit": submit, "view": view, "cancel": cancel}
+VERBS = {"submit": submit, "view": view, "list": list_jobs, "cancel": cancel}
 
 
 def job(argv) -> int:
     common.Spool("windowshpc", "job")
     if not argv or argv[0].lower() not in VERBS:
-        raise CommandError("usage: job {submit|view|cancel} ... (the fake knows these)", FAILED)
+        raise CommandError("usage: job {submit|view|list|cancel} ... (the fake knows these)", FAILED)
     return VERBS[argv[0].lower()](argv[1:])
 
 
