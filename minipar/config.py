@@ -838,6 +838,13 @@ class EngineConfig:
         "so a lost controller doesn't burn an allocation.",
     )
     cluster_id: str = option("", "Cluster id, to pick controller-<id>-engine.json.")
+    nanny: bool = option(
+        True,
+        "Run the engine as a child of the launched process (its nanny), which passes signals on "
+        "and, when the engine dies, tells the controller why (the signal, the exit code, the "
+        "out-of-memory killer) at once; false runs the engine in the launched process "
+        "(ipyparallel: IPEngine.enable_nanny).",
+    )
     log_level: str = option(
         "INFO", "Log level.", choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
     )

@@ -41,21 +41,3 @@ def remove_pid(path) -> None:
             os.unlink(str(path))
         except OSError:
             pass
-
-
-def signal_wakeup_fd() -> int:
-    """A pipe that signals write to, for a poll loop to watch: a signal then ends the poll
-    at once instead of after its timeout. Returns the read end."""
-    import signal
-    r, w = os.pipe()
-    os.set_blocking(r, False)
-    os.set_blocking(w, False)
-    signal.set_wakeup_fd(w)
-    return r
-
-
-def drain_fd(fd: int) -> None:
-    try:
-        os.read(fd, 4096)
-    except BlockingIOError:
-        pass

@@ -21,7 +21,7 @@ def test_engine_with_file_flag_from_elsewhere(profile, tmp_path):
     eng = profile.run("minipar.engine", "--file=%s" % copied, name="engine-file")
     rc = profile.client()
     rc.wait_for_engines(1, timeout=20)
-    assert rc[0].apply_sync(os.getpid) == eng.pid
+    assert rc[0].apply_sync(os.getppid) == eng.pid
     assert "registered as engine 0" in eng.output()
 
 

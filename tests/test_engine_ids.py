@@ -3,6 +3,7 @@ refuses them, and ``engine.mpi = "init_script"`` outside mpiexec. Real MPI jobs:
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 
@@ -23,11 +24,11 @@ def test_an_engine_gets_the_id_it_asks_for_and_the_next_one_counts_on_from_it(pr
     asked = profile.engine("--id", "7")
     rc = profile.client()
     assert registered(rc, 1) == [7]
-    assert rc[7].apply_sync(os.getpid) == asked.pid
+    assert rc[7].apply_sync(os.getppid) == asked.pid
     assert "registered as engine 7 " in asked.output()
     plain = profile.engine()
     assert registered(rc, 2) == [7, 8]
-    assert rc[8].apply_sync(os.getpid) == plain.pid
+    assert rc[8].apply_sync(os.getppid) == plain.pid
 
 
 def test_the_id_can_come_from_the_profile(profile):
@@ -37,7 +38,7 @@ def test_the_id_can_come_from_the_profile(profile):
     eng = profile.engine()
     rc = profile.client()
     assert registered(rc, 1) == [3]
-    assert rc[3].apply_sync(os.getpid) == eng.pid
+    assert rc[3].apply_sync(os.getppid) == eng.pid
 
 
 def test_a_taken_id_is_a_clear_registration_error(profile):
@@ -45,16 +46,18 @@ def test_a_taken_id_is_a_clear_registration_error(profile):
     first = profile.engine("--id", "5")
     rc = profile.client()
     registered(rc, 1)
+    holder = rc[5].apply_sync(os.getpid)
     second = profile.engine("--id", "5", "--engine.registration_timeout=10")
     assert second.wait(20) == 1
     reason = ("engine id 5 is taken by engine 5 (host %s, pid %d); give this engine another id "
-              "(--id / engine.id), or none to get the next free one" % (socket.gethostname(), first.pid))
+              "(--id / engine.id), or none to get the next free one" % (socket.gethostname(), holder))
     out = second.output()
     assert "ERROR the controller at tcp://127.0.0.1:" in out and "refused this engine: " + reason in out
     assert "Traceback" not in out
-    assert "WARNING refused an engine (host %s, pid %d): %s" % (socket.gethostname(), second.pid, reason) \
-        in controller.output()
-    assert rc.ids == [5] and rc[5].apply_sync(os.getpid) == first.pid
+    refused = re.search(r"WARNING refused an engine \(host (\S+), pid (\d+)\): (.*)", controller.output())
+    assert refused.group(1) == socket.gethostname() and refused.group(3) == reason
+    assert int(refused.group(2)) not in (first.pid, holder, second.pid), "the second engine, its nanny's child"
+    assert rc.ids == [5] and rc[5].apply_sync(os.getppid) == first.pid
 
 
 @pytest.mark.parametrize("how", ["killed", "stopped"])
@@ -68,7 +71,7 @@ def test_the_id_of_an_engine_that_is_gone_can_be_asked_for_again(profile, how):
     wait_for(lambda: rc.ids == [], 10, "the controller to drop engine 2")
     again = profile.engine("--id", "2")
     assert registered(rc, 1) == [2]
-    assert rc[2].apply_sync(os.getpid) == again.pid
+    assert rc[2].apply_sync(os.getppid) == again.pid
 
 
 def test_an_engine_asks_for_its_id_again_from_a_restarted_controller(profile):
@@ -81,7 +84,7 @@ def test_an_engine_asks_for_its_id_again_from_a_restarted_controller(profile):
     profile.controller("--reuse")
     rc2 = profile.client()
     assert registered(rc2, 1) == [4]
-    assert rc2[4].apply_sync(os.getpid) == eng.pid
+    assert rc2[4].apply_sync(os.getppid) == eng.pid
     assert "registering again" in eng.output()
 
 

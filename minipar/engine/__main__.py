@@ -19,6 +19,7 @@ from ..tunnel import TunnelError
 from .engine import Engine, EngineStartError, exit_engine, run_startup
 from .execute import new_namespace
 from .mpi import InitScriptFailed, MPIStartError, init_mpi
+from .nanny import fork_engine
 
 PROG = program_name("engine")
 
@@ -104,9 +105,10 @@ def main(argv=None) -> int:
     except OSError as e:
         return fail("engine.log_to_file: cannot open a log file: %s" % e)
     log = logging.getLogger("minipar.engine")
-    namespace = new_namespace()
     if logfile is not None:
         log.debug("logging to %s as well", logfile)
+    nanny = fork_engine() if cfg.nanny else None
+    namespace = new_namespace()
     mpi = None
     if cfg.mpi:
         try:
@@ -146,6 +148,7 @@ def main(argv=None) -> int:
         return fail(str(e))
 
     engine = Engine(cfg, info, path)
+    engine.nanny = nanny
     engine.namespace = namespace  # where engine.mpi's names are (and an init script's functions look)
     if mpi is not None:
         engine.preset.update(mpi.names)

@@ -11,7 +11,10 @@ Threads and sockets::
 Requests are read into a local queue between tasks, so control messages (shutdown)
 are seen without waiting for the queued work. SIGINT interrupts the running task (the
 client gets KeyboardInterrupt as a RemoteError) and is ignored while idle; SIGTERM
-stops the engine.
+stops the engine, and the unregistration says so (also when it comes with a SIGINT, as
+bkill sends them: then the task fails with the engine's stop, not as interrupted). Both
+usually come through the nanny (:mod:`.nanny`), the engine's parent, which tells the
+controller when the engine dies without unregistering.
 
 The controller prefetches tasks to an engine, and may take back those it has not
 started (a steal) for an engine that is idle. The steal request comes to the output
@@ -42,15 +45,28 @@ from ..connection import url
 from ..curve import ClientKeys
 from ..error import MiniparError
 from ..logs import DropLog, problem_kind
-from ..pidfile import drain_fd, signal_wakeup_fd
-from ..protocol import PROTOCOL_VERSION, ProtocolError, Session, python_version, recv_frames
+from ..signals import drain_fd, signal_wakeup_fd, start_without_signals
+from ..protocol import PROTOCOL_VERSION, ProtocolError, Session, id_list, python_version, recv_frames
 from .execute import EngineStop, Executor, OutputStreamer, format_error, new_namespace, send_reply
+from .job import in_batch_job
 
 log = logging.getLogger("minipar.engine")
 
 POLL_INTERVAL = 0.2
 """Seconds between liveness checks while idle."""
 
+
+DUPLICATE_SIGNAL_WINDOW = 0.5
+"""Seconds in which a second SIGINT is the same interrupt again, not a new one: a batch
+system's signal to a job step (scancel --signal, qsig) reaches every process of it, so the
+engine gets it once directly and once more from its nanny, which would interrupt the code
+that reports the first."""
+
+SIGTERM_AFTER_SIGINT = 0.1
+"""Seconds an interrupted task's reply waits for a SIGTERM sent together with the SIGINT."""
+
+MAX_PING = 200
+"""Bytes a heartbeat may have: the controller's session id, ':' and a count."""
 
 UNANSWERED_AFTER_PINGS = 30.0
 """Seconds a controller whose heartbeats arrive may take to answer the registration when
@@ -98,6 +114,11 @@ class Engine:
         self.id_required = False  # True for engine.id: refused rather than given another id
         self.tunnel = None
         self.registration_sent = False
+        self.registration_msg_id = None
+        self.refusal = None  # the controller's reason, once it refused this engine
+        self.last_sigint = float("-inf")
+        self.stop_reason = "engine shut down"
+        self.nanny = None  # NannyLink, when the launched process is this engine's nanny
         self.drops = DropLog(log)
 
     # -- connecting --------------------------------------------------------------------
@@ -141,11 +162,11 @@ class Engine:
         self.heart.connect_in(u["hb_ping"])
         self.heart.connect_out(u["hb_pong"])
         self.heart.daemon = True
-        self.heart.start()
+        start_without_signals(self.heart)
         self.heart_id = heart_id
         self.streamer = OutputStreamer(self.ctx, u["engine"], self.info["key"], (self.uuid + ":out").encode(),
                                        on_steal=self.steal_requested, curve_keys=keys)
-        self.streamer.start()
+        start_without_signals(self.streamer)
         self.executor = Executor(self.namespace, self.streamer)
 
     def request_registration(self) -> dict:
@@ -154,7 +175,9 @@ class Engine:
         if self.requested_id is not None:
             content.update(id=self.requested_id, id_required=self.id_required)
         self.registration_sent = True
-        return self.session.send(self.socket, "registration_request", content)
+        header = self.session.send(self.socket, "registration_request", content)
+        self.registration_msg_id = header["msg_id"]
+        return header
 
     def register(self, timeout: float, waited: float = 0.0):
         """Send a registration request and wait for the answer, queueing anything else.
@@ -164,7 +187,7 @@ class Engine:
         within UNANSWERED_AFTER_PINGS even then, since a controller that hears us but never
         answers has another key. ``waited``: seconds of the budget already spent waiting
         for the connection file."""
-        header = self.request_registration()
+        self.request_registration()
         log.debug("asked the controller at %s to register this engine", self.url)
         if timeout <= 0:
             log.info("waiting with no limit for the controller at %s (engine.registration_timeout = 0)", self.url)
@@ -199,16 +222,12 @@ class Engine:
                 msg = self._recv()
                 if msg is None:
                     continue
-                if msg.msg_type == "registration_reply" and msg.parent.get("msg_id") == header["msg_id"]:
-                    c = msg.content
-                    if c.get("status") != "ok":
-                        raise EngineStartError("the controller at %s refused this engine: %s"
-                                               % (self.url, c.get("reason", "no reason given")))
-                    self.id = c["id"]
-                    self.controller_session = c["controller"].encode()
+                self._queue_or_handle(msg)
+                if self.refusal is not None:
+                    raise EngineStartError("the controller at %s refused this engine: %s" % (self.url, self.refusal))
+                if self.id is not None:
                     self.last_ping = time.monotonic()
                     return self.id
-                self._queue_or_handle(msg)
 
     def _no_answer(self, timeout, heard_pings):
         source = self.connection_file or "the connection file"
@@ -285,27 +304,46 @@ class Engine:
         t = msg.msg_type
         if t == "apply_request" or t == "execute_request":
             self.queue.append(msg)
-        elif t == "shutdown_request":
+            return
+        try:
+            self._handle_control(msg)
+        except ProtocolError as e:
+            self.drops.drop("%s: %s" % (t, problem_kind(e)), "a message from the controller (%s): %s" % (t, e))
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            self.drops.drop("%s: malformed" % t, "a malformed message from the controller (%s): %r" % (t, e))
+
+    def _handle_control(self, msg):
+        t = msg.msg_type
+        if t == "shutdown_request":
             log.info("shutdown requested by the controller")
             self.stopping = True
         elif t == "abort_request":
-            self.abort(msg.content.get("msg_ids"))
+            self.abort(id_list(msg.content.get("msg_ids"), none_ok=True))
         elif t == "clear_request":
             self.namespace.clear()
             self.namespace.update(new_namespace())
             self.namespace.update(self.preset)
         elif t == "registration_reply":
+            if msg.parent.get("msg_id") != self.registration_msg_id:
+                raise ValueError("not the answer to this engine's registration request")
             c = msg.content
             if c.get("status") == "ok":
-                if c["id"] != self.id:
-                    log.info("registered again as engine %s", c["id"])
-                self.id = c["id"]
-                self.controller_session = c["controller"].encode()
+                eid, session = c["id"], c["controller"]
+                if type(eid) is not int or type(session) is not str:
+                    raise TypeError("id %r and controller %r are not an int and a str" % (eid, session))
+                if self.id is not None and eid != self.id:
+                    log.info("registered again as engine %s", eid)
+                self.id = eid
+                self.controller_session = session.encode()
+                if self.nanny is not None:
+                    self.nanny.registered(self)
             else:
-                log.error("the controller refused this engine: %s", c.get("reason"))
+                self.refusal = str(c.get("reason") or "no reason given")
+                if self.id is not None:  # while registering, register() raises it
+                    log.error("the controller refused this engine: %s", self.refusal)
                 self.stopping = True
         else:
-            log.warning("unexpected %s from the controller", t)
+            self.drops.drop("unexpected message type", "a message from the controller of unexpected type %.80r" % t)
 
     def _check_controller(self) -> bool:
         """Read the newest ping; re-register with a new controller; False if it is gone too long."""
@@ -315,8 +353,11 @@ class Engine:
             ping = None
         now = time.monotonic()
         if ping is not None:
+            session, _, count = ping.partition(b":")
+            if not (session and count.isdigit() and len(ping) <= MAX_PING):
+                self.drops.drop("malformed heartbeat", "a heartbeat that is not SESSION:NUMBER: %.40r" % ping)
+                return now - self.last_ping < self.cfg.controller_timeout
             self.last_ping = now
-            session = ping.split(b":", 1)[0]
             if session != self.controller_session:
                 log.info("a new controller is serving at %s; registering again", self.url)
                 self.controller_session = session
@@ -362,10 +403,21 @@ class Engine:
             content, md, buffers = format_error(e, 0), {"started": time.time(), "completed": time.time()}, []
         finally:
             self.socket_lock.acquire()
+        if content.get("ename") == "KeyboardInterrupt" and self.sigterm_follows():
+            raise EngineStop  # SIGINT with SIGTERM (bkill, a job's end): the task is lost to the stop
         content["engine_info"] = {"engine_id": self.id, "engine_uuid": self.uuid, "method": t.split("_")[0]}
         md["engine_id"] = self.id
         md["engine_uuid"] = self.uuid
         send_reply(self.session, self.socket, reply_type, msg.frames[2], content, md, buffers)
+
+    def sigterm_follows(self) -> bool:
+        """After a task's KeyboardInterrupt: whether a SIGTERM came with the SIGINT, as LSF's
+        bkill and some batch systems' job ends send them, one right after the other. Then the
+        job is ending and the task is lost to that, not interrupted by the user."""
+        deadline = time.monotonic() + SIGTERM_AFTER_SIGINT
+        while not self.stopping and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return self.stopping and "SIGTERM" in self.stop_reason
 
     def serve(self) -> int:
         poller = zmq.Poller()
@@ -396,17 +448,31 @@ class Engine:
                 log.error("lost the controller at %s: no heartbeat for %gs (engine.controller_timeout); "
                           "exiting", self.url, self.cfg.controller_timeout)
                 return 3
+            if self.nanny is not None and not self.nanny.nanny_alive():
+                log.error("the engine's nanny (pid %d) is gone; stopping", self.nanny.nanny_pid)
+                self.stop_reason = "engine shut down: its nanny process (pid %d) is gone" % self.nanny.nanny_pid
+                return 1
         return 0
 
     # -- signals and stopping ------------------------------------------------------------
 
     def install_signal_handlers(self):
         def on_sigint(signum, frame):
-            if self.executor.executing or self.id is None:
+            if self.id is None:
                 raise KeyboardInterrupt
-            log.info("SIGINT while idle: ignored (send SIGTERM to stop the engine)")
+            if not self.executor.executing:
+                log.info("SIGINT while idle: ignored (send SIGTERM to stop the engine)")
+                return
+            now = time.monotonic()
+            if now - self.last_sigint < DUPLICATE_SIGNAL_WINDOW:
+                return
+            self.last_sigint = now
+            raise KeyboardInterrupt
 
         def on_sigterm(signum, frame):
+            if self.stop_reason != "engine shut down":
+                return  # a second SIGTERM (a batch system signals every process of the job) while stopping
+            self.stop_reason = "engine shut down: stopped by SIGTERM%s" % in_batch_job("SIGTERM")
             self.stopping = True
             if self.executor.executing:
                 raise EngineStop
@@ -423,11 +489,15 @@ class Engine:
             # also when stopped before the answer came: the controller may have registered us
             # already, and it knows us by our socket identity
             if self.registration_sent:
-                self.session.send(self.socket, "unregistration_request", {"id": self.id})
+                self.session.send(self.socket, "unregistration_request", {"id": self.id, "reason": self.stop_reason})
         except zmq.ZMQError:
             pass
+        if self.nanny is not None:
+            self.nanny.tell(unregistered=True)
         self.streamer.close()
         self.streamer.join(1)
+        self.drops.flush()
+        self.streamer.drops.flush()
         self.socket.close(linger=1000)
         self.pings.close(linger=0)
         self.ctx.term()

@@ -20,7 +20,8 @@ import traceback
 
 import zmq
 
-from ..protocol import ProtocolError, Session, send_frames
+from ..logs import DropLog, problem_kind
+from ..protocol import ProtocolError, Session, id_list, send_frames
 from ..serialize import serialize_object, unpack_apply_message
 
 log = logging.getLogger("minipar.engine")
@@ -77,6 +78,7 @@ class OutputStreamer(threading.Thread):
         self.engine_id = None
         self.chunks: list = []
         self.closing = False
+        self.drops = DropLog(log)
 
     def begin(self, parent: dict, engine_id):
         with self.lock:
@@ -114,17 +116,28 @@ class OutputStreamer(threading.Thread):
 
     def handle_control(self):
         """Signals from clients arrive here: this thread is free while the main one runs a task."""
+        msg = None
         try:
             msg = self.session.recv(self.socket, zmq.NOBLOCK)
+            if msg is None:
+                return
+            if msg.msg_type == "steal_request" and self.on_steal is not None:
+                id_list(msg.content.get("msg_ids"))
+                self.on_steal(msg)
+            elif msg.msg_type == "signal_request":
+                sig = msg.content.get("signal", signal.SIGINT)
+                if type(sig) is not int or sig not in signal.valid_signals():
+                    raise ValueError("not a signal number: %.40r" % (sig,))
+                log.info("signal %d requested by a client", sig)
+                os.kill(os.getpid(), sig)
+            else:
+                self.drops.drop("output socket: unexpected message type",
+                                "a message on the output socket of unexpected type %.80r" % msg.msg_type)
         except ProtocolError as e:
-            log.warning("dropped a message on the output socket: %s", e)
-            return
-        if msg is not None and msg.msg_type == "steal_request" and self.on_steal is not None:
-            self.on_steal(msg)
-        elif msg is not None and msg.msg_type == "signal_request":
-            sig = int(msg.content.get("signal", signal.SIGINT))
-            log.info("signal %d requested by a client", sig)
-            os.kill(os.getpid(), sig)
+            self.drops.drop("output socket: %s" % problem_kind(e), "a message on the output socket: %s" % e)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            self.drops.drop("output socket: malformed %s" % msg.msg_type,
+                            "a malformed message on the output socket (%s): %r" % (msg.msg_type, e))
 
     def close(self):
         self.closing = True
@@ -163,7 +176,10 @@ class Executor:
         except EngineStop:
             raise
         except BaseException as e:  # noqa: B902 - a task's KeyboardInterrupt/SystemExit is its error
+            self.executing = False  # first: a SIGINT from here on is no longer the task's
             content, buffers = format_error(e), []
+        else:
+            self.executing = False
         finally:
             self.executing = False
             sys.stdout, sys.stderr = saved
