@@ -6,6 +6,7 @@ import time
 import tracemalloc
 from datetime import datetime, timezone
 
+import pytest
 import zmq
 
 from conftest import start_cluster, wait_for
@@ -111,3 +112,32 @@ def test_nodb_controller_memory_is_flat_from_10k_to_100k_tasks(profile):
     wait_for(lambda: rc.queue_status()["unassigned"] == 0, what="the queue to drain")
     grown = rss_kb(ctl.pid) - at_10k
     assert grown < 6 * 1024, "the controller grew %d KB from 10k to 100k tasks (%d KB at 10k)" % (grown, at_10k)
+
+
+def test_return_free_memory_gives_a_freed_heap_back_to_the_kernel():
+    import ctypes
+    import os
+
+    from minipar.heap import return_free_memory
+    try:
+        libc = ctypes.CDLL(None)
+        libc.malloc_trim
+    except AttributeError:
+        pytest.skip("not glibc: no malloc_trim to call")
+
+    def rss_mb():
+        with open("/proc/%d/statm" % os.getpid()) as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    libc.malloc.restype = ctypes.c_void_p
+    libc.free.argtypes = [ctypes.c_void_p]
+    chunks = [libc.malloc(32 * 1024) for _ in range(3000)]  # below the mmap threshold: heap memory
+    for c in chunks:
+        ctypes.memset(c, 1, 32 * 1024)
+    before = rss_mb()
+    for c in chunks[:-1]:  # the last one pins the heap's top: free() alone cannot shrink it
+        libc.free(c)
+    assert rss_mb() > before - 20
+    assert return_free_memory() is True
+    assert rss_mb() < before - 60
+    libc.free(chunks[-1])
