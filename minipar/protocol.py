@@ -13,7 +13,8 @@ forwards the original frames untouched, so a payload is never unpickled on the w
 Header: ``msg_id`` (the sender's session id plus a counter), ``msg_type``, ``session``
 and ``date`` (seconds since the epoch, float).
 
-Message types (C = client, H = controller/hub, E = engine, P = notification PUB):
+Message types (C = client, H = controller/hub, E = engine, N = an engine's nanny,
+P = notification PUB):
 
 ========================== ========= ===========================================================
 msg_type                   path      meaning / content
@@ -71,6 +72,9 @@ result_request             C→H       ``{msg_ids}``: each stored result is sent
                                      completed, missing: {msg_id: reason}}``
 result_status_request      C→H       ``{msg_ids}``; result_status_reply ``{status, pending,
                                      completed, missing}``
+sync_request               C→H       ``{}``; sync_reply ``{status}``, sent once the hub has handled
+                                     every message the same socket sent before (ZeroMQ keeps a
+                                     connection's order): ``ar.wait_for_send()``
 history_request            C→H       history_reply ``{status, history: [msg_id, ...]}``
 db_request                 C→H       ``{query, keys}``; db_reply ``{status, records}`` (JSON with
                                      buffers and dates encoded by :mod:`jsonutil`)
@@ -85,7 +89,11 @@ registration_request       E→H       ``{uuid, heart, protocol, python, pid, ho
 registration_reply         H→E       ``{status, id, heartbeat_period, controller, reason?}``;
                                      status error when the protocol differs or a required
                                      id is taken
-unregistration_request     E→H       the engine is leaving cleanly
+unregistration_request     E→H       ``{id, reason?}``: the engine is leaving cleanly (reason:
+                                     why, e.g. "engine shut down: stopped by SIGTERM ...")
+engine_died                N→H       ``{uuid, id, reason}`` from the engine's nanny (N, its
+                                     parent process): the engine ended without unregistering,
+                                     and why (signal, exit code, out-of-memory killer)
 registration_notification  H→P       ``{id, uuid}``
 unregistration_notification H→P      ``{id, uuid, reason}``
 shutdown_notification      H→P       the controller is stopping
@@ -324,8 +332,9 @@ class Session:
             header = _json_loads(frames[2])
         except ValueError as e:
             raise ProtocolError("unparseable header: %s" % e) from None
-        if not isinstance(header, dict) or "msg_type" not in header or "msg_id" not in header:
-            raise ProtocolError("header lacks msg_id/msg_type")
+        if not isinstance(header, dict) or type(header.get("msg_type")) is not str \
+                or type(header.get("msg_id")) is not str:
+            raise ProtocolError("header lacks msg_id/msg_type strings")
         return Message(raw[:i], frames, header)
 
     def recv(self, socket, flags=0):
@@ -408,6 +417,16 @@ def recv_frames(socket, flags=0):
         elif f == DELIM:
             after_delim = 0
     return frames
+
+
+def id_list(value, none_ok=False):
+    """A content field that names messages (``msg_ids``): a list of strings, or None where
+    that means "all"; a TypeError naming what came instead."""
+    if value is None and none_ok:
+        return None
+    if type(value) is not list or not all(type(v) is str for v in value):
+        raise TypeError("msg_ids must be a list of strings, not %.60r" % (value,))
+    return value
 
 
 def broadcast_part_id(msg_id: str, engine_id) -> str:

@@ -115,6 +115,10 @@ def _display_stream(text, prefix="", file=None):
     print("%s%s" % (prefix, text), file=file, end=end)
 
 
+IO_SENDER = "io"
+"""``AsyncResult._sent_by`` for messages the client's I/O thread sent."""
+
+
 class AsyncResult(concurrent.futures.Future):
     """The pending result of submitted work: one value, or a list with one entry per message."""
 
@@ -124,6 +128,8 @@ class AsyncResult(concurrent.futures.Future):
     """MessageTrackers of the zero-copy buffers sent: ZeroMQ reads them until these are done."""
     _send_done = None
     """A threading.Event, made only for messages queued for the I/O thread."""
+    _sent_by = None
+    """Which socket carried the messages: the sending thread's ident, or IO_SENDER."""
 
     def __init__(self, client, msg_ids, fname="unknown", targets=None, single=True, return_exceptions=False):
         super().__init__()
@@ -306,9 +312,13 @@ class AsyncResult(concurrent.futures.Future):
             return not self._unsent and all(t.done for t in self._trackers)
 
     def wait_for_send(self, timeout=-1):
-        """Wait until :attr:`sent`; raises TimeoutError after ``timeout`` seconds (-1 or None:
-        no limit). Unlike ipyparallel, every zero-copy buffer is tracked, whatever ``track``
-        says, so after this returns an edit in place never reaches the engine."""
+        """Wait until :attr:`sent` and until the controller has the request; raises
+        TimeoutError after ``timeout`` seconds (-1 or None: no limit).
+
+        Unlike ipyparallel, every zero-copy buffer is tracked, whatever ``track`` says, so
+        after this returns an edit in place never reaches the engine; and the task no longer
+        depends on this process: killed now, its work still runs, and another client gets
+        the result (``get_result``)."""
         deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout
         event = self._send_done
         if event is not None:
@@ -324,6 +334,8 @@ class AsyncResult(concurrent.futures.Future):
                                    % (self._fname, timeout)) from None
         with self._lock:
             self._trackers = [t for t in self._trackers if not t.done]
+        if not self.done():
+            self._client._confirm_received(self, deadline)
 
     def wait_for_output(self, timeout=-1) -> bool:
         """Output travels with the result here, so this is wait()."""

@@ -36,6 +36,7 @@ import os
 import threading
 import time
 import warnings
+from threading import get_ident
 from collections import deque
 
 import zmq
@@ -51,7 +52,8 @@ from ..profile import locate_profile_dir
 from ..protocol import (PROTOCOL_VERSION, ProtocolError, Session, broadcast_part_id, python_version, recv_frames,
                         send_frames)
 from ..serialize import deserialize_object
-from .asyncresult import AsyncResult, ExecuteReply, error_from_reply
+from ..signals import start_without_signals
+from .asyncresult import IO_SENDER, AsyncResult, ExecuteReply, error_from_reply
 
 log = logging.getLogger("minipar.client")
 
@@ -63,6 +65,9 @@ MAX_THREAD_SOCKETS = 32
 
 RECEIVE_POLL_CEILING = 0.5
 """Longest sleep of a thread receiving its own replies before it checks the client is not closing."""
+
+CONNECT_REQUEST = {"protocol": PROTOCOL_VERSION, "python": python_version()}
+"""What a client tells the controller it connects to, or to one it finds restarted."""
 
 HUB_REPLY_TIMEOUT = 30.0
 """Seconds to wait for the controller to answer a query or command."""
@@ -147,7 +152,9 @@ class Client:
         self._io = threading.Thread(target=self._io_loop, args=(urls,), name="minipar-client-io", daemon=True)
         self._connected = threading.Event()
         self._connect_reply = None
-        self._io.start()
+        self._controller_session = None
+        self._session_lock = threading.Lock()
+        start_without_signals(self._io)
         self._handshake(timeout)
 
     # -- connecting --------------------------------------------------------------------
@@ -162,8 +169,7 @@ class Client:
         return {n: "tcp://127.0.0.1:%d" % local[n] for n in names}
 
     def _handshake(self, timeout):
-        header, frames = self.session.build("connect_request", {"protocol": PROTOCOL_VERSION,
-                                                                "python": python_version()})
+        header, frames = self.session.build("connect_request", CONNECT_REQUEST)
         self._connect_id = header["msg_id"]
         # Through the I/O thread's own socket: the controller answers there, and a reply that
         # overtook that socket's connection would be dropped as unroutable.
@@ -177,36 +183,92 @@ class Client:
         if reply.get("status") != "ok":
             self.close()
             raise ProtocolMismatch(reply.get("reason", "the controller refused this client"))
+        self._controller_session = reply.get("session")
+        self._set_engines(reply)
+
+    def _set_engines(self, connect_reply):
         with self._engines_changed:
-            for k, v in reply["engines"].items():
-                self._engines[int(k)] = v
+            self._engines = {int(k): v for k, v in connect_reply["engines"].items()}
             self._engines_changed.notify_all()
+
+    def _check_controller(self, msg):
+        """Notice a controller restarted with ``--reuse`` (same ports and key, a new session)
+        from a message it sent itself. The tasks this client still waits for were in flight in
+        its predecessor: the new one is asked for them, sends those it has (finished before
+        the crash and kept by a database, or submitted to it since), and names the rest, which
+        fail here with TaskNotFound instead of being waited for forever."""
+        session = msg.header.get("session")
+        if session == self._controller_session or self._controller_session is None:
+            return
+        with self._session_lock:
+            if session == self._controller_session:
+                return
+            previous, self._controller_session = self._controller_session, session
+        log.warning("the controller at %s restarted (session %s, was %s); asking it about %d tasks in flight",
+                    self._url, session, previous, len(self._futures))
+
+        def engines_now(reply):
+            if reply.content.get("status") == "ok":
+                self._set_engines(reply.content)
+
+        self._hub_request("connect_request", CONNECT_REQUEST, block=False, via_io_sender=True, on_reply=engines_now)
+        if self._futures:
+            self._fetch_remote(list(self._futures), "the controller restarted while this task was in flight: ",
+                               via_io_sender=True)
 
     # -- the I/O thread ----------------------------------------------------------------
 
-    def _send(self, frames, buffers=(), via_io_thread=False, caller_waits=False, ar=None):
+    def _send(self, frames, buffers=(), via_io_thread=False, caller_waits=False, ar=None, via_io_sender=False):
         """Send from the calling thread on its own socket; the controller answers on the I/O
         thread's socket, whose identity prefixes this one. Saves waking the I/O thread.
 
         A parked I/O thread (see :meth:`_receive_until`) is woken to listen for the reply,
         unless the caller is about to wait for it and so will receive it itself. ``ar``, the
         AsyncResult of the message, learns when ZeroMQ stops reading the caller's buffers
-        (``ar.wait_for_send()``)."""
-        sock = False if via_io_thread else getattr(self._local, "socket", None)
+        and which socket carried it (``ar.wait_for_send()``); ``via_io_sender`` sends on
+        the socket the I/O thread sends for threads without their own."""
+        sock = False if via_io_thread or via_io_sender else getattr(self._local, "socket", None)
         if sock is None:
             sock = self._thread_socket()
         if sock is False:
             if ar is not None:
                 ar._sending()
+                ar._sent_by = IO_SENDER
             self._outgoing.append((frames, buffers, via_io_thread, ar))
             self._wake_io()
         else:
             trackers = [] if ar is not None else None
             send_frames(sock, frames, buffers, trackers)
-            if trackers:
-                ar._track(trackers)
+            if ar is not None:
+                ar._sent_by = get_ident()
+                if trackers:
+                    ar._track(trackers)
             if self._io_parked and not caller_waits:
                 self._wake_io()
+
+    def _confirm_received(self, ar, deadline) -> None:
+        """Return once the controller has ``ar``'s messages (``ar.wait_for_send()``).
+
+        ZeroMQ keeps a socket's messages in order, so when the answer to a ``sync_request``
+        sent on the socket that carried them comes, the controller has read them all. From
+        a thread other than the sender that socket is not ours to use: the controller is
+        asked for the tasks' status instead until it knows them all (or they are done)."""
+        by = ar._sent_by
+        if by is None:
+            return
+        left = lambda: HUB_REPLY_TIMEOUT if deadline is None else max(0.0, deadline - time.monotonic())  # noqa: E731
+        if by == IO_SENDER or by == get_ident():
+            self._hub_request("sync_request", {}, timeout=left(), via_io_sender=by == IO_SENDER)
+            return
+        while not ar.done():
+            reply = self._hub_request("result_status_request", {"msg_ids": list(ar.msg_ids)}, timeout=left(),
+                                      refusal_ok=True)
+            c = reply.content
+            if c.get("status") == "ok" and not c.get("missing"):
+                return
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError("%s: the controller has not received it yet" % ar._fname)
+            ar.wait(0.02)
 
     def _wake_io(self):
         try:
@@ -368,6 +430,7 @@ class Client:
         if ar is None:
             callback = self._pending_replies.pop(parent_id, None)
             if callback is not None:
+                self._check_controller(msg)
                 callback(msg)
             return
         self._deliver_result(ar, parent_id, msg.msg_type, msg.content, msg.metadata, msg.buffers)
@@ -419,10 +482,12 @@ class Client:
                 c = msg.content
                 ar._stream(msg.parent["msg_id"], c.get("name", "stdout"), c.get("text", ""), c.get("engine_id"))
         elif t == "registration_notification":
+            self._check_controller(msg)
             with self._engines_changed:
                 self._engines[msg.content["id"]] = msg.content["uuid"]
                 self._engines_changed.notify_all()
         elif t == "unregistration_notification":
+            self._check_controller(msg)
             with self._engines_changed:
                 self._engines.pop(msg.content["id"], None)
                 self._engines_changed.notify_all()
@@ -531,9 +596,10 @@ class Client:
             return DirectView(self, self._resolve(key))
         raise TypeError("engines are selected by int, slice or list of ints, not %s" % type(key).__name__)
 
-    def direct_view(self, targets="all"):
+    def direct_view(self, targets="all", **flags):
+        """A view of ``targets``; ``flags`` (block, track, ...) set on it, as ipyparallel's kwargs."""
         from .view import DirectView
-        return DirectView(self, targets)
+        return DirectView(self, targets, **flags)
 
     def executor(self, targets=None, **kwargs):
         """A concurrent.futures.Executor running submissions on a load-balanced view."""
@@ -552,9 +618,11 @@ class Client:
         from .view import BroadcastView
         return BroadcastView(self, self._resolve(targets), is_coalescing=is_coalescing, **kwargs)
 
-    def load_balanced_view(self, targets=None):
+    def load_balanced_view(self, targets=None, **flags):
+        """A view balancing over ``targets`` (None or "all": every engine); ``flags`` (retries,
+        timeout, after, follow, block, ...) set on it, as ipyparallel's kwargs."""
         from .view import LoadBalancedView
-        return LoadBalancedView(self, targets)
+        return LoadBalancedView(self, None if targets == "all" else targets, **flags)
 
     @property
     def outstanding(self) -> set:
@@ -568,10 +636,12 @@ class Client:
         done, not_done = concurrent.futures.wait(futures, None if timeout is None or timeout < 0 else timeout)
         return not not_done
 
-    def _hub_request(self, msg_type, content, block=True, timeout=HUB_REPLY_TIMEOUT, on_reply=None, buffers=()):
+    def _hub_request(self, msg_type, content, block=True, timeout=HUB_REPLY_TIMEOUT, on_reply=None, buffers=(),
+                     via_io_sender=False, refusal_ok=False):
         """Ask the controller something; its reply message (or None when not blocking).
 
-        on_reply(msg) runs in the I/O thread before any later message is handled."""
+        on_reply(msg) runs in the I/O thread before any later message is handled; a refusal
+        raises unless ``refusal_ok``."""
         done = threading.Event()
         box = []
         header, frames = self.session.build(msg_type, content)
@@ -586,14 +656,14 @@ class Client:
             done.set()
 
         self._pending_replies[header["msg_id"]] = answered
-        self._send(frames, buffers)
+        self._send(frames, buffers, via_io_sender=via_io_sender)
         if not block:
             return None
         if not done.wait(timeout):
             self._pending_replies.pop(header["msg_id"], None)
             raise TimeoutError("the controller at %s did not answer a %s within %gs" % (self._url, msg_type, timeout))
         reply = box[0]
-        if reply.content.get("status") not in ("ok", None):
+        if reply.content.get("status") not in ("ok", None) and not refusal_ok:
             raise MiniparError("the controller refused a %s: %s" % (msg_type, reply.content.get("reason", "")))
         return reply
 
@@ -628,16 +698,22 @@ class Client:
         if remote:
             for msg_id in remote:
                 self._futures[msg_id] = ar
-
-            def missing(msg):
-                for msg_id, reason in (msg.content.get("missing") or {}).items():
-                    if self._futures.pop(msg_id, None) is ar:
-                        ar._deliver(msg_id, error=TaskNotFound(reason))
-
-            self._hub_request("result_request", {"msg_ids": remote}, block=False, on_reply=missing)
+            self._fetch_remote(remote)
         if block:
             ar.wait()
         return ar
+
+    def _fetch_remote(self, msg_ids, why="", via_io_sender=False):
+        """Ask the controller for tasks whose AsyncResults wait in ``_futures``: it sends the
+        results it has and watches those still running; the ones it names as missing fail."""
+        def missing(msg):
+            for msg_id, reason in (msg.content.get("missing") or {}).items():
+                ar = self._futures.pop(msg_id, None)
+                if ar is not None:
+                    ar._deliver(msg_id, error=TaskNotFound(why + reason))
+
+        self._hub_request("result_request", {"msg_ids": msg_ids}, block=False, on_reply=missing,
+                          via_io_sender=via_io_sender)
 
     def result_status(self, msg_ids, status_only=True) -> dict:
         """{'pending': [...], 'completed': [...]} as the controller knows them; with
