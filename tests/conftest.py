@@ -36,12 +36,37 @@ def announce_then_sleep(seconds, value="slept"):
     return value
 
 
+def print_pid_then_sleep(seconds):
+    """A task that prints its engine's pid (so a test can kill it mid-task), then sleeps."""
+    import os
+    import time
+    print(os.getpid(), flush=True)
+    time.sleep(seconds)
+    return os.getpid()
+
+
 def pid_gone(pid: int) -> bool:
     try:
         with open("/proc/%d/stat" % pid) as f:
             return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
     except (FileNotFoundError, ProcessLookupError):  # a read of a vanishing process fails with ESRCH
         return True
+
+
+def with_children(pids) -> list:
+    """``pids`` and the children of each (an engine's nanny has the engine as its child)."""
+    parents = set(pids)
+    children = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/stat" % entry) as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid in parents:
+                children.append(int(entry))
+    return list(pids) + children
 
 
 class Proc:

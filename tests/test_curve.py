@@ -2,17 +2,16 @@
 from __future__ import annotations
 
 import os
-import socket
 import stat
 import subprocess
 import sys
-import threading
 
 import pytest
 import zmq
 
 import minipar
 from conftest import read_json, start_cluster, wait_for
+from wire import CAN_CAPTURE, Capture
 from minipar import curve
 from minipar.error import CurveError
 from minipar.protocol import Session, recv_frames, send_frames
@@ -112,43 +111,18 @@ def test_reuse_keeps_the_server_key_and_engines_come_back(profile):
     assert read_json(profile.client_file())["curve_serverkey"] == before
     rc2 = profile.client()
     rc2.wait_for_engines(1, timeout=20)
-    assert rc2[rc2.ids[0]].apply_sync(os.getpid) == eng.pid
+    assert rc2[rc2.ids[0]].apply_sync(os.getppid) == eng.pid
 
 
-@pytest.mark.skipif(not hasattr(socket, "AF_PACKET") or os.geteuid() != 0,
-                    reason="capturing packets needs root and AF_PACKET (Linux)")
+@pytest.mark.skipif(not CAN_CAPTURE, reason="capturing packets needs root and AF_PACKET (Linux)")
 @pytest.mark.parametrize("setting", ["auto", "false"])
 def test_what_crosses_the_wire(profile, setting):
     """Listening on every interface, a task's argument is on the wire only with curve off
     (which shows the capture sees the traffic)."""
     rc, _ = start_cluster(profile, 1, "--ip=*", "--location=127.0.0.1", "--controller.curve=%s" % setting)
-    ports = set(read_json(profile.client_file())["ports"].values())
-    captured = bytearray()
-    raw = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
-    raw.bind(("lo", 0))
-    raw.settimeout(0.1)
-    stop = threading.Event()
-
-    def capture():
-        while not stop.is_set():
-            try:
-                frame = raw.recv(65536)
-            except socket.timeout:
-                continue
-            ip = frame[14:]
-            if len(ip) > 40 and ip[9] == 6:  # TCP
-                tcp = ip[(ip[0] & 0xF) * 4:]
-                if {int.from_bytes(tcp[0:2], "big"), int.from_bytes(tcp[2:4], "big")} & ports:
-                    captured.extend(frame)
-
-    t = threading.Thread(target=capture)
-    t.start()
-    try:
+    ports = read_json(profile.client_file())["ports"].values()
+    with Capture("lo", ports) as captured:
         assert rc[0].apply_sync(echo, SECRET) == SECRET
         assert rc.load_balanced_view().apply_sync(echo, SECRET) == SECRET
-    finally:
-        stop.set()
-        t.join(5)
-        raw.close()
-    assert captured, "the capture saw the controller's traffic"
-    assert (SECRET.encode() in captured) == (setting == "false")
+    assert captured.packets, "the capture saw the controller's traffic"
+    assert (SECRET.encode() in captured.data) == (setting == "false")

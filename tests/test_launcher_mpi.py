@@ -206,7 +206,7 @@ def test_a_killed_mpiexec_is_reported_and_stop_still_ends_its_engines(bed, caplo
     cluster = minipar.Cluster(profile_dir=bed.profile_dir, n=2, engines="mpi")
     rc = cluster.start_and_connect_sync(timeout=60)
     try:
-        pids = rc[:].apply_sync(os.getpid)
+        pids = rc[:].apply_sync(os.getpid) + rc[:].apply_sync(os.getppid)  # engines and their nannies
         launcher = the_launcher(cluster)
         os.kill(launcher.mpiexec.pid, signal.SIGKILL)
         wait_for(lambda: "engine process %d exited on its own (killed by signal SIGKILL (9))" % launcher.mpiexec.pid

@@ -251,7 +251,7 @@ def test_ssh_engines_do_real_work_and_stop_over_ssh(bed):
     cluster = bed.cluster(n=5, cluster_id="w1")
     with cluster as rc:
         assert sum(s.n for s in cluster.engine_sets.values()) == 2
-        pids = rc[:].apply_sync(os.getpid)
+        pids = rc[:].apply_sync(os.getppid)  # the launched processes (each engine's nanny)
         markers = dict(zip(pids, rc[:].pull("marker", block=True)))
         recorded = {p["pid"]: p for p in state_processes(cluster)}
         assert sorted(recorded) == sorted(pids)
@@ -317,7 +317,7 @@ def test_no_self_copy_and_signals_over_ssh(bed):
     assert shared.read_text() == "do not truncate me"
     assert bed.scp_commands() == ""
     pids = [p["pid"] for p in state_processes(cluster)]
-    assert sorted(rc[:].apply_sync(os.getpid)) == sorted(pids)
+    assert sorted(rc[:].apply_sync(os.getppid)) == sorted(pids)
 
     interrupt_both_engines(cluster, rc)
     assert "kill -s INT %s" % " ".join(map(str, pids)) in bed.ssh_commands()
@@ -380,7 +380,7 @@ def test_sshproxy_starts_engines_through_cluster_engines_on_the_host(bed):
         assert len(state_processes(cluster)) == 1 and proxy["host"] == "localhost"
         assert started_by_sshd(proxy["pid"])
         assert cmdline(proxy["pid"])[1:6] == ["-m", "minipar.cluster", "engines", "--foreground", "-n"]
-        engine_pids = rc[:].apply_sync(os.getpid)
+        engine_pids = rc[:].apply_sync(os.getppid)  # the launched processes (each engine's nanny)
         assert len(set(engine_pids)) == 2 and {parent(p) for p in engine_pids} == {proxy["pid"]}
         assert [s.engines_running() for s in cluster.engine_sets.values()] == [2]
         interrupt_both_engines(cluster, rc)

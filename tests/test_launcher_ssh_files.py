@@ -35,7 +35,7 @@ def test_engines_with_their_own_profile_dir_get_the_connection_file_there(bed):
         shared = cmdline(by_host["localhost"])
         assert shared[shared.index("--profile-dir") + 1] == str(bed.remote_dir)
         pids = list(by_host.values())
-        assert sorted(rc[:].apply_sync(os.getpid)) == sorted(pids)
+        assert sorted(rc[:].apply_sync(os.getppid)) == sorted(pids)
     assert_all_gone(pids)
 
 

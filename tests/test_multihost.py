@@ -26,12 +26,15 @@ import pytest
 
 import minipar
 from conftest import ROOT, pid_gone, read_json, wait_for
+from wire import CAN_CAPTURE, Capture
 from services import netns_hosts  # noqa: F401 - the fixture
 from test_services import mpi, read_env  # noqa: F401 - mpi is a fixture
 
 ROOT_HOST, ROOT_IP = "tbroot", "10.99.0.1"
 HOST_IPS = {"tbh1": "10.99.0.11", "tbh2": "10.99.0.12"}
 NET = "10.99.0.0/24"
+BRIDGE = "tbbr0"
+WIRE_SECRET = "a-payload-for-tbh1-that-no-one-on-the-bridge-reads-4d1a"
 SSH = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
 PID_MARKER = "multihost-test-pid"
 
@@ -197,13 +200,32 @@ def test_engines_on_two_hosts_join_a_controller_on_tbroot(profile, remote, tmp_p
 
     seen = dict(zip(rc.ids, where(rc)))
     assert sorted(seen.values()) == sorted(HOST_IPS.items())
-    pids = dict(zip(rc.ids, rc[:].apply_sync(os.getpid)))
+    pids = dict(zip(rc.ids, rc[:].apply_sync(os.getppid)))
     assert {seen[i][0]: pid for i, pid in pids.items()} == {h: e.pid for h, e in engines.items()}
     assert rc.load_balanced_view().map_sync(pow, range(20), [2] * 20) == [i * i for i in range(20)]
     rc[:].scatter("part", list(range(10)), block=True)
     assert sum(rc[:].apply_sync(lambda: sum(part))) == 45  # noqa: F821 - the engines' namespace
     # the engines' connections to the controller come over the bridge, from their hosts' addresses
     assert set(HOST_IPS.values()) <= peers_on_port(read_json(engine_file)["ports"]["engine"])
+
+
+@pytest.mark.skipif(not CAN_CAPTURE, reason="capturing packets needs root and AF_PACKET (Linux)")
+@pytest.mark.parametrize("curve", ["auto", "false"])
+def test_a_task_crosses_the_bridge_encrypted_by_default(profile, remote, tmp_path, curve):
+    """Listening beyond loopback turns curve on: what an engine on tbh1 is sent and answers is
+    not readable on the bridge between the hosts; with curve off it is (so the capture works)."""
+    profile.controller("--ip=*", "--location=%s" % ROOT_IP, "--controller.curve=%s" % curve)
+    engine_file = copied(profile.engine_file(), tmp_path / "scp" / "controller-engine.json")
+    assert ("curve_serverkey" in read_json(engine_file)) == (curve == "auto")
+    remote("tbh1", engine_argv("--file", engine_file), "engine")
+    rc = profile.client()
+    rc.wait_for_engines(1, timeout=30)
+    with Capture(BRIDGE, read_json(engine_file)["ports"].values()) as captured:
+        assert rc[0].apply_sync(lambda text: text[::-1], WIRE_SECRET) == WIRE_SECRET[::-1]
+        assert rc.load_balanced_view().apply_sync(lambda text: text.upper(), WIRE_SECRET) == WIRE_SECRET.upper()
+    assert captured.packets, "the capture saw the engine's traffic on %s" % BRIDGE
+    for text in (WIRE_SECRET, WIRE_SECRET[::-1], WIRE_SECRET.upper()):
+        assert (text.encode() in captured.data) == (curve == "false"), text
 
 
 def test_engine_cannot_reach_a_loopback_controller_and_says_where_it_looked(profile, remote, tmp_path):
@@ -228,7 +250,7 @@ def test_engine_tunnels_to_a_loopback_controller_through_tbroot(profile, remote,
     rc = profile.client()
     rc.wait_for_engines(1, timeout=30)
     assert where(rc) == [("tbh1", HOST_IPS["tbh1"])]
-    assert rc[:].apply_sync(os.getpid) == [engine.pid]
+    assert rc[:].apply_sync(os.getppid) == [engine.pid]
     assert rc.load_balanced_view().map_sync(pow, range(5), [3] * 5) == [i ** 3 for i in range(5)]
     tunnel = int(re.search(r"tunnelling through %s \(ssh pid (\d+)\)" % ROOT_HOST, engine.output()).group(1))
     assert not pid_gone(tunnel)
@@ -359,7 +381,8 @@ def run_and_stop_from_the_cli(p: ClusterProfile, cluster_id: str, hosts: list, p
     cluster = p.cluster(cluster_id)
     rc = cluster.start_and_connect_sync(timeout=60)
     try:
-        engines = dict(zip(rc[:].apply_sync(os.getpid), rc[:].apply_sync(socket.gethostname)))
+        engines = dict(zip(rc[:].apply_sync(os.getppid), rc[:].apply_sync(socket.gethostname)))  # nanny pids
+        children = rc[:].apply_sync(os.getpid)
         if pids_in_state:
             assert engines == state_engines(cluster.state_file)
         assert sorted(engines.values()) == sorted(hosts)
@@ -372,7 +395,7 @@ def run_and_stop_from_the_cli(p: ClusterProfile, cluster_id: str, hosts: list, p
     stopped = cli("stop", "--profile-dir", str(p.dir), "--cluster-id", cluster_id)
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
     assert "stopped cluster %r" % cluster_id in stopped.stdout
-    for pid in list(engines) + recorded:
+    for pid in list(engines) + children + recorded:
         wait_for(lambda: pid_gone(pid), 10, "pid %d to be gone" % pid)
     listing = cli("list", "--profile-dir", str(p.dir))
     assert listing.returncode == 0, listing.stderr

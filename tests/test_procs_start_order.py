@@ -24,7 +24,7 @@ def test_engine_started_first_waits_without_limit_and_registers(profile):
     profile.controller("--reuse")
     rc = profile.client()
     rc.wait_for_engines(1, timeout=20)
-    assert rc[rc.ids[0]].apply_sync(os.getpid) == eng.pid
+    assert rc[rc.ids[0]].apply_sync(os.getppid) == eng.pid
 
 
 def test_engine_started_first_gives_up_after_registration_timeout(profile):
@@ -46,7 +46,7 @@ def test_engine_waits_for_the_connection_file_to_appear(profile):
     profile.controller()
     rc = profile.client()
     rc.wait_for_engines(1, timeout=20)
-    assert rc[rc.ids[0]].apply_sync(os.getpid) == eng.pid
+    assert rc[rc.ids[0]].apply_sync(os.getppid) == eng.pid
 
 
 def test_file_that_never_appears_is_a_clear_error(profile):

@@ -23,7 +23,7 @@ def has_role(role):
 
 def whoami():
     import os
-    return os.environ.get("MINIPAR_TEST_ENGINE_ROLE"), os.getpid()
+    return os.environ.get("MINIPAR_TEST_ENGINE_ROLE"), os.getppid()  # the launched process
 
 
 def start_engine_with_role(profile, role) -> Proc:
@@ -111,11 +111,11 @@ def test_targets_that_all_reject_it_fail_it_at_once(plain2):
 
 
 def test_a_check_met_somewhere_still_runs_there(plain2):
-    target_pid = plain2[1].apply_sync(os.getpid)
+    target_pid = plain2[1].apply_sync(os.getppid)
 
     def on_pid(p):
         import os
-        return os.getpid() == p
+        return os.getppid() == p
 
     lview = plain2.load_balanced_view()
     with lview.temp_flags(timeout=30):

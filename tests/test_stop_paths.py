@@ -11,7 +11,7 @@ import sys
 import pytest
 
 import minipar
-from conftest import ROOT, pid_gone, wait_for
+from conftest import ROOT, pid_gone, wait_for, with_children
 
 
 def cli(*args, timeout=120):
@@ -21,8 +21,8 @@ def cli(*args, timeout=120):
 
 def cluster_pids(security) -> list:
     state = json.loads((security / "cluster-.json").read_text())
-    return [state["controller"]["processes"][0]["pid"]] + [
-        p["pid"] for s in state["engines"].values() for p in s["processes"]]
+    return with_children([state["controller"]["processes"][0]["pid"]] + [
+        p["pid"] for s in state["engines"].values() for p in s["processes"]])
 
 
 def nothing_left(profile_dir, pids):
@@ -94,6 +94,6 @@ def test_the_context_manager_left_on_an_exception(profile_dir):
     with pytest.raises(ZeroDivisionError):
         with cluster as rc:
             rc.wait_for_engines(2, timeout=30)
-            pids = [p.pid for p in cluster.engine_processes] + [p.pid for p in cluster.controller.processes]
+            pids = with_children([p.pid for p in cluster.engine_processes] + [p.pid for p in cluster.controller.processes])
             1 / 0
     nothing_left(profile_dir, pids)

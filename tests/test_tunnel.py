@@ -23,7 +23,7 @@ def test_engine_and_client_through_ssh(profile, sshd, curve):  # noqa: F811
     assert rc._url.startswith("tcp://127.0.0.1:") and rc._url != "tcp://127.0.0.1:%d" % json.loads(
         profile.client_file().read_text())["ports"]["client"]
     rc.wait_for_engines(1, timeout=30)
-    assert rc[0].apply_sync(os.getpid) == eng.pid
+    assert rc[0].apply_sync(os.getppid) == eng.pid
     tunnel = rc._tunnel
     rc.close()
     wait_for(lambda: pid_gone(tunnel.pid), 10, "the client's ssh tunnel to end")

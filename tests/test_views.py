@@ -30,7 +30,7 @@ def test_each_engine_is_its_own_process(cluster):
     pids = cluster[:].apply_sync(os.getpid)
     assert len(set(pids)) == 2
     assert os.getpid() not in pids
-    assert sorted(pids) == sorted(p.pid for p in cluster.engine_procs)
+    assert sorted(cluster[:].apply_sync(os.getppid)) == sorted(p.pid for p in cluster.engine_procs)
 
 
 def test_apply_variants_and_block_flag(cluster):

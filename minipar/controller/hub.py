@@ -35,7 +35,9 @@ Engines register on the engine ROUTER and are watched by :mod:`heartbeat`. One m
 for an id (its MPI rank, or ``engine.id``); :func:`grant_engine_id` decides. When one
 goes silent, or unregisters, every task it held is answered by the hub itself with an
 EngineError, so no client waits for it. Output an engine prints while a task runs is
-republished on the notification PUB, along with engine (un)registration news.
+republished on the notification PUB, along with engine (un)registration news. When a
+poll finds nothing to do after tasks finished, the freed C heap goes back to the kernel
+(:mod:`..heap`), so a burst does not leave the controller at its high-water mark.
 """
 from __future__ import annotations
 
@@ -52,7 +54,8 @@ from .. import curve
 from ..error import ConnectionFileError, CurveError
 from ..protocol import PROTOCOL_VERSION, ProtocolError, Session, python_version, recv_frames, send_frames
 from ..logs import DropLog, problem_kind
-from ..pidfile import drain_fd, signal_wakeup_fd
+from ..signals import drain_fd, signal_wakeup_fd
+from ..heap import TRIM_INTERVAL, return_free_memory
 from .broadcast import Coalescer, broadcast_targets
 from .heartbeat import HeartMonitor
 from .db.base import NoRecords
@@ -96,12 +99,14 @@ class Hub(QueryHandlers):
             raise HubError("controller.scheme: %r is not a scheme; use one of %s" % (cfg.scheme, ", ".join(SCHEMES)))
         self.scheduler = Scheduler(cfg.scheme, self.hwm)
         self.table = TaskTable()
+        self.trim_due, self.trimmed_at = False, 0.0
         self.engines = self.table.engines
         self.pending = self.table.pending
         self.steal_check_at = None
         self.next_id = 0
         self.stopping = False
         self.drops = DropLog(log)
+        self.deaths = None  # engine_died messages met while another one drains the engine socket
         self.info: dict = {}
 
     # -- setup -------------------------------------------------------------------------
@@ -239,7 +244,11 @@ class Hub(QueryHandlers):
             timeout = min(next_beat - time.monotonic(), POLL_CEILING)
             if self.steal_check_at is not None:
                 timeout = min(timeout, self.steal_check_at - time.monotonic())
-            for sock, _ in poller.poll(max(0, timeout) * 1000):
+            events = poller.poll(max(0, timeout) * 1000)
+            if not events and self.trim_due and now >= self.trimmed_at + TRIM_INTERVAL:
+                self.trim_due, self.trimmed_at = False, now
+                return_free_memory()
+            for sock, _ in events:
                 if sock == wakeup:
                     drain_fd(wakeup)
                     continue
@@ -471,6 +480,11 @@ class Hub(QueryHandlers):
                               idents=[engine.uuid.encode() + b":out"])
         self._reply(msg, "signal_reply", {"status": "ok", "engines": ids})
 
+    def on_sync(self, msg):
+        """Answered once every message the asking socket sent before has been handled, since
+        ZeroMQ keeps one connection's messages in order (``ar.wait_for_send()``)."""
+        self._reply(msg, "sync_reply", {"status": "ok"})
+
     client_handlers = {
         "apply_request": on_task_request,
         "execute_request": on_task_request,
@@ -480,6 +494,7 @@ class Hub(QueryHandlers):
         "abort_request": on_abort,
         "clear_request": on_clear,
         "signal_request": on_signal,
+        "sync_request": on_sync,
         "result_request": QueryHandlers.on_result_request,
         "result_status_request": QueryHandlers.on_result_status,
         "history_request": QueryHandlers.on_history,
@@ -507,7 +522,10 @@ class Hub(QueryHandlers):
             elif t == "unregistration_request":
                 engine = self.table.by_ident.get(msg.idents[0])
                 if engine is not None:
-                    self.unregister(engine, "engine shut down")
+                    reason = msg.content.get("reason")
+                    self.unregister(engine, reason if isinstance(reason, str) else "engine shut down", clean=True)
+            elif t == "engine_died":
+                self.on_engine_died(msg)
             else:
                 self.drops.drop("engine: unknown msg_type", "an engine's message of unknown msg_type %r" % t)
         except ProtocolError as e:
@@ -532,6 +550,7 @@ class Hub(QueryHandlers):
         if not ok and task.lb and self._retry(task, msg.content.get("ename"), engine):
             return
         self.carry_out(self.scheduler.finished_task(parent_id, task.engine, ok))
+        self.trim_due = True
         content = msg.content
         self._to_client(task, msg.frames, msg.msg_type, content, md, msg.buffers)
         if self.watchers:
@@ -580,9 +599,36 @@ class Hub(QueryHandlers):
             self.scheduler.engine_registered(engine.id)
             self.engine_idle(time.monotonic())
 
-    def unregister(self, engine, reason):
-        log.log(logging.INFO if reason == "engine shut down" else logging.WARNING,
-                "engine %d unregistered: %s", engine.id, reason)
+    def on_engine_died(self, msg):
+        """A nanny's word that its engine is dead, and why. Replies the engine sent before it
+        died may wait on the socket behind this message: they are handled first (and other
+        deaths reported meanwhile after them)."""
+        if self.deaths is not None:
+            self.deaths.append(msg)
+            return
+        self.deaths = [msg]
+        try:
+            sock = self.sockets["engine"]
+            for _ in range(DRAIN_LIMIT):
+                raw = recv_frames(sock, zmq.NOBLOCK)
+                if raw is None:
+                    break
+                self.handle_engine(raw)
+            for death in self.deaths:
+                c = death.content
+                if not isinstance(c.get("uuid"), str) or not isinstance(c.get("reason"), str):
+                    self.drops.drop("engine engine_died: malformed", "a malformed engine_died: %r" % (c,))
+                    continue
+                engine = self.table.by_ident.get(c["uuid"].encode())
+                if engine is None:
+                    log.debug("engine_died for an engine not registered: %s", c["uuid"])
+                else:
+                    self.unregister(engine, c["reason"])
+        finally:
+            self.deaths = None
+
+    def unregister(self, engine, reason, clean=False):
+        log.log(logging.INFO if clean else logging.WARNING, "engine %d unregistered: %s", engine.id, reason)
         self.monitor.remove(engine.heart)
         if engine.steal is not None:
             thief = self.engines.get(engine.steal)
