@@ -63,6 +63,10 @@ class CurveError(MiniparError):
     """Raised when encryption (CurveZMQ) is asked for and libzmq lacks it, or a stored key is unusable."""
 
 
+class JobQueryError(MiniparError):
+    """Raised when a batch system's command cannot tell about a job (its end time, its state)."""
+
+
 class SerializationError(MiniparError):
     """Raised when a payload cannot be pickled here or unpickled there."""
 

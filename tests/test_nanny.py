@@ -12,7 +12,6 @@ import pytest
 
 import minipar
 from conftest import ROOT, announce_then_sleep, pid_gone, print_pid_then_sleep, wait_for
-from minipar.engine.job import batch_job
 
 SLOW_HEARTBEAT = ("--controller.heartbeat_period=5", "--controller.heartbeat_misses=4")
 """Death by heartbeat takes 20 s here, so an EngineError within a few seconds came from the nanny."""
@@ -249,25 +248,3 @@ def test_an_engine_killed_by_the_out_of_memory_killer_is_reported_so(profile):
         log.close()
         wait_for(lambda: not procs_file.read_text().strip(), 10, "the cgroup to empty")
         cgroup.rmdir()
-
-
-# -- which batch job --------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("env, expected", [
-    ({"SLURM_JOB_ID": "17"}, ("Slurm", "17")),
-    ({"PBS_JOBID": "12.server"}, ("PBS", "12.server")),
-    ({"LSB_JOBID": "99"}, ("LSF", "99")),
-    ({"CCP_JOBID": "17"}, ("Windows HPC", "17")),
-    ({"JOB_ID": "5", "SGE_ROOT": "/var/lib/gridengine"}, ("Grid Engine", "5")),
-    ({"JOB_ID": "5"}, None),
-    ({}, None),
-])
-def test_the_batch_job_is_read_from_its_variables(env, expected):
-    assert batch_job(env) == expected
-
-
-def test_an_htcondor_job_id_comes_from_its_job_ad(tmp_path):
-    ad = tmp_path / ".job.ad"
-    ad.write_text('ClusterId = 31\nOwner = "me"\nProcId = 2\n')
-    assert batch_job({"_CONDOR_JOB_AD": str(ad)}) == ("HTCondor", "31.2")

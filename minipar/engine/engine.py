@@ -48,7 +48,7 @@ from ..logs import DropLog, problem_kind
 from ..signals import drain_fd, signal_wakeup_fd, start_without_signals
 from ..protocol import PROTOCOL_VERSION, ProtocolError, Session, id_list, python_version, recv_frames
 from .execute import EngineStop, Executor, OutputStreamer, format_error, new_namespace, send_reply
-from .job import in_batch_job
+from ..jobs import in_batch_job
 
 log = logging.getLogger("minipar.engine")
 

@@ -34,7 +34,7 @@ import threading
 from typing import Optional
 
 from ..signals import start_without_signals
-from .job import in_batch_job
+from ..jobs import in_batch_job
 
 log = logging.getLogger("minipar.engine")
 
