@@ -838,6 +838,24 @@ class EngineConfig:
         "so a lost controller doesn't burn an allocation.",
     )
     cluster_id: str = option("", "Cluster id, to pick controller-<id>-engine.json.")
+    tags: List[str] = option(
+        [],
+        "Labels of this engine (\"gpu\", \"bigmem\"): rc.load_balanced_view(tags=[...]) runs tasks "
+        "only on engines that have every tag named, rc.direct_view(tags=[...]) addresses them.",
+    )
+    end_time: str = option(
+        "",
+        "When this engine's allocation ends, for a batch system minipar cannot ask (HTCondor, "
+        "Windows HPC, a reservation): seconds since the epoch, an ISO date and time (local "
+        "unless it names a zone) or +DURATION from the engine's start (+3600, +2:00:00). Empty: "
+        "asked of Slurm, PBS, Grid Engine or LSF when the engine runs in one of their jobs.",
+    )
+    drain_before: float = option(
+        300.0,
+        "Seconds before its job's end (end_time, or the batch job's walltime) when the engine "
+        "drains: it takes no new tasks, gives back those it has not started, finishes the one it "
+        "runs and leaves, so the batch system never kills work; 0 never drains.",
+    )
     nanny: bool = option(
         True,
         "Run the engine as a child of the launched process (its nanny), which passes signals on "
