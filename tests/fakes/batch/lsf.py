@@ -107,7 +107,7 @@ def bsub(argv) -> int:
                       "stderr": err or (out or mailed), "stderr_mode": "wb" if err_option == "-eo" else "ab",
                       "report": bool(out)})
     job = {"name": name, "array": array, "queue": queue or "normal", "owner": common.user(), "host": host,
-           "slots": slots, "cwd": cwd, "tasks": tasks}
+           "slots": slots, "cwd": cwd, "tasks": tasks, "walltime": walltime}
     common.submit(job_id, job_dir, job, on_finish=report, stop_signals=(signal.SIGINT, signal.SIGTERM),
                   walltime=walltime)
     if queue:
@@ -207,7 +207,7 @@ def resolve(spool, text: str):
 
 
 def bjobs(argv) -> int:
-    options, ids = common.parse_options(argv, {"-u", "-q", "-J", "-m", "-P", "-g"},
+    options, ids = common.parse_options(argv, {"-u", "-q", "-J", "-m", "-P", "-g", "-o"},
                                         {"-a", "-w", "-noheader", "-d", "-p", "-r"}, "bjobs")
     opts = dict(options)
     spool = common.Spool("lsf", "bjobs")
@@ -240,9 +240,37 @@ def bjobs(argv) -> int:
         if not rows:
             sys.stderr.write("No job found\n" if keep or "-a" in opts else "No unfinished job found\n")
             return FAILED
-    if rows:
+    if rows and "-o" in opts:
+        print_fields(rows, opts["-o"].split(), header="-noheader" not in opts)
+    elif rows:
         print_table(rows, wide="-w" in opts, header="-noheader" not in opts)
     return code
+
+
+OUTPUT_FIELDS = ("jobid", "stat", "job_name", "time_left")
+"""The bjobs -o fields the fake knows."""
+
+
+def print_fields(rows, fields, header: bool) -> None:
+    """bjobs -o "FIELD ...": a column per field, named in capitals. time_left is what is left of
+    the run limit (-W) as "H:MM L", or "-" without one or before the job runs."""
+    unknown = [f for f in fields if f.lower() not in OUTPUT_FIELDS]
+    if unknown:
+        raise CommandError("%s: Illegal field name (the fake knows %s)" % (unknown[0], " ".join(OUTPUT_FIELDS)),
+                           FAILED)
+    lines = [[f.upper() for f in fields]] if header else []
+    for job, index in rows:
+        stat = task_stat(job, index)
+        task = next(t for t in job["tasks"] if t["index"] == index)
+        record = job["states"][index][1]
+        left = "-"
+        if job.get("walltime") and stat == "RUN" and record.get("started_at"):
+            seconds = max(0, int(job["walltime"] - (time.time() - record["started_at"])))
+            left = "%d:%02d L" % (seconds // 3600, seconds // 60 % 60)
+        values = {"jobid": str(job["id"]), "stat": stat, "job_name": task["name"], "time_left": left}
+        lines.append([values[f.lower()] for f in fields])
+    for line in lines:
+        print(" ".join(line))
 
 
 def named(job: dict, index: int, pattern: str) -> bool:

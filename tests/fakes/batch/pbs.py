@@ -52,6 +52,7 @@ import re
 import shutil
 import signal
 import sys
+import time
 from pathlib import Path
 
 from . import common
@@ -166,7 +167,8 @@ def qsub(argv) -> int:
             "stdout": copies[0][0], "stderr": copies[-1][0], "copies": copies, "output_path": out, "error_path": err})
     job = {"flavor": kind, "server": srv, "job_name": job_name, "name": name, "queue": queue,
            "owner": common.user(), "host": host, "array": array, "resources": resources, "join": join,
-           "workdir": workdir, "submit_args": " ".join(argv), "origin": origin, "tasks": tasks}
+           "workdir": workdir, "submit_args": " ".join(argv), "origin": origin, "tasks": tasks,
+           "walltime": walltime}
     common.submit(job_id, job_dir, job, on_finish=copy_back, walltime=walltime)
     print(job_name)
     return 0
@@ -353,6 +355,10 @@ def full_status(job: dict, index) -> str:
     if record.get("pid") and letter != "Q":
         fields += [("exec_host", "%s/0" % job["host"]), ("session_id", str(record["pid"])),
                    ("start_time", common.ctime(record["started_at"]))]
+        used = int(time.time() - record["started_at"])
+        fields.append(("resources_used.walltime", "%02d:%02d:%02d" % (used // 3600, used // 60 % 60, used % 60)))
+        if job.get("walltime") and job["flavor"] == "torque":
+            fields.append(("Walltime.Remaining", str(max(0, int(job["walltime"]) - used))))
     fields += [("Variable_List", ",".join("%s=%s" % kv for kv in sorted(job["origin"].items()))),
                ("euser", job["owner"]), ("submit_args", job["submit_args"]),
                ("init_work_dir", job["workdir"])]
