@@ -54,7 +54,7 @@ class PolicyLoop:
         victim.steal = None
         if thief is not None:
             thief.stealing = False
-        self.carry_out(self.scheduler.hand_over(self.table.take_back(victim, msg_ids), thief, self.table), now)
+        self.carry_out(self.scheduler.hand_over(self.table.take_back(victim, msg_ids), thief, self.table, now), now)
 
 
 def lb_task(msg_id, targets=None):
