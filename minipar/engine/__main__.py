@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -82,10 +83,9 @@ def check_settings(cfg) -> None:
                          % cfg.mpi_registration_delay)
     if cfg.drain_before < 0:
         raise ValueError("engine.drain_before: %g is negative; give seconds, or 0 never to drain" % cfg.drain_before)
-    bad = [t for t in cfg.tags if not t or t != t.strip() or "," in t]
+    bad = [t for t in cfg.tags if not re.fullmatch(r"[^\s,]+", t)]
     if bad:
-        raise ValueError("engine.tags: %r is not a tag; tags are non-empty words without commas or surrounding "
-                         "spaces" % bad[0])
+        raise ValueError("engine.tags: %r is not a tag; a tag is a word, without spaces or commas" % bad[0])
     if cfg.mpi_init_script and cfg.mpi != "init_script":
         raise ValueError("engine.mpi_init_script is set but engine.mpi is %r, so it would not run; set "
                          "engine.mpi = 'init_script' to run it" % cfg.mpi)
