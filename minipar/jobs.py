@@ -175,10 +175,11 @@ def _sge(job_id, env, run):
 
 
 def _lsf(job_id, env, run):
-    # bjobs -o "time_left": "H:MM L" (left of the run limit), E or X for estimates, "-" without
-    # a limit; one line per array element.
-    out = _command(run, ["bjobs", "-noheader", "-o", "time_left", job_id])
-    lefts = [int(h) * 3600 + int(m) * 60 for h, m in re.findall(r"(\d+):(\d+)", out)]
+    # bjobs -o time_left: what is left of the run limit, "HH:MM:SS L" with -hms ("H:MM L"
+    # without it, too coarse for a short job), E or X for estimates, "-" without a limit;
+    # one line per array element.
+    out = _command(run, ["bjobs", "-noheader", "-hms", "-o", "time_left", job_id])
+    lefts = [int(h) * 3600 + int(m) * 60 + int(s or 0) for h, m, s in re.findall(r"(\d+):(\d+)(?::(\d+))?", out)]
     return time.time() + min(lefts) if lefts else None
 
 

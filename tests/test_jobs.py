@@ -161,8 +161,11 @@ def test_an_sge_job_without_h_rt_has_no_end():
 
 def test_lsf_end_from_the_time_left():
     before = time.time()
-    end = job_end_time("lsf", "99", {}, Answers(bjobs=(0, "1:30 L\n")))
-    assert before + 5400 <= end <= time.time() + 5400
+    run = Answers(bjobs=(0, "01:30:07 L\n"))
+    end = job_end_time("lsf", "99", {}, run)
+    assert before + 5407 <= end <= time.time() + 5407
+    assert run.asked == [["bjobs", "-noheader", "-hms", "-o", "time_left", "99"]]
+    assert before + 5400 <= job_end_time("lsf", "99", {}, Answers(bjobs=(0, "1:30 L\n")))
     assert job_end_time("lsf", "99", {}, Answers(bjobs=(0, "-\n"))) is None
 
 

@@ -2,7 +2,9 @@
 
 Engines are the ``n`` processes of one cluster (``queue n``). HTCondor has no command to
 signal a running job, so signals go through the controller. The description names the
-interpreter as the executable and passes the arguments in HTCondor's quoted syntax.
+interpreter as the executable and passes the arguments in HTCondor's quoted syntax. A job
+cannot ask HTCondor when it will be removed, so a ``timelimit`` also becomes the engines'
+``engine.end_time``, for them to drain before it.
 """
 from __future__ import annotations
 
@@ -98,9 +100,22 @@ def seconds(timelimit: str, setting: str = "launcher.htcondor.timelimit") -> int
     return total
 
 
+def end_time_args(launcher, setting: str) -> list:
+    """``--engine.end_time=+SECONDS`` from the launcher's timelimit, for systems whose jobs
+    cannot ask when they end (HTCondor, Windows HPC): their engines then drain before the limit
+    as they do under Slurm. Nothing if the engines are given an end time already."""
+    limit = launcher.settings.get("timelimit")
+    if not limit or any(a.startswith(("--end-time", "--engine.end_time")) for a in launcher.args):
+        return []
+    return ["--engine.end_time=+%d" % seconds(limit, setting)]
+
+
 class HTCondorControllerLauncher(HTCondorLauncher, BatchControllerLauncher):
     default_template = CONTROLLER_TEMPLATE
 
 
 class HTCondorEngineSetLauncher(HTCondorLauncher, BatchEngineSetLauncher):
     default_template = ENGINES_TEMPLATE
+
+    def program_args(self) -> list:
+        return super().program_args() + end_time_args(self, "launcher.htcondor.timelimit")

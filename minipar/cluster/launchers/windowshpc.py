@@ -24,7 +24,7 @@ from xml.sax.saxutils import escape
 
 from .base import LauncherError
 from .batch import DONE, BatchControllerLauncher, BatchEngineSetLauncher, BatchLauncher, unique
-from .htcondor import seconds
+from .htcondor import end_time_args, seconds
 
 SCHEMA = "http://schemas.microsoft.com/HPCS2008/scheduler/"
 
@@ -138,3 +138,6 @@ class WindowsHPCControllerLauncher(WindowsHPCLauncher, BatchControllerLauncher):
 
 class WindowsHPCEngineSetLauncher(WindowsHPCLauncher, BatchEngineSetLauncher):
     default_template = ENGINES_TEMPLATE
+
+    def program_args(self) -> list:
+        return super().program_args() + end_time_args(self, "launcher.windowshpc.timelimit")

@@ -208,7 +208,7 @@ def resolve(spool, text: str):
 
 def bjobs(argv) -> int:
     options, ids = common.parse_options(argv, {"-u", "-q", "-J", "-m", "-P", "-g", "-o"},
-                                        {"-a", "-w", "-noheader", "-d", "-p", "-r"}, "bjobs")
+                                        {"-a", "-w", "-noheader", "-d", "-p", "-r", "-hms"}, "bjobs")
     opts = dict(options)
     spool = common.Spool("lsf", "bjobs")
     rows, code = [], 0
@@ -241,7 +241,7 @@ def bjobs(argv) -> int:
             sys.stderr.write("No job found\n" if keep or "-a" in opts else "No unfinished job found\n")
             return FAILED
     if rows and "-o" in opts:
-        print_fields(rows, opts["-o"].split(), header="-noheader" not in opts)
+        print_fields(rows, opts["-o"].split(), header="-noheader" not in opts, hms="-hms" in opts)
     elif rows:
         print_table(rows, wide="-w" in opts, header="-noheader" not in opts)
     return code
@@ -251,9 +251,10 @@ OUTPUT_FIELDS = ("jobid", "stat", "job_name", "time_left")
 """The bjobs -o fields the fake knows."""
 
 
-def print_fields(rows, fields, header: bool) -> None:
-    """bjobs -o "FIELD ...": a column per field, named in capitals. time_left is what is left of
-    the run limit (-W) as "H:MM L", or "-" without one or before the job runs."""
+def print_fields(rows, fields, header: bool, hms: bool) -> None:
+    """bjobs -o "FIELD ..." [-hms]: a column per field, named in capitals. time_left is what is
+    left of the run limit (-W) as "H:MM L" ("HH:MM:SS L" with -hms), or "-" without one or
+    before the job runs."""
     unknown = [f for f in fields if f.lower() not in OUTPUT_FIELDS]
     if unknown:
         raise CommandError("%s: Illegal field name (the fake knows %s)" % (unknown[0], " ".join(OUTPUT_FIELDS)),
@@ -266,7 +267,8 @@ def print_fields(rows, fields, header: bool) -> None:
         left = "-"
         if job.get("walltime") and stat == "RUN" and record.get("started_at"):
             seconds = max(0, int(job["walltime"] - (time.time() - record["started_at"])))
-            left = "%d:%02d L" % (seconds // 3600, seconds // 60 % 60)
+            left = ("%02d:%02d:%02d L" % (seconds // 3600, seconds // 60 % 60, seconds % 60) if hms
+                    else "%d:%02d L" % (seconds // 3600, seconds // 60 % 60))
         values = {"jobid": str(job["id"]), "stat": stat, "job_name": task["name"], "time_left": left}
         lines.append([values[f.lower()] for f in fields])
     for line in lines:

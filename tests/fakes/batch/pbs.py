@@ -31,8 +31,9 @@ verified against a real server):
   ``-t`` lists finished subjobs as X while the array lives [S: qtop/qtop #219 state list].
 
 Semantics: #PBS lines are read up to the first command; command-line options win. The job
-runs in $HOME (Torque ``-d DIR`` changes that) with a minimal environment (PATH=/bin:/usr/bin,
-HOME, USER, LOGNAME, SHELL) plus PBS_* variables; ``-V`` exports the submitter's whole
+runs in $HOME (Torque ``-d DIR`` changes that) with a minimal environment (PATH=/bin:/usr/bin
+after the fakes' bin/, as a compute node has the PBS commands, HOME, USER, LOGNAME, SHELL, and
+the FAKE_* settings, as a node knows its server) plus PBS_* variables; ``-V`` exports the submitter's whole
 environment, ``-v A=1,B`` single variables. The script runs under ``-S shell``, else its #!
 line, else /bin/sh -- not as a login shell, so no profile is read (the real one reads it).
 stdout and stderr are spooled and copied back when the task ends (also after qdel), to
@@ -56,6 +57,9 @@ import time
 from pathlib import Path
 
 from . import common
+
+BIN_DIR = Path(__file__).resolve().parent / "bin"
+"""On a job's PATH, as PBS's own commands are on a compute node's."""
 from .common import DONE, EXITING, QUEUED, RUNNING, CommandError
 
 UNKNOWN_JOB = 153
@@ -139,7 +143,8 @@ def qsub(argv) -> int:
         task_name = "%s-%d" % (name, index) if array and kind == "torque" else name
         env = dict(os.environ) if "-V" in opts else {
             "HOME": pw_home, "USER": account.pw_name, "LOGNAME": account.pw_name,
-            "SHELL": account.pw_shell or "/bin/sh", "PATH": "/bin:/usr/bin"}
+            "SHELL": account.pw_shell or "/bin/sh", "PATH": "%s:/bin:/usr/bin" % BIN_DIR}
+        env.update((k, v) for k, v in os.environ.items() if k.startswith("FAKE_"))
         for item in variables:
             key, eq, value = item.partition("=")
             if eq or key in os.environ:
