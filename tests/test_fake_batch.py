@@ -102,7 +102,7 @@ def test_pbs_job_runs_in_home_with_pbs_variables_and_output_copied_back_at_the_e
     assert info["PBS_JOBID"] == "1.fakeserver" and info["PBS_JOBNAME"] == "envjob"
     assert info["PBS_O_WORKDIR"] == str(tmp_path) and info["PBS_QUEUE"] == "batch"
     assert info["CWD"] == HOME and info["HOME"] == HOME
-    assert info["PATH"] == "/bin:/usr/bin" and MARKER not in info, "only -V exports the submitter's environment"
+    assert info["PATH"] == "%s:/bin:/usr/bin" % BIN_DIR and MARKER not in info, "only -V exports the submitter's environment"
     assert Path(info["PBS_NODEFILE"]).read_text().split() == [os.uname().nodename]
 
     header, rows = table(run(env, "qstat", cwd=str(tmp_path), check_rc=0).stdout)
