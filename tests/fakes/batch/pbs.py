@@ -60,6 +60,10 @@ from . import common
 
 BIN_DIR = Path(__file__).resolve().parent / "bin"
 """On a job's PATH, as PBS's own commands are on a compute node's."""
+
+SITE_SETTINGS = ("FAKE_BATCH_SPOOL", "FAKE_BATCH_PYTHON", "FAKE_BATCH_KILL_DELAY", "FAKE_BATCH_START_DELAY",
+                 "FAKE_PBS_FLAVOR", "FAKE_PBS_SERVER")
+"""The fake's settings a job gets, as a compute node knows its PBS server."""
 from .common import DONE, EXITING, QUEUED, RUNNING, CommandError
 
 UNKNOWN_JOB = 153
@@ -144,7 +148,7 @@ def qsub(argv) -> int:
         env = dict(os.environ) if "-V" in opts else {
             "HOME": pw_home, "USER": account.pw_name, "LOGNAME": account.pw_name,
             "SHELL": account.pw_shell or "/bin/sh", "PATH": "%s:/bin:/usr/bin" % BIN_DIR}
-        env.update((k, v) for k, v in os.environ.items() if k.startswith("FAKE_"))
+        env.update((k, v) for k, v in os.environ.items() if k in SITE_SETTINGS)
         for item in variables:
             key, eq, value = item.partition("=")
             if eq or key in os.environ:
