@@ -190,7 +190,9 @@ class Doctor:
         if kind == ZMQ:
             return OK, "accepts connections: a ZeroMQ socket answers", ""
         if kind == REFUSED:
-            return FAIL, "refused the connection: nothing listens there", (
+            bound = self.info.get("ip", "")
+            why = "; the file says the controller listens on %s only (its --ip)" % bound if is_loopback(bound) else ""
+            return FAIL, "refused the connection: nothing listens there" + why, (
                 "the controller listens on another interface, or has stopped or moved: start it with --ip='*' "
                 "(or --ip=%s, the address in location); if it was restarted on other ports, copy the new file, "
                 "or keep its ports with controller.ports (or --reuse)" % address)

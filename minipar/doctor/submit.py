@@ -55,6 +55,11 @@ class DoctorJob:
     def output_file(self) -> str:
         return str(self.log_dir / ("doctor-%s-%s.out" % (self.system, self.tag)))
 
+    @property
+    def script_path(self) -> Path:
+        """Beside the engines' scripts, never over one of them."""
+        return self.profile_dir / "batch" / ("doctor-%s-%s%s" % (self.system, self.tag, self.script_suffix))
+
     def program_args(self) -> list:
         return list(self.args)
 
