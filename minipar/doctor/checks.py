@@ -312,10 +312,10 @@ class Doctor:
             self.note(WARN, "protocol", "not known: the controller did not answer the probe")
             return
         theirs = "minipar protocol %s (Python %s)" % (reply.get("protocol"), reply.get("python", "?"))
-        ours = "minipar protocol %s (Python %s)" % (PROTOCOL_VERSION, python_version())
         if reply.get("protocol") == PROTOCOL_VERSION:
             self.note(OK, "protocol", "the controller speaks %s, as this minipar does (Python %s)"
                       % (theirs, python_version()))
             return
-        self.note(FAIL, "protocol", "the controller speaks %s, this minipar %s" % (theirs, ours),
+        self.note(FAIL, "protocol", "the controller speaks %s, this minipar speaks protocol %s (Python %s)"
+                  % (theirs, PROTOCOL_VERSION, python_version()),
                   "run the same minipar version on both sides: the controller refuses engines of another protocol")
