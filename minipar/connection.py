@@ -32,6 +32,14 @@ def connection_file_path(profile_dir, role: str, cluster_id: str = "") -> Path:
     return Path(profile_dir) / "security" / connection_file_name(role, cluster_id)
 
 
+def engine_file_path(file_setting: str, profile_dir, cluster_id: str = "") -> str:
+    """The engine connection file an engine (or the doctor) reads: ``engine.file`` (``--file``)
+    made absolute, else the profile's ``security/controller[-ID]-engine.json``."""
+    if file_setting:
+        return os.path.abspath(os.path.expanduser(file_setting))
+    return str(connection_file_path(profile_dir, "engine", cluster_id))
+
+
 def default_location(ip: str) -> str:
     """Where peers should connect: the bound ip, or this host's name when bound to all."""
     if ip in ("*", "0.0.0.0", ""):

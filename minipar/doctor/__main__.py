@@ -3,12 +3,11 @@ not, what to change. See the package docstring for the checks."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from ..commands import both_forms, program_name
 from ..config import ConfigError, flag_overrides, load_config, split_overrides
-from ..connection import connection_file_path
+from ..connection import engine_file_path
 from ..error import MiniparError
 from ..profile import ProfileError, locate_profile_dir
 from .checks import Doctor
@@ -82,10 +81,7 @@ def main(argv=None) -> int:
     except (ConfigError, ProfileError, ValueError) as e:
         return fail(str(e), 2)
     cfg = config.engine
-    if cfg.file:
-        path = os.path.abspath(os.path.expanduser(cfg.file))
-    else:
-        path = str(connection_file_path(profile_dir, "engine", cfg.cluster_id))
+    path = engine_file_path(cfg.file, profile_dir, cfg.cluster_id)
     try:
         if args.submit:
             return submit(args, profile_dir, config, path, cfg.ssh_server)
