@@ -130,6 +130,12 @@ def test_the_verdict_names_the_first_failure_and_sets_the_exit_code():
     assert report.verdict_in("OK file: f\n") == ""
 
 
+def test_the_probe_is_in_the_protocol_table():
+    from minipar import protocol
+    table = [line.split()[:2] for line in protocol.__doc__.splitlines() if line.startswith("probe_")]
+    assert table == [["probe_request", "D→H"], ["probe_reply", "H→D"]]
+
+
 # ------------------------------------------------------------ bad input
 
 def test_a_missing_file_is_a_failure_that_says_what_to_do(tmp_path, capsys):

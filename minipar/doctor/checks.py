@@ -50,11 +50,10 @@ class Doctor:
         self.address = ""  # the location's address here, where direct connections go
         self.tunnel = None  # the ssh process carrying the tunnel, while it is open
 
-    def note(self, status: str, check: str, seen: str, fix: str = "") -> Finding:
+    def note(self, status: str, check: str, seen: str, fix: str = "") -> None:
         finding = Finding(status, check, seen, fix)
         self.findings.append(finding)
         self.say(finding.line())
-        return finding
 
     def run(self) -> str:
         """Every check, then the verdict line (printed and returned)."""
