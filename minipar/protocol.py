@@ -23,8 +23,8 @@ connect_request            C→H       ``{protocol, python}``; asks for the engi
 connect_reply              H→C       ``{status, engines: {id: uuid}, session, protocol, python,
                                      reason?}``
 apply_request              C→H→E     run ``f(*args, **kwargs)``: buffers are the packed call;
-                                     metadata ``{dest: id}`` (direct) or ``{targets: [...]}``
-                                     (load-balanced)
+                                     metadata ``{dest: id}`` (direct) or load-balanced flags
+                                     ``{targets?, tags?, after?, follow?, timeout?, retries?}``
 execute_request            C→H→E     ``{code, silent}`` run in the engine's namespace; routed as
                                      apply. execute_reply adds ``{execution_count}`` and metadata
                                      ``execute_result`` (the last expression's repr, unless silent)
@@ -72,6 +72,10 @@ result_request             C→H       ``{msg_ids}``: each stored result is sent
                                      completed, missing: {msg_id: reason}}``
 result_status_request      C→H       ``{msg_ids}``; result_status_reply ``{status, pending,
                                      completed, missing}``
+engine_info_request        C→H       ``{targets?}``; engine_info_reply ``{status, engines: {id: {uuid,
+                                     host, pid, tags, job: {system, id}?, end_time?, remaining?,
+                                     drain_at?, draining, load, completed}}}`` (times in seconds
+                                     since the epoch; remaining: seconds left of its job)
 sync_request               C→H       ``{}``; sync_reply ``{status}``, sent once the hub has handled
                                      every message the same socket sent before (ZeroMQ keeps a
                                      connection's order): ``ar.wait_for_send()``
@@ -83,17 +87,27 @@ resubmit_request           C→H       ``{msg_ids}``; resubmit_reply ``{status, 
                                      new}}``, then each task runs again under its new msg_id
 error_reply                H→C       ``{status: error, reason}`` for an unknown msg_type; every
                                      ``*_reply`` above may carry status error and a reason
-registration_request       E→H       ``{uuid, heart, protocol, python, pid, hostname, id?,
-                                     id_required?}``: ``id`` asks for that engine id (the
-                                     MPI rank, or ``engine.id``, which sets ``id_required``)
+registration_request       E→H       ``{uuid, heart, protocol, python, pid, hostname, tags, job?,
+                                     end_time?, drain_at?, id?, id_required?}``: ``id`` asks for
+                                     that engine id (the MPI rank, or ``engine.id``, which sets
+                                     ``id_required``); ``job`` is ``[system, job id]`` of the
+                                     batch job it runs in; ``end_time`` when that job (or
+                                     ``engine.end_time``) ends and ``drain_at`` when the engine
+                                     will drain, in seconds since the epoch
 registration_reply         H→E       ``{status, id, heartbeat_period, controller, reason?}``;
                                      status error when the protocol differs or a required
                                      id is taken
-unregistration_request     E→H       ``{id, reason?}``: the engine is leaving cleanly (reason:
-                                     why, e.g. "engine shut down: stopped by SIGTERM ...")
-engine_died                N→H       ``{uuid, id, reason}`` from the engine's nanny (N, its
-                                     parent process): the engine ended without unregistering,
-                                     and why (signal, exit code, out-of-memory killer)
+unregistration_request     E→H       ``{id, reason?, job_ended?}``: the engine is leaving cleanly
+                                     (reason: why, e.g. "engine shut down: stopped by SIGTERM
+                                     ..."); ``job_ended``: its batch job is ending, so the tasks
+                                     it held are retried without using up their retries
+drain_notification         E→H       ``{msg_ids, end_time}``: the engine drains before its job
+                                     ends: it takes no new tasks and gives back these unstarted
+                                     ones (sent again for tasks that reach it later)
+engine_died                N→H       ``{uuid, id, reason, job_ended?}`` from the engine's nanny
+                                     (N, its parent process): the engine ended without
+                                     unregistering, and why (signal, exit code, out-of-memory
+                                     killer, the end of its batch job)
 probe_request              D→H       ``{protocol, python}`` on the engine port from the connection
                                      doctor (D, :mod:`doctor`): proves the key (and the curve
                                      server key) without registering; nothing is kept

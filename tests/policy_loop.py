@@ -16,6 +16,14 @@ class PolicyLoop:
         self.failed: list = []
         self.steals: list = []
 
+    def add_engine(self, engine_id, tags=(), drain_at=None):
+        """A newly registered engine, with tags and the time it drains; parked tasks may go there."""
+        engine = EngineState(engine_id, "u%d" % engine_id, b"e%d" % engine_id, b"h%d" % engine_id, tags=tags,
+                             drain_at=drain_at)
+        self.table.add_engine(engine)
+        self.scheduler.engine_registered(engine_id)
+        return engine
+
     @property
     def engines(self):
         return list(self.table.engines.values())
@@ -54,8 +62,11 @@ class PolicyLoop:
         victim.steal = None
         if thief is not None:
             thief.stealing = False
-        self.carry_out(self.scheduler.hand_over(self.table.take_back(victim, msg_ids), thief, self.table), now)
+        self.carry_out(self.scheduler.hand_over(self.table.take_back(victim, msg_ids), thief, self.table, now), now)
 
 
-def lb_task(msg_id, targets=None):
-    return Task(msg_id, {}, b"c", [], lb=True, targets=targets)
+def lb_task(msg_id, targets=None, tags=(), timeout=None):
+    task = Task(msg_id, {}, b"c", [], lb=True, targets=targets)
+    task.tags = frozenset(tags)
+    task.timeout = timeout
+    return task

@@ -596,10 +596,36 @@ class Client:
             return DirectView(self, self._resolve(key))
         raise TypeError("engines are selected by int, slice or list of ints, not %s" % type(key).__name__)
 
-    def direct_view(self, targets="all", **flags):
-        """A view of ``targets``; ``flags`` (block, track, ...) set on it, as ipyparallel's kwargs."""
+    def direct_view(self, targets="all", tags=None, **flags):
+        """A view of ``targets``; ``flags`` (block, track, ...) set on it, as ipyparallel's kwargs.
+        ``tags``: only those of the targets registered now with every one of these tags."""
         from .view import DirectView
+        if tags is not None:
+            targets = self._tagged(targets, tags)
         return DirectView(self, targets, **flags)
+
+    def _tagged(self, targets, tags) -> list:
+        from .view import check_tags
+        wanted = set(check_tags(tags))
+        ids = [i for i, e in self.engine_info(targets).items() if wanted <= set(e["tags"])]
+        if not ids:
+            raise NoEnginesRegistered("no registered engine%s has tags %s (engine.tags); engines by their tags: %s"
+                                      % ("" if targets in (None, "all") else " among %s" % (targets,), sorted(wanted),
+                                         self._tags_by_engine()))
+        return ids
+
+    def _tags_by_engine(self) -> str:
+        return ", ".join("%d: %s" % (i, e["tags"]) for i, e in self.engine_info().items()) or "no engines"
+
+    def engine_info(self, targets=None) -> dict:
+        """Each registered engine (or each of ``targets``) by id: ``host``, ``pid``, ``uuid``,
+        ``tags``, ``job`` (``{"system", "id"}`` of the batch job it runs in, or None),
+        ``end_time`` (when that job ends, seconds since the epoch), ``remaining`` (seconds left
+        of it), ``drain_at`` and ``draining`` (see engine.drain_before), ``load`` (tasks it
+        holds) and ``completed``."""
+        content = {} if targets in (None, "all") else {"targets": self._resolve(targets)}
+        reply = self._hub_request("engine_info_request", content)
+        return {int(k): v for k, v in sorted(reply.content["engines"].items(), key=lambda kv: int(kv[0]))}
 
     def executor(self, targets=None, **kwargs):
         """A concurrent.futures.Executor running submissions on a load-balanced view."""
@@ -620,9 +646,15 @@ class Client:
 
     def load_balanced_view(self, targets=None, **flags):
         """A view balancing over ``targets`` (None or "all": every engine); ``flags`` (retries,
-        timeout, after, follow, block, ...) set on it, as ipyparallel's kwargs."""
+        timeout, after, follow, tags, block, ...) set on it, as ipyparallel's kwargs. With
+        ``tags``, tasks run only on engines that have every one of them (engine.tags), also
+        on those that register later; with none registered yet, a warning says so."""
         from .view import LoadBalancedView
-        return LoadBalancedView(self, None if targets == "all" else targets, **flags)
+        view = LoadBalancedView(self, None if targets == "all" else targets, **flags)
+        if view.tags and not any(set(view.tags) <= set(e["tags"]) for e in self.engine_info().values()):
+            warnings.warn("no registered engine has tags %s yet: tasks wait until one registers (engines by "
+                          "their tags: %s)" % (view.tags, self._tags_by_engine()), stacklevel=2)
+        return view
 
     @property
     def outstanding(self) -> set:

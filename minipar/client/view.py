@@ -1,7 +1,7 @@
 """Views: DirectView sends to chosen engines, LoadBalancedView lets the controller choose.
 
 A view holds flags (``block``, ``targets``, and for load-balanced tasks ``after``,
-``follow``, ``timeout``, ``retries``) that every call made through it uses; calls
+``follow``, ``timeout``, ``retries``, ``tags``) that every call made through it uses; calls
 take per-call overrides without changing the view, so one view can be shared by
 threads and by the remote functions made from it.
 """
@@ -526,22 +526,33 @@ def _render_dependency(dep):
     return ids or None
 
 
+def check_tags(tags) -> list:
+    """Engine tags as a view or Cluster takes them: a list of words (one word alone is one tag)."""
+    if isinstance(tags, str):
+        tags = [tags]
+    if not isinstance(tags, (list, tuple, set, frozenset)) or not all(isinstance(t, str) and t for t in tags):
+        raise TypeError("tags is a list of non-empty strings (engine.tags), not %r" % (tags,))
+    return sorted(set(tags))
+
+
 class LoadBalancedView(View):
     """Work the controller hands to the least-loaded engine (among ``targets``, if set).
 
     Task flags travel in each request's metadata: ``after`` (run once these tasks are
     done), ``follow`` (run where these ran), ``timeout`` (seconds to wait for those, or for an
-    engine that meets its @depend check: TaskTimeout) and ``retries`` (resubmit a failed task
-    this many times).
+    engine that meets its @depend check, its tags or has that long before it drains:
+    TaskTimeout), ``retries`` (resubmit a failed task this many times) and ``tags`` (run only
+    on engines with every one of these tags, engine.tags).
     """
 
-    _flag_names = ("targets", "block", "track", "after", "follow", "timeout", "retries")
+    _flag_names = ("targets", "block", "track", "after", "follow", "timeout", "retries", "tags")
 
     def __init__(self, client, targets=None, block=False, **flags):
         self.after = None
         self.follow = None
         self.timeout = None
         self.retries = 0
+        self.tags = []
         super().__init__(client, targets, block, **flags)
 
     def _check_flags(self, flags: dict) -> dict:
@@ -556,6 +567,8 @@ class LoadBalancedView(View):
             if t < 0:
                 raise ValueError("timeout must not be negative, got %r" % t)
             flags["timeout"] = float(t)
+        if flags.get("tags") is not None:
+            flags["tags"] = check_tags(flags["tags"])
         if "retries" in flags:
             r = flags["retries"]
             if isinstance(r, bool) or not isinstance(r, int):
@@ -576,6 +589,8 @@ class LoadBalancedView(View):
             md["timeout"] = float(opts["timeout"])
         if opts["retries"]:
             md["retries"] = opts["retries"]
+        if opts["tags"]:
+            md["tags"] = opts["tags"]
         return md
 
     def _apply(self, f, args, kwargs, block=None, **flags):

@@ -34,10 +34,13 @@ sharing the payload frames; see :mod:`broadcast`.
 Engines register on the engine ROUTER and are watched by :mod:`heartbeat`. One may ask
 for an id (its MPI rank, or ``engine.id``); :func:`grant_engine_id` decides. When one
 goes silent, or unregisters, every task it held is answered by the hub itself with an
-EngineError, so no client waits for it. The connection doctor (``python -m minipar.doctor``)
-sends a signed ``probe_request`` to the same ROUTER and gets the controller's versions back,
-with nothing kept: proof that its key is the controller's. Output an engine prints while a task runs is
-republished on the notification PUB, along with engine (un)registration news. When a
+EngineError, so no client waits for it. An engine that drains before its batch job ends
+(``drain_notification``) gets no new tasks and gives back those it has not started, which
+go to other engines; tasks lost when a job ends do not use up their retries. The connection
+doctor (``python -m minipar.doctor``) sends a signed ``probe_request`` to the same ROUTER and
+gets the controller's versions back, with nothing kept: proof that its key is the
+controller's. Output an engine prints while a task runs is republished on the notification
+PUB, along with engine (un)registration news. When a
 poll finds nothing to do after tasks finished, the freed C heap goes back to the kernel
 (:mod:`..heap`), so a burst does not leave the controller at its high-water mark.
 """
@@ -54,7 +57,7 @@ from ..connection import (PORT_NAMES, bind_address, connection_file_path, defaul
                           read_connection_file, write_connection_file)
 from .. import curve
 from ..error import ConnectionFileError, CurveError
-from ..protocol import PROTOCOL_VERSION, ProtocolError, Session, python_version, recv_frames, send_frames
+from ..protocol import PROTOCOL_VERSION, ProtocolError, Session, id_list, python_version, recv_frames, send_frames
 from ..logs import DropLog, problem_kind
 from ..signals import drain_fd, signal_wakeup_fd
 from ..heap import TRIM_INTERVAL, return_free_memory
@@ -82,6 +85,12 @@ default thresholds the collector runs every few tasks and keeps rescanning the r
 
 POLL_CEILING = 0.25
 """Longest poll, in seconds, so a stop request is seen promptly."""
+
+MAX_JOB_LOSSES = 3
+"""Times a task may be lost to the end of an engine's batch job and run again without using
+up one of its retries: more, and the task itself is likely too long for the jobs' walltime."""
+
+JOB_END_NOTE = "; the end of a batch job does not count against a task's retries"
 
 
 class HubError(Exception):
@@ -334,6 +343,7 @@ class Hub(QueryHandlers):
             task.follow = Dependency.from_metadata(md.get("follow"))
             task.timeout = md.get("timeout") or None
             task.retries = int(md.get("retries") or 0)
+            task.tags = tag_set(md.get("tags"))
         self.db.add_record(task.msg_id, {
             "header": msg.frames[2], "metadata": msg.frames[4], "content": msg.frames[5], "buffers": msg.buffers,
             "submitted": utc(msg.header.get("date")), "client_uuid": client.decode("ascii", "replace"),
@@ -345,11 +355,18 @@ class Hub(QueryHandlers):
             self.carry_out(self.scheduler.submit(task, self.table, time.monotonic()))
             return
         engine = self.engines.get(dest) if isinstance(dest, int) else None
-        if engine is None:
-            self.fail_task(task, "EngineError", "engine %r is not registered (registered: %s)"
-                           % (dest, sorted(self.engines)))
+        if engine is None or engine.draining:
+            self.fail_task(task, "EngineError", self._not_taking(dest))
             return
         self.assign(engine, task)
+
+    def _not_taking(self, engine_id) -> str:
+        """Why a direct task cannot go to ``engine_id``."""
+        engine = self.engines.get(engine_id) if isinstance(engine_id, int) else None
+        if engine is None:
+            return "engine %r is not registered (registered: %s)" % (engine_id, sorted(self.engines))
+        return "engine %d is draining before its job ends (%s): it takes no new tasks" % (
+            engine.id, describe_end(engine.end_time))
 
     def _recall_dependencies(self, task):
         """Finished tasks the scheduler no longer remembers are looked up in the database."""
@@ -385,9 +402,8 @@ class Hub(QueryHandlers):
                 "queue": "broadcast",
             })
             engine = self.engines.get(engine_id)
-            if engine is None:
-                self.fail_task(task, "EngineError", "engine %r is not registered (registered: %s)"
-                               % (engine_id, sorted(self.engines)))
+            if engine is None or engine.draining:
+                self.fail_task(task, "EngineError", self._not_taking(engine_id))
             else:
                 self.assign(engine, task)
 
@@ -445,6 +461,21 @@ class Hub(QueryHandlers):
         self._reply(msg, "queue_reply", {"status": "ok", "engines": status,
                                          "unassigned": unassigned if verbose else len(unassigned)})
 
+    def on_engine_info(self, msg):
+        """What the hub knows of each engine: where it runs, its batch job and tags, how long
+        its job has left, whether it drains, its load."""
+        wall_now, now = time.time(), time.monotonic()
+        engines = {}
+        for i in self._targets(msg.content):
+            e = self.engines[i]
+            engines[str(i)] = {
+                "uuid": e.uuid, "host": e.hostname, "pid": e.pid, "tags": sorted(e.tags),
+                "job": {"system": e.job[0], "id": e.job[1]} if e.job else None, "end_time": e.end_time,
+                "remaining": None if e.end_time is None else e.end_time - wall_now,
+                "drain_at": None if e.drain_at is None else e.drain_at - now + wall_now,
+                "draining": e.draining, "load": e.load, "completed": e.completed}
+        self._reply(msg, "engine_info_reply", {"status": "ok", "engines": engines})
+
     def on_abort(self, msg):
         """Abort tasks not yet running: the hub answers those it still holds; engines those
         queued with them. A running task is not stopped (interrupt it with a signal)."""
@@ -497,6 +528,7 @@ class Hub(QueryHandlers):
         "clear_request": on_clear,
         "signal_request": on_signal,
         "sync_request": on_sync,
+        "engine_info_request": on_engine_info,
         "result_request": QueryHandlers.on_result_request,
         "result_status_request": QueryHandlers.on_result_status,
         "history_request": QueryHandlers.on_history,
@@ -525,7 +557,10 @@ class Hub(QueryHandlers):
                 engine = self.table.by_ident.get(msg.idents[0])
                 if engine is not None:
                     reason = msg.content.get("reason")
-                    self.unregister(engine, reason if isinstance(reason, str) else "engine shut down", clean=True)
+                    self.unregister(engine, reason if isinstance(reason, str) else "engine shut down", clean=True,
+                                    job_ended=msg.content.get("job_ended") is True)
+            elif t == "drain_notification":
+                self.on_drain(msg)
             elif t == "engine_died":
                 self.on_engine_died(msg)
             elif t == "probe_request":
@@ -588,11 +623,16 @@ class Hub(QueryHandlers):
                 log.warning("an engine asked for id %s, which %s holds; it gets id %d instead",
                             c["id"], describe_engine(self.engines[c["id"]]), eid)
             heart = c["heart"].encode()
-            engine = EngineState(eid, c["uuid"], ident, heart, c.get("pid"), c.get("hostname", ""))
+            end_time, drain_at = optional_time(c.get("end_time")), optional_time(c.get("drain_at"))
+            engine = EngineState(eid, c["uuid"], ident, heart, c.get("pid"), c.get("hostname", ""),
+                                 tags=tag_set(c.get("tags")), job=job_of(c.get("job")), end_time=end_time,
+                                 drain_at=None if drain_at is None else time.monotonic() + drain_at - time.time())
             self.next_id = max(self.next_id, eid + 1)
             self.table.add_engine(engine)
             self.monitor.add(heart)
-            log.info("engine %d registered (host %s, pid %s)", engine.id, engine.hostname, engine.pid)
+            log.info("engine %d registered (host %s, pid %s%s%s)", engine.id, engine.hostname, engine.pid,
+                     ", %s job %s" % tuple(engine.job) if engine.job else "",
+                     ", drains at %s: %s" % (clock(drain_at), describe_end(end_time)) if drain_at is not None else "")
         self.session.send(self.sockets["engine"], "registration_reply",
                           {"status": "ok", "id": engine.id, "heartbeat_period": self.cfg.heartbeat_period,
                            "controller": self.session.id},
@@ -636,11 +676,38 @@ class Hub(QueryHandlers):
                 if engine is None:
                     log.debug("engine_died for an engine not registered: %s", c["uuid"])
                 else:
-                    self.unregister(engine, c["reason"])
+                    self.unregister(engine, c["reason"], job_ended=c.get("job_ended") is True)
         finally:
             self.deaths = None
 
-    def unregister(self, engine, reason, clean=False):
+    def on_drain(self, msg):
+        """The engine drains before its job ends: it takes nothing new, and gives back what it
+        had not started (also what reaches it later): load-balanced tasks go to other engines,
+        first in line; direct ones, which only it could run, fail saying so."""
+        engine = self.table.by_ident.get(msg.idents[0])
+        if engine is None:
+            return
+        msg_ids = id_list(msg.content.get("msg_ids"))
+        if not engine.draining:
+            log.info("engine %d drains before its job ends (%s): %d unstarted tasks go elsewhere", engine.id,
+                     describe_end(engine.end_time), len(msg_ids))
+            self.table.close_engine(engine)
+        moving = []
+        for task in self.table.take_back(engine, msg_ids):
+            if task.abort_requested:
+                self.fail_task(task, "TaskAborted", "aborted before it started", status="aborted")
+            elif task.lb:
+                moving.append(task)
+            else:
+                self.fail_task(task, "EngineError", "engine %d drained before its job ends (%s) and did not run "
+                               "this task, which only it could run" % (engine.id, describe_end(engine.end_time)),
+                               engine)
+        self.scheduler.returned(moving)
+
+    def unregister(self, engine, reason, clean=False, job_ended=False):
+        """Forget an engine; the tasks it held are answered or retried. ``job_ended``: its
+        batch job ended (walltime, cancelled), which is not the tasks' fault: a load-balanced
+        task with retries left runs again without using one up."""
         log.log(logging.INFO if clean else logging.WARNING, "engine %d unregistered: %s", engine.id, reason)
         self.monitor.remove(engine.heart)
         if engine.steal is not None:
@@ -648,11 +715,11 @@ class Hub(QueryHandlers):
             if thief is not None:
                 thief.stealing = False
         for task in self.table.remove_engine(engine):
-            if task.lb and self._retry(task, "EngineError", engine):
+            if task.lb and self._retry(task, "EngineError", engine, job_ended):
                 continue
             self.fail_task(task, "EngineError",
-                           "engine %d died or left before finishing this task (%s)" % (engine.id, reason),
-                           engine)
+                           "engine %d died or left before finishing this task (%s)%s"
+                           % (engine.id, reason, JOB_END_NOTE if job_ended else ""), engine)
         self.session.send(self.sockets["notification"], "unregistration_notification",
                           {"id": engine.id, "uuid": engine.uuid, "reason": reason}, idents=[b"engine"])
 
@@ -692,16 +759,22 @@ class Hub(QueryHandlers):
                 self.fail_task(task, "TaskAborted", "aborted before it started", status="aborted")
             else:
                 moving.append(task)
-        self.carry_out(self.scheduler.hand_over(moving, thief, self.table))
+        self.carry_out(self.scheduler.hand_over(moving, thief, self.table, now))
         if not victim.load:
             self.engine_idle(now)
         self.steal_check_at = now
 
-    def _retry(self, task, ename, engine) -> bool:
+    def _retry(self, task, ename, engine, job_ended=False) -> bool:
         """Send a failed load-balanced task again if it may be; True if it was."""
         engine_id = engine.id if engine is not None else task.engine
         if ename == "UnmetDependency":
             self.scheduler.requeue(task, engine_id, time.monotonic(), unmet=True)
+            return True
+        if job_ended and task.retries > 0 and task.job_losses < MAX_JOB_LOSSES:
+            task.job_losses += 1
+            log.info("task %s lost with the end of engine %s's job; sent again (%d retries left, not counted)",
+                     task.msg_id, engine_id, task.retries)
+            self.scheduler.requeue(task, engine_id, time.monotonic())
             return True
         if task.retries > 0:
             task.retries -= 1
@@ -772,6 +845,40 @@ def grant_engine_id(requested, required: bool, engines: dict, next_id: int):
         return None, ("engine id %d is taken by %s; give this engine another id (--id / engine.id), "
                       "or none to get the next free one" % (requested, describe_engine(holder)))
     return next_id, None
+
+
+def tag_set(value) -> frozenset:
+    """Tags from a message: a list of strings, or nothing; a TypeError for anything else."""
+    if value is None:
+        return frozenset()
+    if type(value) is not list or not all(type(t) is str for t in value):
+        raise TypeError("tags must be a list of strings, not %.60r" % (value,))
+    return frozenset(value)
+
+
+def optional_time(value):
+    """Seconds since the epoch from a message, or None."""
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def job_of(value):
+    """``[system, job id]`` from a registration, or None."""
+    if type(value) is list and len(value) == 2 and all(type(v) is str for v in value):
+        return tuple(value)
+    return None
+
+
+def clock(epoch) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(epoch))
+
+
+def describe_end(end_time) -> str:
+    """'job ends at 18:53:59, in 58s', for the log and errors."""
+    if end_time is None:
+        return "job end unknown"
+    return "job ends at %s, in %.0fs" % (clock(end_time), end_time - time.time())
 
 
 def describe_engine(engine) -> str:

@@ -27,6 +27,12 @@ puts every parked task back in the queue. Only a task given ``targets`` fails at
 (ImpossibleDependency) when every one of them rejected it. The task's ``timeout`` bounds
 both waits, for dependencies and for such an engine: when it runs out the task fails
 with TaskTimeout (minipar's client class for it is also a DependencyTimeout).
+
+Only open engines get work: one draining before its batch job ends takes nothing new. A
+task with ``tags`` goes only to engines that have every one of them, and a task with a
+``timeout`` only to engines that will not drain within it. When no open engine may take
+such a task, it is parked like the @depend case, until an engine that may (a replacement
+job's, a tagged one) registers or its timeout runs out.
 """
 from __future__ import annotations
 
@@ -43,6 +49,9 @@ Tasks longer than this gain nothing from prefetching, and lose a lot by waiting.
 STEAL_AFTER = 0.02
 """Seconds an engine must have been on its current task before an idle one takes the tasks
 queued behind it: shorter work drains by itself sooner than a steal's round trip."""
+
+TAG_CACHE = 64
+"""Tag sets whose engines are remembered at once; more means tags are used in some odd way."""
 
 FINISHED_MEMORY = 10_000
 """Finished tasks remembered for dependencies; the hub looks older ones up in its database."""
@@ -181,6 +190,7 @@ class Scheduler:
         self.parked: dict = {}
         self.finished: OrderedDict = OrderedDict()
         self.outcomes: dict = {}
+        self.tagged: dict = {}
 
     def __len__(self):
         return len(self.held)
@@ -285,14 +295,16 @@ class Scheduler:
             self.ready.appendleft(task)
 
     def engine_registered(self, engine_id):
-        """A new engine may meet the @depend checks that every other engine failed: queue
-        the parked tasks again (a reused id is a new process, not the one that refused)."""
+        """A new engine may meet the @depend checks that every other engine failed, have the
+        tags or the walltime a parked task waits for: queue the parked tasks again (a reused
+        id is a new process, not the one that refused)."""
         if not self.parked:
             return
         tasks = list(self.parked.values())
         self.parked.clear()
         for task in tasks:
             task.unmet_on.discard(engine_id)
+            task.waits_for = ""
         self.ready.extendleft(reversed(tasks))
 
     def _start_timeout(self, task, now):
@@ -315,6 +327,11 @@ class Scheduler:
             task = entry[1]
             if msg_id in self.waiting:
                 why = "its dependencies were not met within %gs" % task.timeout
+            elif msg_id in self.parked and task.waits_for == "tags":
+                why = "no engine with tags %s took it within %gs" % (sorted(task.tags), task.timeout)
+            elif msg_id in self.parked and task.waits_for == "walltime":
+                why = ("no engine with %gs left before it drains for the end of its job took it within %gs"
+                       % (task.timeout, task.timeout))
             elif msg_id in self.parked or (msg_id in self.held and task.unmet_on):
                 why = ("no engine meeting its @depend check took it within %gs (the check failed on engines %s)"
                        % (task.timeout, sorted(task.unmet_on)))
@@ -338,9 +355,9 @@ class Scheduler:
 
     def schedule(self, table, now):
         """Decisions, one at a time: the hub carries each out (so the table shows it) before
-        asking for the next. Ready tasks go to engines while any can take one; then idle
+        asking for the next. Ready tasks go to open engines while any can take one; then idle
         engines steal."""
-        engines = list(table.engines.values())
+        engines = list(table.open.values())
         if not engines:
             return
         ready, held, hwm, choose = self.ready, self.held, self.hwm, self.choose
@@ -350,32 +367,65 @@ class Scheduler:
             task = ready.popleft()
             if held.get(task.msg_id) is not task:
                 continue
-            engine = choose(engines, hwm, task.targets, task.unmet_on | task.avoid if task.avoid else task.unmet_on,
-                            now)
+            targets = task.targets
+            if task.tags or (task.timeout and table.ending):
+                targets = self._allowed(task, table, now)
+            engine = choose(engines, hwm, targets, task.unmet_on | task.avoid if task.avoid else task.unmet_on, now)
             if engine is None and task.avoid:
-                engine = choose(engines, hwm, task.targets, task.unmet_on, now)
+                engine = choose(engines, hwm, targets, task.unmet_on, now)
             if engine is not None:
                 del held[task.msg_id]
                 yield Assign(task, engine)
                 continue
-            if task.unmet_on or task.targets is not None:
+            if task.unmet_on or targets is not None:
                 if live is None:
-                    live = set(table.engines)
-                allowed = live if task.targets is None else live & task.targets
-                if not allowed - task.unmet_on:
-                    if task.targets is None:
-                        self.parked[task.msg_id] = task
-                    else:
+                    live = set(table.open)
+                if not (live if targets is None else live & targets) - task.unmet_on:
+                    if task.targets is not None and not (live & task.targets) - task.unmet_on:
                         self._take_out(task)
                         yield self._unplaceable(task)
+                    else:
+                        self._park(task, table, live)
                     continue
             skipped.append(task)
-            if task.targets is None and not task.unmet_on:
+            if targets is None and not task.unmet_on:
                 break
         if skipped:
             ready.extendleft(reversed(skipped))
         if table.stacked:
             yield from self.steals(engines, now)
+
+    def _allowed(self, task, table, now) -> set:
+        """The open engines a task with tags or a timeout may go to: those with all its tags,
+        and time to run it for its timeout before they drain; within its targets."""
+        allowed = self._tagged(task, table)
+        if task.timeout and table.ending:
+            latest = now + task.timeout
+            allowed = {i for i in allowed if table.open[i].drain_at is None or table.open[i].drain_at >= latest}
+        return allowed
+
+    def _tagged(self, task, table) -> set:
+        """The open engines with every tag of the task, within its targets (cached until the
+        open engines change: a burst of tagged tasks asks the same question many times)."""
+        if not task.tags:
+            allowed = set(table.open)
+        else:
+            key = (task.tags, table.version)
+            allowed = self.tagged.get(key)
+            if allowed is None:
+                if len(self.tagged) > TAG_CACHE:
+                    self.tagged.clear()
+                allowed = self.tagged[key] = {e.id for e in table.open.values() if task.tags <= e.tags}
+        return allowed if task.targets is None else allowed & task.targets
+
+    def _park(self, task, table, live):
+        """No open engine may take it now, but one that registers may: it waits for that,
+        and says which (for its TaskTimeout)."""
+        if not (self._tagged(task, table) & live) - task.unmet_on:
+            task.waits_for = "tags" if task.tags and not self._tagged(task, table) & live else "depend"
+        else:
+            task.waits_for = "walltime"
+        self.parked[task.msg_id] = task
 
     def steals(self, engines, now):
         """Idle engines take half the prefetched tasks of engines stuck on a long one.
@@ -396,7 +446,7 @@ class Scheduler:
         victims.sort(reverse=True)
         for _, _, victim, movable in victims:
             for thief in thieves:
-                wanted = [t.msg_id for t in movable if t.may_run_on(thief.id)]
+                wanted = [t.msg_id for t in movable if t.may_run_on(thief, now)]
                 if wanted:
                     thieves.remove(thief)
                     yield Steal(victim, wanted[len(wanted) // 2:] if len(wanted) > 1 else wanted, thief)
@@ -409,20 +459,20 @@ class Scheduler:
         on its task for STEAL_AFTER then), or None: the hub's loop wakes at that time."""
         if not table.stacked:
             return None
-        engines = table.engines.values()
+        engines = table.open.values()
         if not any(not e.load and not e.stealing for e in engines):
             return None
         due = [e.busy_since + STEAL_AFTER for e in engines
                if e.load > 1 and e.steal is None and e.busy_since + STEAL_AFTER > now]
         return min(due) if due else None
 
-    def hand_over(self, tasks, thief, table) -> list:
+    def hand_over(self, tasks, thief, table, now) -> list:
         """Tasks a steal got back: to the thief while it may take them, else first in line."""
         decisions = []
-        room = self.hwm - thief.load if thief is not None and thief.id in table.engines else 0
+        room = self.hwm - thief.load if thief is not None and thief.id in table.open else 0
         rest = []
         for task in tasks:
-            if room > 0 and task.may_run_on(thief.id):
+            if room > 0 and task.may_run_on(thief, now):
                 decisions.append(Assign(task, thief))
                 room -= 1
             else:

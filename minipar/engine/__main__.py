@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -20,6 +21,7 @@ from .engine import Engine, EngineStartError, exit_engine, run_startup
 from .execute import new_namespace
 from .mpi import InitScriptFailed, MPIStartError, init_mpi
 from .nanny import fork_engine
+from .walltime import plan_walltime
 
 PROG = program_name("engine")
 
@@ -44,6 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--id", type=int, metavar="N",
                    help="ask the controller for engine id N; registration fails if a live engine has it "
                         "(default: the MPI rank with engine.mpi, else the next free id)")
+    p.add_argument("--tags", metavar="TAG,...",
+                   help="labels of this engine, comma-separated (engine.tags): load-balanced views with "
+                        "tags=[...] send tasks only to engines that have them")
+    p.add_argument("--end-time", metavar="WHEN",
+                   help="when this engine's allocation ends (engine.end_time): seconds since the epoch, an "
+                        "ISO date and time, or +DURATION (+3600, +2:00:00); by default asked of the batch "
+                        "system it runs in")
+    p.add_argument("--drain-before", type=float, metavar="SECONDS",
+                   help="drain this long before the end (engine.drain_before, default 300; 0: never)")
     add_log_to_file_args(p, "engine.log_to_file")
     return p
 
@@ -52,7 +63,8 @@ FLAG_KEYS = {
     "file": "engine.file", "cluster_id": "engine.cluster_id", "ssh": "engine.ssh_server",
     "work_dir": "engine.work_dir", "startup_script": "engine.startup_script",
     "startup_command": "engine.startup_command", "log_level": "engine.log_level", "id": "engine.id",
-    "log_to_file": "engine.log_to_file",
+    "log_to_file": "engine.log_to_file", "tags": "engine.tags", "end_time": "engine.end_time",
+    "drain_before": "engine.drain_before",
 }
 
 
@@ -69,6 +81,11 @@ def check_settings(cfg) -> None:
     if cfg.mpi_registration_delay < 0:
         raise ValueError("engine.mpi_registration_delay: %g is negative; give seconds per rank, or 0"
                          % cfg.mpi_registration_delay)
+    if cfg.drain_before < 0:
+        raise ValueError("engine.drain_before: %g is negative; give seconds, or 0 never to drain" % cfg.drain_before)
+    bad = [t for t in cfg.tags if not re.fullmatch(r"[^\s,]+", t)]
+    if bad:
+        raise ValueError("engine.tags: %r is not a tag; a tag is a word, without spaces or commas" % bad[0])
     if cfg.mpi_init_script and cfg.mpi != "init_script":
         raise ValueError("engine.mpi_init_script is set but engine.mpi is %r, so it would not run; set "
                          "engine.mpi = 'init_script' to run it" % cfg.mpi)
@@ -87,6 +104,7 @@ def check_granted_id(engine, log) -> None:
 
 
 def main(argv=None) -> int:
+    started_at = time.time()  # where engine.end_time = "+DURATION" counts from
     argv = sys.argv[1:] if argv is None else list(argv)
     rest, overrides = split_overrides(argv)
     args = build_parser().parse_args(rest)
@@ -145,6 +163,7 @@ def main(argv=None) -> int:
         return fail(str(e))
 
     engine = Engine(cfg, info, path)
+    engine.walltime = plan_walltime(cfg, started_at)
     engine.nanny = nanny
     engine.namespace = namespace  # where engine.mpi's names are (and an init script's functions look)
     if mpi is not None:

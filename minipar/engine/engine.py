@@ -48,7 +48,8 @@ from ..logs import DropLog, problem_kind
 from ..signals import drain_fd, signal_wakeup_fd, start_without_signals
 from ..protocol import PROTOCOL_VERSION, ProtocolError, Session, id_list, python_version, recv_frames
 from .execute import EngineStop, Executor, OutputStreamer, format_error, new_namespace, send_reply
-from ..jobs import in_batch_job
+from ..jobs import current_job, in_batch_job
+from .walltime import Walltime, extended
 
 log = logging.getLogger("minipar.engine")
 
@@ -64,6 +65,12 @@ that reports the first."""
 
 SIGTERM_AFTER_SIGINT = 0.1
 """Seconds an interrupted task's reply waits for a SIGTERM sent together with the SIGINT."""
+
+DRAIN_CHECK = 60.0
+"""Longest sleep of the drain timer: the clock is looked at again at least this often."""
+
+WALLTIME_SLACK = 60.0
+"""Seconds before its job's end from which a SIGTERM is taken to be the walltime's."""
 
 MAX_PING = 200
 """Bytes a heartbeat may have: the controller's session id, ':' and a count."""
@@ -105,7 +112,7 @@ class Engine:
         self.socket_lock = threading.Lock()
         self.steal_lock = threading.Lock()
         self.steal_request = None
-        self.steal_wake = os.pipe()
+        self.wake = os.pipe()  # the output or drain thread wakes an idle main thread through it
         self.aborted: set = set()
         self.stopping = False
         self.namespace = new_namespace()
@@ -119,6 +126,10 @@ class Engine:
         self.last_sigint = float("-inf")
         self.stop_reason = "engine shut down"
         self.nanny = None  # NannyLink, when the launched process is this engine's nanny
+        self.job_ended = False  # stopped by the batch system (walltime, cancelled): not the tasks' fault
+        self.walltime = Walltime(current_job(), None, None, False)
+        self.drain_due = False  # the drain timer's request, carried out under socket_lock
+        self.draining = False
         self.drops = DropLog(log)
 
     # -- connecting --------------------------------------------------------------------
@@ -170,8 +181,11 @@ class Engine:
         self.executor = Executor(self.namespace, self.streamer)
 
     def request_registration(self) -> dict:
+        w = self.walltime
         content = {"uuid": self.uuid, "heart": self.heart_id.decode(), "protocol": PROTOCOL_VERSION,
-                   "python": python_version(), "pid": os.getpid(), "hostname": socket.gethostname()}
+                   "python": python_version(), "pid": os.getpid(), "hostname": socket.gethostname(),
+                   "tags": list(self.cfg.tags), "job": list(w.job) if w.job else None, "end_time": w.end_time,
+                   "drain_at": w.drain_at}
         if self.requested_id is not None:
             content.update(id=self.requested_id, id_required=self.id_required)
         self.registration_sent = True
@@ -276,7 +290,7 @@ class Engine:
         with self.steal_lock:
             self.steal_request = msg
         try:
-            os.write(self.steal_wake[1], b"s")
+            os.write(self.wake[1], b"s")
         except OSError:
             pass
         while self.steal_request is not None and not self.stopping:
@@ -300,10 +314,71 @@ class Engine:
             self.queue = deque(m for m in self.queue if m.msg_id not in given)
         self.session.send(self.socket, "steal_reply", {"msg_ids": taken}, parent=msg.header)
 
+    # -- draining before the allocation ends --------------------------------------------
+
+    def start_drain_timer(self):
+        """A thread that sleeps until the drain time, then has the engine drain (see steals:
+        the main thread may be running user code)."""
+        if self.walltime.drain_at is None:
+            return
+        log.info("this engine drains at %s (%s)", clock(self.walltime.drain_at), self.describe_end())
+        start_without_signals(threading.Thread(target=self._drain_timer, name="minipar-drain", daemon=True))
+
+    def _drain_timer(self):
+        while not self.stopping:
+            left = self.walltime.drain_at - time.time()
+            if left > 0:
+                time.sleep(min(left, DRAIN_CHECK))
+                continue
+            later = extended(self.walltime, self.cfg.drain_before)
+            if later is not None:
+                self.walltime = later
+                continue
+            self.drain_due = True
+            try:
+                os.write(self.wake[1], b"d")
+            except OSError:
+                pass
+            while self.drain_due and not self.stopping:
+                if self.socket_lock.acquire(timeout=0.01):
+                    try:
+                        if self.drain_due:
+                            self.begin_drain(defer=True)
+                    finally:
+                        self.socket_lock.release()
+            return
+
+    def begin_drain(self, defer=False):
+        """Take no new tasks; give back those queued. The caller holds socket_lock."""
+        self.drain_due = False
+        self._drain(defer=defer)
+        given = [m.msg_id for m in self.queue]
+        self.queue.clear()
+        self.draining = True
+        log.info("draining before the end of the allocation (%s): giving back %d queued tasks; "
+                 "finishing the running one", self.describe_end(), len(given))
+        self.session.send(self.socket, "drain_notification", {"msg_ids": given, "end_time": self.walltime.end_time})
+
+    def describe_end(self) -> str:
+        w = self.walltime
+        end = "ends at %s" % clock(w.end_time) if w.end_time is not None else "end unknown"
+        return "%s %s" % (w.describe_job(), end) if w.job else "engine.end_time: %s" % end
+
+    def at_walltime(self) -> str:
+        """What to say of a SIGTERM that comes when the job reaches its walltime, else ""."""
+        w = self.walltime
+        if w.job is None or w.end_time is None or time.time() < w.end_time - WALLTIME_SLACK:
+            return ""
+        return " in %s: the job reached its walltime (%s)" % (w.describe_job(), clock(w.end_time))
+
     def _queue_or_handle(self, msg):
         t = msg.msg_type
         if t == "apply_request" or t == "execute_request":
-            self.queue.append(msg)
+            if self.draining:  # sent before the controller heard of the drain: it goes elsewhere
+                self.session.send(self.socket, "drain_notification",
+                                  {"msg_ids": [msg.msg_id], "end_time": self.walltime.end_time})
+            else:
+                self.queue.append(msg)
             return
         try:
             self._handle_control(msg)
@@ -425,12 +500,19 @@ class Engine:
         poller.register(self.pings, zmq.POLLIN)
         wakeup = signal_wakeup_fd()
         poller.register(wakeup, zmq.POLLIN)
-        steal_wake = self.steal_wake[0]
-        os.set_blocking(steal_wake, False)
-        poller.register(steal_wake, zmq.POLLIN)
+        wake = self.wake[0]
+        os.set_blocking(wake, False)
+        poller.register(wake, zmq.POLLIN)
+        self.start_drain_timer()
         while not self.stopping:
             if self.steal_request is not None:
                 self.answer_steal()
+            if self.drain_due:
+                self.begin_drain()
+            if self.draining and not self.queue:
+                self.stop_reason = "engine drained before the end of its allocation (%s)" % self.describe_end()
+                log.info("%s; leaving", self.stop_reason)
+                return 0
             if self.queue:
                 try:
                     self.run_one(self.queue.popleft())
@@ -441,8 +523,8 @@ class Engine:
             ready = dict(poller.poll(POLL_INTERVAL * 1000))
             if wakeup in ready:
                 drain_fd(wakeup)
-            if steal_wake in ready:
-                drain_fd(steal_wake)
+            if wake in ready:
+                drain_fd(wake)
             self._drain()
             if not self._check_controller():
                 log.error("lost the controller at %s: no heartbeat for %gs (engine.controller_timeout); "
@@ -472,7 +554,9 @@ class Engine:
         def on_sigterm(signum, frame):
             if self.stop_reason != "engine shut down":
                 return  # a second SIGTERM (a batch system signals every process of the job) while stopping
-            self.stop_reason = "engine shut down: stopped by SIGTERM%s" % in_batch_job("SIGTERM")
+            self.job_ended = self.walltime.job is not None
+            self.stop_reason = "engine shut down: stopped by SIGTERM%s" % (
+                self.at_walltime() or in_batch_job("SIGTERM"))
             self.stopping = True
             if self.executor.executing:
                 raise EngineStop
@@ -489,7 +573,8 @@ class Engine:
             # also when stopped before the answer came: the controller may have registered us
             # already, and it knows us by our socket identity
             if self.registration_sent:
-                self.session.send(self.socket, "unregistration_request", {"id": self.id, "reason": self.stop_reason})
+                self.session.send(self.socket, "unregistration_request",
+                                  {"id": self.id, "reason": self.stop_reason, "job_ended": self.job_ended})
         except zmq.ZMQError:
             pass
         if self.nanny is not None:
@@ -504,6 +589,10 @@ class Engine:
         if self.tunnel is not None:
             self.tunnel.terminate()
         log.info("engine %s stopped", self.id)
+
+
+def clock(epoch) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(epoch))
 
 
 def run_startup(cfg, namespace):
