@@ -1,9 +1,10 @@
 """The commands ``pip install`` puts on PATH, and how each program names itself.
 
-``minipar-controller``, ``minipar-engine``, ``minipar-cluster`` and ``minipar-profile`` are the
-same programs as ``python -m minipar.controller`` and friends (pyproject.toml's
-``[project.scripts]`` points at the functions below). A vendored copy has no commands, only
-the ``python -m`` form under its own package name, so its help does not mention them.
+``minipar-controller``, ``minipar-engine``, ``minipar-cluster``, ``minipar-profile`` and
+``minipar-doctor`` are the same programs as ``python -m minipar.controller`` and friends
+(pyproject.toml's ``[project.scripts]`` points at the functions below). A vendored copy has no
+commands, only the ``python -m`` form under its own package name, so its help does not mention
+them.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import os
 import sys
 
 PACKAGE = __package__ or "minipar"
-ROLES = ("controller", "engine", "cluster", "profile")
+ROLES = ("controller", "engine", "cluster", "profile", "doctor")
 
 
 def command_name(role: str) -> str:
@@ -54,4 +55,9 @@ def cluster() -> None:
 
 def profile() -> None:
     from .profile.__main__ import main
+    sys.exit(main())
+
+
+def doctor() -> None:
+    from .doctor.__main__ import main
     sys.exit(main())

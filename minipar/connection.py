@@ -32,6 +32,14 @@ def connection_file_path(profile_dir, role: str, cluster_id: str = "") -> Path:
     return Path(profile_dir) / "security" / connection_file_name(role, cluster_id)
 
 
+def engine_file_path(file_setting: str, profile_dir, cluster_id: str = "") -> str:
+    """The engine connection file an engine (or the doctor) reads: ``engine.file`` (``--file``)
+    made absolute, else the profile's ``security/controller[-ID]-engine.json``."""
+    if file_setting:
+        return os.path.abspath(os.path.expanduser(file_setting))
+    return str(connection_file_path(profile_dir, "engine", cluster_id))
+
+
 def default_location(ip: str) -> str:
     """Where peers should connect: the bound ip, or this host's name when bound to all."""
     if ip in ("*", "0.0.0.0", ""):
@@ -61,7 +69,10 @@ def write_connection_file(path, info: dict) -> None:
     os.replace(str(tmp), str(path))
 
 
-def read_connection_file(path, hint: str = "") -> dict:
+def read_connection_file(path, hint: str = "", warn_if_shared: bool = True) -> dict:
+    """The checked info of a connection file; a ConnectionFileError naming the file and what is
+    wrong. ``warn_if_shared`` logs a warning when others can read it (the doctor reports that
+    itself)."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -71,7 +82,8 @@ def read_connection_file(path, hint: str = "") -> dict:
         ) from None
     except OSError as e:
         raise ConnectionFileError("cannot read connection file %s: %s" % (path, e)) from None
-    _warn_if_others_can_read(path)
+    if warn_if_shared:
+        _warn_if_others_can_read(path)
     try:
         info = json.loads(text)
     except ValueError as e:
@@ -79,15 +91,21 @@ def read_connection_file(path, hint: str = "") -> dict:
     return check_connection_info(info, "connection file %s" % path)
 
 
-def _warn_if_others_can_read(path: Path) -> None:
-    """The key in a connection file lets whoever reads it run code on the engines."""
+def shared_mode(path) -> int | None:
+    """The file's mode when users other than its owner may read or write it, else None: the
+    key in a connection file lets whoever reads it run code on the engines."""
     if os.name != "posix":
-        return
+        return None
     try:
-        mode = stat.S_IMODE(path.stat().st_mode)
+        mode = stat.S_IMODE(Path(path).stat().st_mode)
     except OSError:
-        return
-    if mode & 0o077:
+        return None
+    return mode if mode & 0o077 else None
+
+
+def _warn_if_others_can_read(path: Path) -> None:
+    mode = shared_mode(path)
+    if mode is not None:
         log.warning("connection file %s can be read or written by other users (mode %04o): anyone who can "
                     "read its key can run code on your engines. Make it private: chmod 600 %s",
                     path, mode, path)
@@ -100,6 +118,9 @@ def check_connection_info(info, source: str = "connection info") -> dict:
     missing = [k for k in REQUIRED_FIELDS if k not in info]
     if missing:
         raise ConnectionFileError("%s lacks %s" % (source, ", ".join(missing)))
+    wrong = [k for k in ("location", "key") if not isinstance(info[k], str)]
+    if wrong:
+        raise ConnectionFileError("%s: %s must be a string" % (source, " and ".join(wrong)))
     ports = info["ports"]
     if not isinstance(ports, dict) or not all(isinstance(ports.get(p), int) for p in PORT_NAMES):
         raise ConnectionFileError("%s: 'ports' must map %s to integers" % (source, ", ".join(PORT_NAMES)))

@@ -14,7 +14,7 @@ Header: ``msg_id`` (the sender's session id plus a counter), ``msg_type``, ``ses
 and ``date`` (seconds since the epoch, float).
 
 Message types (C = client, H = controller/hub, E = engine, N = an engine's nanny,
-P = notification PUB):
+D = ``python -m minipar.doctor``, P = notification PUB):
 
 ========================== ========= ===========================================================
 msg_type                   path      meaning / content
@@ -108,6 +108,12 @@ engine_died                N→H       ``{uuid, id, reason, job_ended?}`` from t
                                      (N, its parent process): the engine ended without
                                      unregistering, and why (signal, exit code, out-of-memory
                                      killer, the end of its batch job)
+probe_request              D→H       ``{protocol, python}`` on the engine port from the connection
+                                     doctor (D, :mod:`doctor`): proves the key (and the curve
+                                     server key) without registering; nothing is kept
+probe_reply                H→D       ``{status, protocol, python, session}``: this controller's
+                                     protocol and Python versions and session id; parent is the
+                                     request. A badly signed probe is dropped unanswered
 registration_notification  H→P       ``{id, uuid}``
 unregistration_notification H→P      ``{id, uuid, reason}``
 shutdown_notification      H→P       the controller is stopping

@@ -1,4 +1,4 @@
-"""``pip install`` puts minipar-controller, -engine, -cluster and -profile on PATH: the same
+"""``pip install`` puts minipar-controller, -engine, -cluster, -profile and -doctor on PATH: the same
 programs as ``python -m minipar.X``, from the installed copy."""
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import zmq
 
 from conftest import ROOT, pid_gone, wait_for
 
-ROLES = ("controller", "engine", "cluster", "profile")
+ROLES = ("controller", "engine", "cluster", "profile", "doctor")
 
 
 @pytest.fixture(scope="module")

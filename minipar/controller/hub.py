@@ -36,9 +36,11 @@ for an id (its MPI rank, or ``engine.id``); :func:`grant_engine_id` decides. Whe
 goes silent, or unregisters, every task it held is answered by the hub itself with an
 EngineError, so no client waits for it. An engine that drains before its batch job ends
 (``drain_notification``) gets no new tasks and gives back those it has not started, which
-go to other engines; tasks lost when a job ends do not use up their retries. Output an
-engine prints while a task runs is republished on the notification PUB, along with engine
-(un)registration news. When a
+go to other engines; tasks lost when a job ends do not use up their retries. The connection
+doctor (``python -m minipar.doctor``) sends a signed ``probe_request`` to the same ROUTER and
+gets the controller's versions back, with nothing kept: proof that its key is the
+controller's. Output an engine prints while a task runs is republished on the notification
+PUB, along with engine (un)registration news. When a
 poll finds nothing to do after tasks finished, the freed C heap goes back to the kernel
 (:mod:`..heap`), so a burst does not leave the controller at its high-water mark.
 """
@@ -561,6 +563,8 @@ class Hub(QueryHandlers):
                 self.on_drain(msg)
             elif t == "engine_died":
                 self.on_engine_died(msg)
+            elif t == "probe_request":
+                self.on_probe(msg)
             else:
                 self.drops.drop("engine: unknown msg_type", "an engine's message of unknown msg_type %r" % t)
         except ProtocolError as e:
@@ -638,6 +642,15 @@ class Hub(QueryHandlers):
                               {"id": engine.id, "uuid": engine.uuid}, idents=[b"engine"])
             self.scheduler.engine_registered(engine.id)
             self.engine_idle(time.monotonic())
+
+    def on_probe(self, msg):
+        """The connection doctor's signed probe: answering it proves the key (and the curve server
+        key) to whoever holds them, and tells this controller's versions. Nothing is kept, so a
+        probe costs the hub one reply and cannot touch the engine table."""
+        self.session.send(self.sockets["engine"], "probe_reply",
+                          {"status": "ok", "protocol": PROTOCOL_VERSION, "python": python_version(),
+                           "session": self.session.id},
+                          parent=msg.header, idents=[msg.idents[0]])
 
     def on_engine_died(self, msg):
         """A nanny's word that its engine is dead, and why. Replies the engine sent before it

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..commands import both_forms, program_name
 from ..config import ConfigError, flag_overrides, load_config, split_overrides
-from ..connection import connection_file_path, read_connection_file, wait_for_connection_file
+from ..connection import engine_file_path, read_connection_file, wait_for_connection_file
 from ..error import ConnectionFileError
 from ..logs import add_log_to_file_args, setup_logging
 from ..profile import ProfileError, locate_profile_dir
@@ -144,10 +144,7 @@ def main(argv=None) -> int:
             setup_logging("Engine rank %d" % mpi.rank, cfg.log_level, logfile)
             log.info("MPI initialised (%s): rank %d of %d", mpi.how, mpi.rank, mpi.size)
 
-    if cfg.file:
-        path = os.path.abspath(os.path.expanduser(cfg.file))
-    else:
-        path = str(connection_file_path(profile_dir, "engine", cfg.cluster_id))
+    path = engine_file_path(cfg.file, profile_dir, cfg.cluster_id)
     if cfg.work_dir:
         try:
             os.chdir(os.path.expanduser(cfg.work_dir))

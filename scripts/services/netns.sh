@@ -25,7 +25,7 @@ SCRIPT=netns.sh
 take_lock
 work=$(mktemp -d /tmp/minipar-netns.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-install_missing iproute2 util-linux openssh-client
+install_missing iproute2 util-linux openssh-client nftables   # nft: tests drop one port inside a host
 
 host_ip() { echo "$NET.$((10 + $1))"; }
 HOSTS=()

@@ -168,9 +168,13 @@ class BatchLauncher(Launcher):
             return BatchTemplate(s["batch_template"], key + ".batch_template")
         return BatchTemplate(self.default_template, "the built-in %s %s template" % (self.system, self.role))
 
-    def write_script(self) -> Path:
-        path = self.profile_dir / "batch" / ("%s-%s-%s-%d%s" % (self.system, self.role, self.cluster_id or "default",
+    @property
+    def script_path(self) -> Path:
+        return self.profile_dir / "batch" / ("%s-%s-%s-%d%s" % (self.system, self.role, self.cluster_id or "default",
                                                                self.index, self.script_suffix))
+
+    def write_script(self) -> Path:
+        path = self.script_path
         path.parent.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         path.write_text(self.template().render(self.fields()))
