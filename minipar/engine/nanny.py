@@ -13,7 +13,8 @@ are read, before MPI is initialised or any socket exists: the child is the engin
   to reach and sign for the controller; once it has unregistered, another line says so.
 - When the engine ends without unregistering (a signal, or a non-zero exit), the nanny sends
   the controller ``engine_died`` with why, so its tasks fail at once and say why, or go to
-  another engine per ``retries``. Then the nanny exits as the engine did (same code, same
+  another engine per ``retries`` (without using one up when a SIGTERM in a batch job, the
+  job's end, came first). Then the nanny exits as the engine did (same code, same
   signal), so a launcher sees the engine's status.
 - If the nanny dies, the kernel SIGKILLs the engine (``PR_SET_PDEATHSIG`` on Linux; elsewhere
   the engine notices its parent changed), so ``kill -9`` on the launched pid still ends it.
@@ -34,7 +35,7 @@ import threading
 from typing import Optional
 
 from ..signals import start_without_signals
-from ..jobs import in_batch_job
+from ..jobs import current_job, in_batch_job
 
 log = logging.getLogger("minipar.engine")
 
@@ -112,6 +113,7 @@ class Nanny:
         self.reports_fd = reports_fd
         self.oom_kills_before = oom_kills_before
         self.engine: dict = {}
+        self.terminated = False  # a SIGTERM came, which in a batch job is the job ending
 
     def run(self):
         for sig in RELAYED_SIGNALS:
@@ -133,6 +135,7 @@ class Nanny:
         exit_as(status)
 
     def relay(self, signum, frame):
+        self.terminated = self.terminated or signum == signal.SIGTERM
         try:
             os.killpg(self.child, signum)
         except OSError:
@@ -183,7 +186,9 @@ class Nanny:
             ClientKeys(e).apply(sock.setsockopt)
             sock.setsockopt(zmq.LINGER, REPORT_LINGER_MS)
             sock.connect(e["url"])
-            Session(e["key"]).send(sock, "engine_died", {"uuid": e["uuid"], "id": e.get("id"), "reason": reason})
+            job_ended = self.terminated and current_job() is not None
+            Session(e["key"]).send(sock, "engine_died", {"uuid": e["uuid"], "id": e.get("id"), "reason": reason,
+                                                         "job_ended": job_ended})
             sock.close()
         except Exception as exc:  # noqa: BLE001 - the heartbeat tells the controller anyway
             log.warning("could not tell the controller that engine %s died: %s", e.get("id"), exc)
