@@ -232,3 +232,20 @@ def cluster(tmp_path_factory):
 
 def read_json(path) -> dict:
     return json.loads(Path(path).read_text())
+
+
+SERVICE_FIXTURES = {"sshd", "netns_hosts", "mpi", "slurm", "sge"}
+"""Fixtures that bring up a system service (tests/services.py)."""
+REAL_BATCH_SYSTEMS = {"slurm", "sge"}
+"""Params of the batch-system fixtures that are the test bed's real Slurm and Grid Engine."""
+
+
+def pytest_collection_modifyitems(items):
+    """Mark the tests that need a system service (ssh, MPI, Slurm, Grid Engine, the network
+    namespaces) ``service``: run-tests runs them on one Python only (``-m "not service"`` on
+    the others), which keeps the whole suite within CI's time."""
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if set(getattr(item, "fixturenames", ())) & SERVICE_FIXTURES or \
+                REAL_BATCH_SYSTEMS & {params.get("system"), params.get("batch_system")}:
+            item.add_marker(pytest.mark.service)
