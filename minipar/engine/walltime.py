@@ -48,7 +48,7 @@ def plan_walltime(cfg, started: float, env=None, run=None, now: Optional[float] 
             end_time = parse_end_time(cfg.end_time, started)
         except ValueError as e:
             log.warning("engine.end_time: %s; this engine will not drain before its end", e)
-    elif job is not None and cfg.drain_before > 0:
+    elif job is not None:
         try:
             end_time, asked = job_end_time(job[0], job[1], env, run), True
         except JobQueryError as e:
