@@ -344,11 +344,11 @@ engine stops for the SIGTERM rather than report the task interrupted."""
 
 
 def test_a_job_cancelled_from_outside_is_reported_and_fails_its_task(system, tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr(batch, "JOB_POLL_INTERVAL", 0.5)
     monkeypatch.setenv("FAKE_BATCH_KILL_DELAY", "5")  # the fakes' SIGTERM-to-SIGKILL grace; Slurm's is 30 s
     caplog.set_level(logging.WARNING, logger="minipar.cluster")
     pdir = make_profile(tmp_path, '[cluster]\nengines = "%s"\n' % system)
-    cluster = minipar.Cluster(profile_dir=str(pdir), n=1, controller_args=FAST_HEARTBEAT)
+    cluster = minipar.Cluster(profile_dir=str(pdir), n=1, controller_args=FAST_HEARTBEAT,
+                              config_overrides={"cluster.poll_interval": 0.5})
     with cluster as rc:
         [engines] = cluster.engine_sets.values()
         ar = rc[rc.ids[0]].apply_async(announce_then_sleep, 120)
