@@ -44,7 +44,7 @@ from ..config import ConfigError, load_config, override_arg, split_overrides
 from ..connection import connection_file_path
 from ..error import ClusterError, JobQueryError, MiniparError, TimeoutError
 from ..jobs import job_end_time
-from ..pidfile import same_process, start_time
+from ..pidfile import same_process
 from ..profile import locate_profile_dir
 from . import pool
 from .launchers import import_launcher, launcher_class, launcher_settings
@@ -274,17 +274,23 @@ class Cluster:
         others' are kept as the file has them (`cluster engines` beside a running `cluster
         start`, each replacing its own jobs), unless this process stopped them."""
         with self._lock:
-            state = self.to_dict()
-            on_disk = self._state_on_disk()
-            state["engines"] = self._merged_engine_sets(state["engines"], on_disk.get("engines", {}))
-            state["keepers"] = self._merged_keepers(on_disk.get("keepers", []))
-            path = self.state_file
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(".%s.%d.tmp" % (path.name, os.getpid()))
-            fd = os.open(str(tmp), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                json.dump(state, f, indent=2)
-            os.replace(str(tmp), str(path))
+            self._write(self._merged_state())
+
+    def _merged_state(self) -> dict:
+        state = self.to_dict()
+        on_disk = self._state_on_disk()
+        state["engines"] = self._merged_engine_sets(state["engines"], on_disk.get("engines", {}))
+        state["keepers"] = self._merged_keepers(on_disk.get("keepers", []))
+        return state
+
+    def _write(self, state: dict) -> None:
+        path = self.state_file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(".%s.%d.tmp" % (path.name, os.getpid()))
+        fd = os.open(str(tmp), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(state, f, indent=2)
+        os.replace(str(tmp), str(path))
 
     def _merged_engine_sets(self, mine: dict, on_disk: dict) -> dict:
         merged = {k: v for k, v in mine.items() if k in self._own_sets}
@@ -314,10 +320,12 @@ class Cluster:
 
     def _save_state(self) -> None:
         """The state file, or none once nothing is left to record."""
-        if self.controller is None and not self.engine_sets:
-            self.remove_state()
-        else:
-            self.write_state()
+        with self._lock:
+            state = self._merged_state()
+            if state["controller"] is None and not state["engines"]:
+                self.remove_state()
+            else:
+                self._write(state)
 
     @classmethod
     def from_dict(cls, state: dict, **kwargs) -> "Cluster":
@@ -554,7 +562,7 @@ class Cluster:
                 for set_id in self._engine_set_ids(engine_set_id):
                     self.engine_sets[set_id].stop(self.cfg.stop_timeout)
                     self._forget_set(set_id)
-                self.write_state()
+                self._save_state()
             finally:
                 self._stopping = False
 
@@ -608,11 +616,12 @@ class Cluster:
         scripts = []
         controller = self._new_controller()
         if hasattr(controller, "script_text"):
-            scripts.append(("controller job", controller.script_path, controller.script_text()))
+            scripts.append(("controller job (%s)" % controller.system, controller.script_path,
+                            controller.script_text()))
         planned = self._plan_engine_sets(n)
         for i, (_, launcher, _) in enumerate(planned):
-            scripts.append(("engines job %d of %d: %d engine%s" % (i + 1, len(planned), launcher.n,
-                                                                  "" if launcher.n == 1 else "s"),
+            scripts.append(("engines job %d of %d (%s, %d engine%s)" % (i + 1, len(planned), launcher.system,
+                                                                       launcher.n, "" if launcher.n == 1 else "s"),
                             launcher.script_path, launcher.script_text()))
         return scripts
 
@@ -649,7 +658,7 @@ class Cluster:
                     raise ClusterError(self._engines_problem("every engine process exited", count, n))
                 if not procs and time.monotonic() > next_job_check:
                     next_job_check = time.monotonic() + JOB_CHECK_INTERVAL
-                    if self._every_engine_set_over():
+                    if self.engine_sets_over():
                         raise ClusterError(self._engines_problem("every engine job ended", count, n))
                 if time.monotonic() > deadline:
                     raise TimeoutError(self._engines_problem(
@@ -658,14 +667,19 @@ class Cluster:
         finally:
             progress.done()
 
-    def _every_engine_set_over(self) -> bool:
-        """Whether every engine set has ended with none to replace it, as the watcher last saw
-        (this thread looks itself when no watcher runs)."""
+    def engine_sets_over(self, set_ids=None) -> bool:
+        """Whether every engine set (or each of set_ids) has ended with none to replace it, as
+        the watcher last saw (this thread looks itself when no watcher runs)."""
         if self._watcher is None or not self._watcher.is_alive():
             self.check_processes()
         with self._lock:
-            return bool(self.engine_sets) and all(
-                self.record(i).state == pool.ENDED and not self._will_replace(i) for i in self.engine_sets)
+            ids = [i for i in (self.engine_sets if set_ids is None else set_ids) if i in self.engine_sets]
+            return bool(ids) and all(self.record(i).state == pool.ENDED and not self._will_replace(i) for i in ids)
+
+    def own_engine_set_ids(self) -> list:
+        """The engine sets this Cluster started (replacements included), not yet dropped."""
+        with self._lock:
+            return [i for i in self.engine_sets if i in self._own_sets]
 
     def _will_replace(self, set_id: str) -> bool:
         record = self.record(set_id)
