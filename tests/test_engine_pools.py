@@ -272,6 +272,35 @@ def test_cli_start_daemonized_keeps_the_pool_and_list_shows_each_job(request, tm
         assert not job_listed("pbs", job_id), job_id
 
 
+def test_cli_engines_added_to_a_running_cluster_are_kept_by_their_own_keeper(request, tmp_path, monkeypatch):
+    use_batch_system("pbs", request, tmp_path, monkeypatch)
+    pdir = make_profile(tmp_path, "")
+    started = cli("start", "-n", 1, "--daemonize", "--profile-dir", pdir)
+    assert started.returncode == 0, started.stdout + started.stderr
+    added = cli("engines", "-n", 2, "--jobs", 2, "--keep-engines", "--daemonize", "--engines", "pbs",
+                "--profile-dir", pdir, "--cluster.poll_interval=0.5")
+    assert added.returncode == 0, added.stdout + added.stderr
+    assert "started 2 engine(s) for cluster '' in 2 jobs" in added.stdout
+    state_file = pdir / "security" / "cluster-.json"
+    state = json.loads(state_file.read_text())
+    [keeper] = state["keepers"]
+    pbs = {i: d for i, d in state["engines"].items() if d["class"].endswith("PBSEngineSetLauncher")}
+    assert len(state["engines"]) == 3 and sorted(d["n"] for d in pbs.values()) == [1, 1]
+    cancelled = sorted(pbs)[0]
+    subprocess.run(["qdel", pbs[cancelled]["job_id"]], check=True, capture_output=True, timeout=30)
+
+    def replacement():
+        engines = json.loads(state_file.read_text())["engines"]
+        return [d["job_id"] for d in engines.values() if d["record"]["replaces"] == cancelled and d["job_id"]]
+
+    jobs = {d["job_id"] for d in pbs.values()} | set(wait_for(replacement, 60, "the keeper to replace the job"))
+    stopped = cli("stop", "--profile-dir", pdir)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert not pid_alive(keeper["pid"]) and not state_file.exists()
+    for job_id in jobs:
+        assert not job_listed("pbs", job_id), job_id
+
+
 def command_lines():
     """The command lines of this engine process and of its parent (the engine's nanny)."""
     import os
@@ -375,7 +404,7 @@ def test_a_split_the_settings_refuse_fails_before_anything_starts(tmp_path, monk
     for overrides, message in (({"cluster.poll_interval": 0}, "cluster.poll_interval must be more than 0 seconds"),
                                ({"cluster.max_jobs": -1}, "cluster.max_jobs must be 0 or more, got -1")):
         with pytest.raises(ClusterError, match=re.escape(message)):
-            minipar.Cluster(profile_dir=str(pdir), config_overrides=overrides)
+            minipar.Cluster(profile_dir=str(pdir), config_overrides=overrides).start_cluster_sync()
     with pytest.raises(ClusterError, match=r"cluster.jobs = 5 is more jobs than engines \(n = 4\)"):
         minipar.Cluster(profile_dir=str(pdir), n=4, jobs=5).start_cluster_sync()
 

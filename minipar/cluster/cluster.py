@@ -58,7 +58,9 @@ WATCH_INTERVAL = 0.5
 less often: [cluster] poll_interval)."""
 
 JOB_CHECK_INTERVAL = 2.0
-"""Seconds between checks, while waiting for engines, that some engine job still runs."""
+"""Seconds between checks, while waiting for engines, that some engine job still runs; the
+watcher asks the batch systems this often then (if poll_interval is longer), so engines that
+fail in their jobs fail the wait soon, at one command per system however many jobs there are."""
 PROGRESS_INTERVAL = 0.1
 """Seconds between progress updates while waiting for engines."""
 
@@ -162,7 +164,6 @@ class Cluster:
         }.items() if v is not None})
         self.config = load_config(self.profile_dir, overrides, source="Cluster()")
         cfg = self.config.cluster
-        pool.check_limits(cfg)
         self.cfg = cfg
         self.n = cfg.n or os.cpu_count() or 1
         self.cluster_id = new_cluster_id() if cluster_id is None else cluster_id
@@ -444,6 +445,7 @@ class Cluster:
         n = self.n if n is None else n
         if n < 1:
             raise ValueError("start_engines needs n >= 1, got %r" % n)
+        pool.check_limits(self.cfg)
         cls = self._engine_launcher_class(engines)
         tags = engine_tags(tags)
         jobs = self.cfg.jobs if jobs is None else jobs
@@ -647,6 +649,7 @@ class Cluster:
         deadline = time.monotonic() + timeout
         next_job_check = time.monotonic() + JOB_CHECK_INTERVAL
         progress = Progress(n)
+        self._poller.interval = min(self.cfg.poll_interval, JOB_CHECK_INTERVAL)
         try:
             while True:
                 count = len(set(client.ids) - known)
@@ -665,6 +668,7 @@ class Cluster:
                         "engines did not register within %gs (cluster.engine_timeout)" % timeout, count, n))
                 time.sleep(PROGRESS_INTERVAL)
         finally:
+            self._poller.interval = self.cfg.poll_interval
             progress.done()
 
     def engine_sets_over(self, set_ids=None) -> bool:
@@ -805,9 +809,9 @@ class Cluster:
                 self._stopped_elsewhere()
                 replacements, drained = [], []
             else:
-                drained = self._note(sets, polled, ended, end_times)
+                drained, changed = self._note(sets, polled, ended, end_times)
                 replacements = self._plan_replacements()
-                if ended or end_times or drained or replacements or polled:
+                if ended or end_times or changed or replacements:
                     self.write_state()
         for set_id, p in ended:
             if set_id in drained:
@@ -835,27 +839,30 @@ class Cluster:
                 answers[set_id] = None
         return answers
 
-    def _note(self, sets: dict, polled: dict, ended: list, end_times: dict) -> dict:
+    def _note(self, sets: dict, polled: dict, ended: list, end_times: dict) -> tuple:
         """Take what the watcher saw into the records (with the lock held); drop the sets that
-        ended after their replacement was submitted. Returns {dropped set id: its replacement}."""
+        ended after their replacement was submitted. Returns ({dropped set id: its replacement},
+        whether any record changed)."""
         now = time.time()
         ended_sets = {set_id for set_id, _ in ended}
         self._controller_ended = self._controller_ended or None in ended_sets
-        drained = {}
+        drained, changed = {}, False
         for set_id, launcher in sets.items():
             record = self.set_records.get(set_id)
             if record is None or self.engine_sets.get(set_id) is not launcher:
                 continue
+            before = record.state
             if launcher in polled:
                 record.note(POOL_STATES.get(polled[launcher], pool.PENDING), now)
             elif set_id in ended_sets and not launcher.running:
                 record.note(pool.ENDED, now)
             if set_id in end_times:
                 record.learn_end_time(end_times[set_id], self.drain_before)
+            changed = changed or record.state != before
             if record.state == pool.ENDED and record.replaced_by and record.replaced_by in self.engine_sets:
                 drained[set_id] = record.replaced_by
                 self._forget_set(set_id)
-        return drained
+        return drained, changed
 
     @property
     def drain_before(self) -> float:
