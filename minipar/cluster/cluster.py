@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import collections
 import functools
 import json
 import logging
@@ -67,6 +68,10 @@ PROGRESS_INTERVAL = 0.1
 SUBMISSION_WAIT = COMMAND_TIMEOUT + FIND_BY_NAME_TIMEOUT + 5.0
 """Seconds stop waits for a submission under way, so it can stop that job too: a submit
 command may take COMMAND_TIMEOUT, and looking the job up by its name FIND_BY_NAME_TIMEOUT."""
+
+END_TIME_ATTEMPTS = 3
+"""Polls at which a running job's walltime end is asked before the pool does without it: just
+after a job starts, a system may not list it as running yet (Grid Engine's "t" state)."""
 
 POOL_STATES = {DONE: pool.ENDED, RUNNING: pool.RUNNING}
 """A batch job's state as a poll gives it, as the pool's records keep it (else: pending)."""
@@ -194,7 +199,9 @@ class Cluster:
         self._drain_before = None
         self._controller_ended = False
         self._owns_controller = True
+        self._new_state_file = True
         self._waits_logged: set = set()
+        self._end_time_failures: collections.Counter = collections.Counter()
         if cfg.shutdown_atexit:
             ref = weakref.ref(self)
             atexit.register(lambda: ref() is not None and ref()._stop_at_exit())
@@ -280,6 +287,9 @@ class Cluster:
     def _merged_state(self) -> dict:
         state = self.to_dict()
         on_disk = self._state_on_disk()
+        if self._new_state_file:  # what a stale file of this cluster id held is not kept
+            self._dropped_sets.update(set(on_disk.get("engines", {})) - self._own_sets)
+            self._new_state_file = False
         state["engines"] = self._merged_engine_sets(state["engines"], on_disk.get("engines", {}))
         state["keepers"] = self._merged_keepers(on_disk.get("keepers", []))
         return state
@@ -341,6 +351,7 @@ class Cluster:
             self.set_records[set_id] = pool.EngineSetRecord.from_dict(d.get("record"))
         self.keepers = [k for k in state.get("keepers", []) if isinstance(k, dict) and "pid" in k]
         self._owns_controller = False
+        self._new_state_file = False
         self._sets_started = state.get("sets_started", len(self.engine_sets))
         self._engines_started = state.get("engines_started", sum(s.n for s in self.engine_sets.values()))
         return self
@@ -834,9 +845,11 @@ class Cluster:
             try:
                 answers[set_id] = job_end_time(launcher.system, launcher.job_id)
             except JobQueryError as e:
-                log.warning("cannot ask when %s job %s reaches its walltime, so it is replaced once it has "
-                            "ended, not before: %s", launcher.system, launcher.job_id, e)
-                answers[set_id] = None
+                self._end_time_failures[set_id] += 1
+                if self._end_time_failures[set_id] >= END_TIME_ATTEMPTS:
+                    log.warning("cannot ask when %s job %s reaches its walltime, so it is replaced once it has "
+                                "ended, not before: %s", launcher.system, launcher.job_id, e)
+                    answers[set_id] = None
         return answers
 
     def _note(self, sets: dict, polled: dict, ended: list, end_times: dict) -> tuple:
@@ -883,8 +896,8 @@ class Cluster:
         record, reason), the new sets not recorded yet; give-ups and waits are logged."""
         if self._controller_ended or self._watch_stop.is_set():
             return []
-        mine = {i: self.set_records[i] for i in self.engine_sets if i in self.set_records}
-        decisions = pool.plan(mine, time.time(), self._last_submit, self._limits, self._own_sets)
+        records = {i: self.set_records[i] for i in self.engine_sets if i in self.set_records}
+        decisions = pool.plan(records, time.time(), self._last_submit, self._limits, self._own_sets)
         replacements = []
         for action, set_id, reason in decisions:
             old, record = self.engine_sets[set_id], self.set_records[set_id]
