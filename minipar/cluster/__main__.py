@@ -371,6 +371,9 @@ def cmd_engines(args, overrides) -> int:
     if args.n < 1:
         raise ClusterError("engines needs -n >= 1, got %d" % args.n)
     if args.foreground:
+        if args.jobs or args.keep_engines or args.tags:
+            raise ClusterError("--foreground starts local engines here, without jobs: it takes neither --jobs, "
+                               "--keep-engines nor --tags")
         return run_engines_in_foreground(args, overrides)
     pdir, config = program_config(args, overrides, create=False)
     kwargs = cluster_kwargs(args, overrides, config)
