@@ -238,6 +238,45 @@ def test_stop_waits_for_a_replacement_being_submitted_and_stops_it_too(request, 
     assert not cluster.state_file.exists()
 
 
+def test_a_pool_stopped_from_another_process_submits_nothing_that_outlives_the_stop(request, tmp_path, monkeypatch):
+    use_batch_system("pbs", request, tmp_path, monkeypatch)
+    pdir = make_profile(tmp_path, '[cluster]\nengines = "pbs"\n')
+    cluster = pool_cluster(pdir, n=2, jobs=2, keep_engines=True)
+    cluster.start_and_connect_sync().close()
+    stopped = cli("stop", "--profile-dir", pdir, "--cluster-id", "pool")
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    wait_for(cluster._watch_stop.is_set, 30, "the pool's watcher to see the cluster stopped")
+    assert subprocess.run(["qstat"], capture_output=True, text=True, timeout=30).stdout == "", "no job is left"
+    assert not cluster.state_file.exists()
+    cluster.stop_cluster_sync()
+    assert not cluster.state_file.exists(), "stopping what is gone already records nothing again"
+    assert sorted(p.name for p in (pdir / "security").iterdir()) == [], "no lock file is left either"
+
+
+def test_each_process_writes_its_own_engine_sets_into_the_shared_state_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINIPAR_DIR", str(tmp_path / "mp"))
+    pdir = make_profile(tmp_path, "")
+    path = pdir / "security" / "cluster-shared.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps({"cluster_id": "shared", "profile_dir": str(pdir), "controller": None, "engines": {
+        "stale": {"class": "minipar.cluster.launchers.local.LocalEngineSetLauncher", "profile_dir": str(pdir), "n": 1,
+                  "processes": []}}}))
+    owner = minipar.Cluster(profile_dir=str(pdir), cluster_id="shared", n=1)
+    try:
+        owner.start_cluster_sync()
+        assert list(json.loads(path.read_text())["engines"]) == list(owner.engine_sets), "a stale file is replaced"
+        other = minipar.Cluster.from_file(profile_dir=str(pdir), cluster_id="shared")
+        added = other.start_engines_sync(1, tags=["extra"])
+        owner.write_state()
+        assert set(json.loads(path.read_text())["engines"]) == set(owner.engine_sets) | {added}
+        other.stop_engines_sync(added)
+        owner.write_state()
+        assert set(json.loads(path.read_text())["engines"]) == set(owner.engine_sets)
+    finally:
+        owner.stop_cluster_sync()
+    assert not path.exists()
+
+
 # ------------------------------------------------------------------ the command line
 
 

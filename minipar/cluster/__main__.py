@@ -21,6 +21,7 @@ from ..logs import add_log_to_file_args, setup_logging
 from ..pidfile import same_process, start_time
 from ..profile import ProfileError, locate_profile_dir, minipar_dir
 from .cluster import SUBMISSION_WAIT, Cluster, ClusterError, state_file_path
+from .statelock import state_file_lock
 from .launchers.base import child_env, tail
 
 PROG = program_name("cluster")
@@ -337,19 +338,20 @@ def cmd_stop(args, overrides) -> int:
         return 0
     for cluster_id in ids:
         cluster = Cluster.from_file(profile_dir=str(pdir), cluster_id=cluster_id)
-        if stop_keepers(cluster):
-            cluster = recorded_cluster(cluster)
-        if cluster is not None:
-            cluster.stop_cluster_sync()
+        stop_keepers(cluster)
+        with state_file_lock(cluster.state_file, SUBMISSION_WAIT):
+            cluster = recorded_cluster(cluster)  # as it is now, with what a pool recorded last
+            if cluster is not None:
+                cluster.stop_cluster_sync()
         log.info("stopped cluster %r of %s", cluster_id, pdir)
         print("stopped cluster %r of %s" % (cluster_id, pdir))
     return 0
 
 
-def stop_keepers(cluster) -> bool:
+def stop_keepers(cluster) -> None:
     """Ask the processes that keep the cluster's engine sets at their number (SIGTERM) to stop
-    them, so none submits a replacement while they are stopped; True if there were any. One
-    that is still there after KEEPER_STOP_WAIT is left, and the state file stops the rest."""
+    them, so none submits a replacement while they are stopped. One that is still there after
+    KEEPER_STOP_WAIT is left, and the state file stops the rest."""
     keepers = [k for k in cluster.keepers if k["pid"] != os.getpid() and same_process(k["pid"], k.get("start"))]
     for k in keepers:
         log.info("asking process %d, which keeps engines of cluster %r, to stop them", k["pid"], cluster.cluster_id)
@@ -364,7 +366,6 @@ def stop_keepers(cluster) -> bool:
                         ", ".join(str(k["pid"]) for k in keepers), KEEPER_STOP_WAIT)
             break
         time.sleep(0.1)
-    return bool(keepers)
 
 
 def cmd_engines(args, overrides) -> int:

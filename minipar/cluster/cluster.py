@@ -51,6 +51,7 @@ from . import pool
 from .launchers import import_launcher, launcher_class, launcher_settings
 from .launchers.base import CannotSignal, ControllerLauncher, EngineSetLauncher, tail
 from .launchers.batch import COMMAND_TIMEOUT, DONE, FIND_BY_NAME_TIMEOUT, RUNNING, BatchLauncher, JobPoller
+from .statelock import lock_path, state_file_lock
 
 log = logging.getLogger("minipar.cluster")
 
@@ -72,6 +73,10 @@ command may take COMMAND_TIMEOUT, and looking the job up by its name FIND_BY_NAM
 END_TIME_ATTEMPTS = 3
 """Polls at which a running job's walltime end is asked before the pool does without it: just
 after a job starts, a system may not list it as running yet (Grid Engine's "t" state)."""
+
+REPLACEMENT_LOCK_WAIT = 1.0
+"""Seconds a replacement waits for the state file's lock, which `cluster stop` holds while it
+stops the cluster; the replacement is tried again at the next poll."""
 
 POOL_STATES = {DONE: pool.ENDED, RUNNING: pool.RUNNING}
 """A batch job's state as a poll gives it, as the pool's records keep it (else: pending)."""
@@ -202,6 +207,7 @@ class Cluster:
         self._new_state_file = True
         self._waits_logged: set = set()
         self._end_time_failures: collections.Counter = collections.Counter()
+        self._unsaved = False
         if cfg.shutdown_atexit:
             ref = weakref.ref(self)
             atexit.register(lambda: ref() is not None and ref()._stop_at_exit())
@@ -328,6 +334,7 @@ class Cluster:
 
     def remove_state(self) -> None:
         remove(self.state_file)
+        remove(lock_path(self.state_file))
 
     def _save_state(self) -> None:
         """The state file, or none once nothing is left to record."""
@@ -733,7 +740,12 @@ class Cluster:
             raise
 
     def stop_cluster_sync(self):
-        """Stop engines, then the controller; close the client; remove the state file."""
+        """Stop engines, then the controller; close the client; remove the state file. The state
+        file's lock is held throughout, so no process submits a job this stop would miss."""
+        with state_file_lock(self.state_file, SUBMISSION_WAIT):
+            self._stop_cluster()
+
+    def _stop_cluster(self):
         with self._lock:
             self._stopping = True
             self._watch_stop.set()
@@ -813,17 +825,19 @@ class Cluster:
         ended = [(set_id, p) for set_id, launcher in sets.items() for p in launcher.exited()]
         ended += [(None, p) for p in (controller.exited() if controller else [])]
         end_times = self._ask_end_times(sets, polled)
-        with self._lock:
+        with self._lock, state_file_lock(self.state_file, 0) as locked:
             if self._stopping:
                 return []
-            if not self.state_file.exists():
+            if locked and not self.state_file.exists():
                 self._stopped_elsewhere()
-                replacements, drained = [], []
+                replacements, drained = [], {}
             else:
                 drained, changed = self._note(sets, polled, ended, end_times)
                 replacements = self._plan_replacements()
-                if ended or end_times or changed or replacements:
+                self._unsaved = self._unsaved or bool(ended or end_times or changed or replacements)
+                if self._unsaved and locked:  # else `cluster stop` holds it: this is written later
                     self.write_state()
+                    self._unsaved = False
         for set_id, p in ended:
             if set_id in drained:
                 log.info("%s; engine set %s replaced it", p.describe_end("engine"), drained[set_id])
@@ -921,19 +935,33 @@ class Cluster:
         """Submit one replacement, without the lock held; if it cannot be, try again a poll later."""
         with self._lock:
             old = self.engine_sets.get(old_id)
-        log.log(logging.WARNING if reason.startswith("it ended") else logging.INFO,
-                "replacing %s: %s", describe_set(old_id, old), reason)
-        try:
-            self._submit(new_id, launcher, record, replacing=old_id)
-        except Exception as e:  # noqa: BLE001 - the pool carries on; the error is logged
-            self._replacement_failed(old_id, e)
-            return
+        with state_file_lock(self.state_file, REPLACEMENT_LOCK_WAIT) as locked:
+            if not locked:
+                self._replacement_postponed(old_id)
+                return
+            log.log(logging.WARNING if reason.startswith("it ended") else logging.INFO,
+                    "replacing %s: %s", describe_set(old_id, old), reason)
+            try:
+                self._submit(new_id, launcher, record, replacing=old_id)
+            except Exception as e:  # noqa: BLE001 - the pool carries on; the error is logged
+                self._replacement_failed(old_id, e)
+                return
         log.info("engine set %s (%s) replaces engine set %s", new_id, describe_launcher(launcher), old_id)
         with self._lock:
             old_record = self.set_records.get(old_id)
             if old_record is not None and old_record.state == pool.ENDED:
                 self._forget_set(old_id)
                 self._save_state()
+
+    def _replacement_postponed(self, old_id: str) -> None:
+        """Another process holds the state file (a stop): try again at the next poll."""
+        with self._lock:
+            record = self.set_records.get(old_id)
+            if record is not None:
+                record.replaced_by = ""
+                record.not_before = time.time() + self.cfg.poll_interval
+        log.info("the state file is locked by another process (`cluster stop`?); replacing engine set %s later",
+                 old_id)
 
     def _replacement_failed(self, old_id: str, error: Exception) -> None:
         with self._lock:
