@@ -20,10 +20,14 @@ pool.py decides which set to replace and when, this module carries it out::
       exited() of each launcher, end times of jobs
       that started running
     note states in the EngineSetRecords, log ends,    held
-      pool.plan(), record each replacement in the
-      state file (an engine set without a job yet)
-    submit the replacements                           not held; stop waits for them
-                                                        (_in_flight) and then stops them too
+      pool.plan()
+    record each replacement in the state file (an     not held while its job is submitted;
+      engine set without a job yet), submit it,         stop waits for it (_in_flight) and
+      record its job id                                 then stops it too
+
+A stop in another process (``cluster stop``) is ordered against replacements by the state
+file's lock (statelock.py), held by the stop from reading the file to removing it and by a
+replacement from recording it to recording its job id.
 """
 from __future__ import annotations
 
@@ -116,6 +120,7 @@ def forget_when_done(profile_dir, cluster_id: str, controller_pid: int, timeout:
             return False
         time.sleep(0.05)
     remove(path)
+    remove(lock_path(path))
     return True
 
 
