@@ -162,10 +162,11 @@ def test_a_job_is_replaced_when_its_engines_drain_before_its_walltime(name, requ
                       pool.clock(record.end_time)) for r in caplog.records)
         jobs = {first.job_id, cluster.engine_sets[new_id].job_id}
         if walltime < 30:
-            wait_for(lambda: first_id not in cluster.engine_sets, 30, "the drained job to end and be dropped")
+            wait_for(lambda: any(r.getMessage().endswith("; engine set %s replaced it" % new_id)
+                                 and r.levelno == logging.INFO for r in caplog.records), 30,
+                     "the drained job's end to be logged")
+            assert first_id not in cluster.engine_sets, "and the job dropped"
             assert [i for i, r in cluster.set_records.items() if r.replaces == first_id] == [new_id]
-            assert any(r.getMessage().endswith("; engine set %s replaced it" % new_id) and r.levelno == logging.INFO
-                       for r in caplog.records)
         jobs |= {s.job_id for s in cluster.engine_sets.values()}
     for job_id in jobs:
         assert not job_listed(system, job_id), job_id

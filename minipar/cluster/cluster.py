@@ -527,17 +527,18 @@ class Cluster:
             self._own_sets.add(set_id)
             self._dropped_sets.discard(set_id)
             self._in_flight += 1
-            self._last_submit = time.time()
             self.write_state()
         try:
             launcher.start()
         except BaseException:
             with self._lock:
+                self._last_submit = time.time()
                 if not launcher.leftover():
                     self._forget_set(set_id)
                 self._submission_over()
             raise
         with self._lock:
+            self._last_submit = time.time()  # submit_interval counts from the submit command's end
             if not isinstance(launcher, BatchLauncher):
                 record.note(pool.RUNNING, time.time())
             if replacing and not self.state_file.exists():

@@ -422,8 +422,8 @@ class EndedJob:
 
 class JobPoller:
     """Asks each batch system whether a cluster's jobs still run: one command for all the jobs
-    of a system, at most once per ``interval`` seconds per system. Safe to share between
-    threads (the Cluster's watcher and a wait for engines)."""
+    of a system, ``interval`` seconds at least after its last answer. Safe to share between
+    threads."""
 
     def __init__(self, interval: float):
         self.interval = interval
@@ -442,11 +442,10 @@ class JobPoller:
         states = {}
         with self._lock:
             for system, group in groups.items():
-                now = time.monotonic()
-                if now - self._last.get(system, float("-inf")) < self.interval:
+                if time.monotonic() - self._last.get(system, float("-inf")) < self.interval:
                     continue
-                self._last[system] = now
                 states.update(self._ask(system, group))
+                self._last[system] = time.monotonic()  # from the answer: a slow scheduler is asked less
         return states
 
     def _ask(self, system: str, group: list) -> dict:
