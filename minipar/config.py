@@ -918,6 +918,41 @@ class ClusterConfig:
     stop_timeout: float = option(
         5.0, "Seconds a stopped process gets after SIGTERM before SIGKILL."
     )
+    jobs: int = option(
+        1,
+        "How many jobs (engine sets) the n engines are split into, their sizes differing by at "
+        "most one: with a batch launcher, smaller jobs fit a site's queue and array limits and "
+        "start as nodes free up.",
+    )
+    keep_engines: bool = option(
+        False,
+        "Keep the engines at their number while the cluster runs: a job that ends (walltime, "
+        "cancelled from outside) gets a replacement of the same size, launcher and tags, and a "
+        "job whose engines drain before its walltime (engine.drain_before) gets one early, so it "
+        "can queue while the old one finishes. Needs a process that stays: the Python process "
+        "that made the Cluster, or `cluster start` (with --daemonize it stays in the background).",
+    )
+    max_jobs: int = option(
+        0,
+        "Most jobs (engine sets) the cluster has at once, replacements included; 0 means no "
+        "limit. A split that needs more is refused; a replacement waits for a job to end.",
+    )
+    max_array_size: int = option(
+        0,
+        "Most engines in one job (a site's array or job size limit): n is split into more jobs "
+        "than cluster.jobs if needed; 0 means no limit.",
+    )
+    submit_interval: float = option(
+        0.0,
+        "Seconds at least between two submissions of the cluster's jobs, first ones and "
+        "replacements, for sites that limit how fast a user may submit; 0 submits at once.",
+    )
+    poll_interval: float = option(
+        10.0,
+        "Seconds between the cluster's questions to a batch system whether its jobs still run "
+        "(one squeue/qstat/bjobs/condor_q for all of them): the scheduler answers them for every "
+        "user of the site, so a big cluster must not ask often.",
+    )
 
 
 @section("db.sqlite")

@@ -63,6 +63,11 @@ class CurveError(MiniparError):
     """Raised when encryption (CurveZMQ) is asked for and libzmq lacks it, or a stored key is unusable."""
 
 
+class ClusterError(MiniparError):
+    """Raised when a cluster cannot start, be found or be stopped, or its settings cannot work
+    together (an engine pool that needs more jobs than cluster.max_jobs allows)."""
+
+
 class JobQueryError(MiniparError):
     """Raised when a batch system's command cannot tell about a job (its end time, its state)."""
 

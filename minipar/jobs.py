@@ -150,8 +150,9 @@ def _pbs(job_id, env, run):
 
 def _sge(job_id, env, run):
     # qstat -j ID: "hard resource_list:  h_rt=600,h_vmem=2G" (h_rt in seconds or H:M:S), no
-    # start time; plain qstat: a row per running task, whose "submit/start at" columns are
-    # its start in local time (MM/DD/YYYY HH:MM:SS) and whose last column is the array index.
+    # start time; plain qstat: a row per running (r) or starting (t) task, whose "submit/start
+    # at" columns are its start in local time (MM/DD/YYYY HH:MM:SS) and whose last column is
+    # the array index.
     detail = _command(run, ["qstat", "-j", job_id])
     m = re.search(r"^hard resource_list:\s*(.*)$", detail, re.M)
     h_rt = re.search(r"(?:^|,)h_rt=([^,\s]+)", m.group(1)) if m else None
@@ -165,7 +166,7 @@ def _sge(job_id, env, run):
     starts = []
     for row in _command(run, ["qstat"]).splitlines()[2:]:
         cols = row.split()
-        if len(cols) >= 7 and cols[0] == job_id and "r" in cols[4]:
+        if len(cols) >= 7 and cols[0] == job_id and ("r" in cols[4] or "t" in cols[4]):
             if task.isdigit() and cols[-1].isdigit() and cols[-1] != task:
                 continue
             starts.append(time.mktime(time.strptime(cols[5] + " " + cols[6], "%m/%d/%Y %H:%M:%S")))

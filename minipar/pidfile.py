@@ -41,3 +41,18 @@ def remove_pid(path) -> None:
             os.unlink(str(path))
         except OSError:
             pass
+
+
+def start_time(pid: int) -> int | None:
+    """When pid started, in clock ticks since boot (/proc/PID/stat), to tell it from a later
+    process given the same pid; None where there is no /proc or no such process."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def same_process(pid: int, started) -> bool:
+    """Whether pid still runs and is the process that started at ``started`` (start_time())."""
+    return pid_alive(pid) and (started is None or start_time(pid) == started)

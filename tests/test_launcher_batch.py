@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import pwd
 import re
 import shlex
 import shutil
@@ -19,101 +18,13 @@ import sys
 import pytest
 
 import minipar
+from batch_systems import (CANCEL, SUBMIT, engine_facts, job_listed, jobs_named, listed_states, make_profile, number,
+                           system)  # noqa: F401 - system is a fixture
 from conftest import FAST_HEARTBEAT, ROOT, announce_then_sleep, pid_gone, wait_for
 from minipar.cluster.cluster import ClusterError
 from minipar.cluster.launchers import LauncherError, batch
 from minipar.cluster.launchers.template import BatchTemplate, TemplateError
 from fakes.batch import fake_batch_env, stop_all_jobs
-from services import bring_up
-
-REAL = {"slurm": ("slurm.sh", "single-node Slurm"), "sge": ("sge.sh", "Grid Engine")}
-FAKE = ("pbs", "lsf", "htcondor", "windowshpc")
-_up: dict = {}
-
-
-def listed_states(system: str, job_id: str) -> list:
-    """What the batch system itself says of the job, asked directly (not through the launcher)."""
-    def out(*cmd):
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout
-
-    if system == "slurm":
-        return out("squeue", "-h", "-j", job_id, "-o", "%T").split()
-    if system == "sge":
-        return [row.split()[4] for row in out("qstat").splitlines()[2:] if row.split()[:1] == [job_id]]
-    if system == "pbs":
-        return [row.split()[4] for row in out("qstat", job_id).splitlines()[2:] if len(row.split()) > 4]
-    if system == "lsf":
-        return [row.split()[2] for row in out("bjobs", job_id).splitlines()[1:]
-                if len(row.split()) > 2 and row.split()[2] not in ("DONE", "EXIT")]
-    if system == "windowshpc":
-        states = re.findall(r"^State\s*:\s*(\w+)", out("job", "view", job_id), re.M)
-        return [s for s in states if s not in ("Finished", "Failed", "Canceled")]
-    return [row.split()[5] for row in out("condor_q", "-nobatch", job_id).splitlines()
-            if row.split()[:1] and row.split()[0].startswith(job_id + ".")]
-
-
-def job_listed(system: str, job_id: str) -> bool:
-    return bool(listed_states(system, job_id))
-
-
-def jobs_named(system: str, name: str) -> list:
-    """Ids of this user's unfinished jobs called name, asked of the batch system directly."""
-    def out(*cmd):
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout
-
-    if system == "slurm":
-        return out("squeue", "-h", "-u", pwd.getpwuid(os.getuid()).pw_name, "-n", name, "-o", "%i").split()
-    if system == "sge":
-        return re.findall(r"^job_number:\s*(\d+)", out("qstat", "-j", name), re.M)
-    if system == "pbs":
-        return out("qselect", "-N", name).split()
-    if system == "lsf":
-        return [row.split()[0] for row in out("bjobs", "-w", "-J", name).splitlines()[1:]
-                if row.split()[2:3] not in (["DONE"], ["EXIT"])]
-    if system == "windowshpc":
-        return [row.split()[0] for row in out("job", "list", "/jobname:" + name).splitlines()[2:]]
-    return out("condor_q", "-constraint", 'JobBatchName == "%s"' % name, "-af", "ClusterId").split()
-
-
-@pytest.fixture(params=list(REAL) + list(FAKE))
-def system(request, tmp_path, monkeypatch):
-    """A batch system (real, brought up once per session, or the fakes) and a MINIPAR_DIR."""
-    name = request.param
-    if name in REAL and name not in _up:
-        if os.geteuid() != 0:
-            pytest.skip("bringing up %s needs root" % name)
-        _up[name] = bring_up(*REAL[name])
-    if name in FAKE:
-        env = fake_batch_env(tmp_path, kill_delay=0.5)
-        for key in ("PATH", "FAKE_BATCH_SPOOL", "FAKE_BATCH_PYTHON", "FAKE_BATCH_KILL_DELAY"):
-            monkeypatch.setenv(key, env[key])
-        request.addfinalizer(lambda: stop_all_jobs(env))
-    monkeypatch.setenv("MINIPAR_DIR", str(tmp_path / "mp"))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
-    return name
-
-
-def make_profile(tmp_path, text: str):
-    pdir = tmp_path / "profile"
-    pdir.mkdir(exist_ok=True)
-    (pdir / "minipar.toml").write_text(text)
-    return pdir
-
-
-def number(job_id) -> str:
-    """The numeric part of a job id: '12', '3[].server' and '3[2].server' give '12', '3', '3'."""
-    return re.match(r"\d*", str(job_id)).group()
-
-
-def engine_facts():
-    """This engine's pid and the batch job it runs in, from the variables each system sets."""
-    import os
-    import re
-    for variable in ("SLURM_JOB_ID", "JOB_ID", "PBS_JOBID", "LSB_JOBID", "CCP_JOBID"):
-        if os.environ.get(variable):
-            return os.getpid(), re.match(r"\d*", os.environ[variable]).group()
-    with open(os.environ["_CONDOR_JOB_AD"]) as ad:
-        return os.getpid(), re.search(r"ClusterId = (\d+)", ad.read()).group(1)
 
 
 def test_engines_run_as_one_job_and_stop_with_it(system, tmp_path):
@@ -253,10 +164,6 @@ def test_engines_that_die_in_the_job_fail_fast_naming_its_output(system, tmp_pat
     assert cluster.controller is None and not cluster.state_file.exists()
 
 
-SUBMIT = {"slurm": "sbatch", "sge": "qsub", "pbs": "qsub", "lsf": "bsub", "htcondor": "condor_submit",
-          "windowshpc": "job"}
-CANCEL = {"slurm": ["scancel"], "sge": ["qdel"], "pbs": ["qdel"], "lsf": ["bkill"], "htcondor": ["condor_rm"],
-          "windowshpc": ["job", "cancel"]}
 GARBLED = "Submitted batch job on the cluster"
 
 
@@ -344,11 +251,11 @@ engine stops for the SIGTERM rather than report the task interrupted."""
 
 
 def test_a_job_cancelled_from_outside_is_reported_and_fails_its_task(system, tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr(batch, "JOB_POLL_INTERVAL", 0.5)
     monkeypatch.setenv("FAKE_BATCH_KILL_DELAY", "5")  # the fakes' SIGTERM-to-SIGKILL grace; Slurm's is 30 s
     caplog.set_level(logging.WARNING, logger="minipar.cluster")
     pdir = make_profile(tmp_path, '[cluster]\nengines = "%s"\n' % system)
-    cluster = minipar.Cluster(profile_dir=str(pdir), n=1, controller_args=FAST_HEARTBEAT)
+    cluster = minipar.Cluster(profile_dir=str(pdir), n=1, controller_args=FAST_HEARTBEAT,
+                              config_overrides={"cluster.poll_interval": 0.5})
     with cluster as rc:
         [engines] = cluster.engine_sets.values()
         ar = rc[rc.ids[0]].apply_async(announce_then_sleep, 120)

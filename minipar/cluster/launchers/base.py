@@ -173,6 +173,9 @@ class ProcessesMixin:
             p.reported = True
         return ended
 
+    def leftover(self) -> bool:
+        return bool(self.processes)
+
     @property
     def output_files(self) -> list:
         return [p.log_file for p in self.processes]
@@ -227,6 +230,11 @@ class Launcher:
         """What has ended on its own since the last call (processes, or a batch job): each has
         ``describe_end(role)``, the warning the Cluster logs."""
         return []
+
+    def leftover(self) -> bool:
+        """After start() failed: whether anything it started may still run, so the Cluster
+        must keep the launcher recorded for stop()."""
+        return True
 
     @property
     def output_files(self) -> list:

@@ -17,16 +17,22 @@ A job is never left untracked. Each launcher names its job ``minipar-engine-<tag
 but prints nothing parse_job_id() can read (a site wrapper, a changed message), the job is looked
 up by that name; and a job that ends on its own (walltime, cancelled from outside) is reported by
 exited(), as a local engine process's exit is.
+
+Whether jobs still run is asked by a JobPoller, for all of a cluster's jobs on one system with one
+command (``squeue --jobs=1,2,3``, one plain ``qstat``...), at most once per ``[cluster]
+poll_interval``: the scheduler answers such questions for every user of the site.
 """
 from __future__ import annotations
 
 import getpass
 import logging
 import os
+import re
 import secrets
 import shlex
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -41,11 +47,6 @@ COMMAND_TIMEOUT = 60.0
 
 STATUS_CACHE = 1.0
 """Seconds a job state is reused by ``running``, so progress loops don't flood the scheduler."""
-
-JOB_POLL_INTERVAL = 10.0
-"""Seconds between the watcher's questions whether a job still runs (exited()): each is a
-squeue/qstat/bjobs that the scheduler answers for every user of the site, so a cluster of many
-engine sets must not ask twice a second as it does for local processes."""
 
 FIND_BY_NAME_TIMEOUT = 5.0
 """Seconds to keep looking a job up by its name when the submit command printed no job id I
@@ -67,6 +68,12 @@ def current_user() -> str:
 
 def unique(items) -> list:
     return list(dict.fromkeys(i for i in items if i))
+
+
+def job_number(job_id: str) -> str:
+    """The number a job id starts with: '42' of '42', '42_3', '42[].server' or '42.0'."""
+    m = re.match(r"\d*", str(job_id).strip())
+    return m.group()
 
 
 class BatchLauncher(Launcher):
@@ -101,8 +108,8 @@ class BatchLauncher(Launcher):
         state file, since it is all anyone has to go on if the job was not found by its name."""
         self.ended = False
         self._stopped = False
-        self._polled = 0.0
-        self._poll_failed = ""
+        self._observed = ""
+        self._restored_without_id = False
         self._state = (0.0, "")
 
     # -- what goes into the script ---------------------------------------------------------
@@ -173,11 +180,16 @@ class BatchLauncher(Launcher):
         return self.profile_dir / "batch" / ("%s-%s-%s-%d%s" % (self.system, self.role, self.cluster_id or "default",
                                                                self.index, self.script_suffix))
 
+    def script_text(self) -> str:
+        """The job script as start() writes and submits it (``cluster render`` prints it)."""
+        return self.template().render(self.fields())
+
     def write_script(self) -> Path:
         path = self.script_path
+        text = self.script_text()
         path.parent.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.template().render(self.fields()))
+        path.write_text(text)
         path.chmod(0o700)
         return path
 
@@ -198,14 +210,22 @@ class BatchLauncher(Launcher):
             raise command_failed(cmd, proc)
         return proc
 
-    def status_output(self, cmd, unknown: str):
-        """The output of a status command, or None when it says the job is unknown (over)."""
+    def listing(self, cmd, unknown: str) -> str:
+        """What a status command lists of the jobs it was asked about and knows. Most systems
+        print the known ones and complain of the others (``unknown`` is their words for a job
+        that is over), with a failing exit code: that is no error here."""
         proc = self.run(cmd, check=False)
-        if proc.returncode != 0:
-            if unknown in proc.stderr or unknown in proc.stdout:
-                return None
+        if proc.returncode != 0 and unknown not in proc.stderr + proc.stdout:
             raise command_failed(cmd, proc)
         return proc.stdout
+
+    def classify_rows(self, job_ids, rows) -> dict:
+        """{job id: state} from (job number, state word) rows: a job's state is that of its tasks
+        (classify); a job not listed is over. Rows name jobs by number, as some systems cut ids."""
+        words: dict = {}
+        for number, word in rows:
+            words.setdefault(number, []).append(word)
+        return {job_id: self.classify(words.get(job_number(job_id), ())) for job_id in job_ids}
 
     def parse_job_id(self, output: str) -> str:
         raise NotImplementedError
@@ -214,9 +234,18 @@ class BatchLauncher(Launcher):
         """Ids of this user's pending or running jobs named job_name, as the system lists them."""
         raise NotImplementedError
 
-    def job_state(self) -> str:
-        """PENDING, RUNNING, or DONE (finished, deleted or unknown to the system)."""
+    def job_states(self, job_ids) -> dict:
+        """{job id: PENDING, RUNNING or DONE (finished, deleted or unknown to the system)} for
+        jobs of this system, asked with as few commands as the system allows; systems that can
+        list several jobs at once override it, the others answer job_state_of() for each."""
+        return {job_id: self.job_state_of(job_id) for job_id in job_ids}
+
+    def job_state_of(self, job_id: str) -> str:
         raise NotImplementedError
+
+    def job_state(self) -> str:
+        """This launcher's job's state, as job_states() gives it."""
+        return self.job_states([self.job_id]).get(self.job_id, DONE)
 
     def classify(self, states) -> str:
         """The job's state from those of its tasks: running if any runs, else pending if any waits."""
@@ -240,7 +269,6 @@ class BatchLauncher(Launcher):
         argv = self.submit_argv(script)
         proc = self.run(argv, stdin=script.read_text() if self.submit_reads_stdin else None)
         self._state = (0.0, "")
-        self._polled = time.monotonic()
         job_id = self.parse_job_id(proc.stdout)
         if not job_id:
             job_id = self.find_submitted_job(argv, proc)
@@ -292,18 +320,24 @@ class BatchLauncher(Launcher):
             log.warning("cannot tell whether %s job %s runs: %s", self.system, self.job_id, e)
             return True
 
+    def leftover(self) -> bool:
+        """After start() failed: whether a job may exist all the same (the submit command printed
+        no id I could read), so the launcher must stay recorded for stop()."""
+        return bool(self.job_id or self.submit_output)
+
     def stop(self, timeout: float = 5.0) -> None:
         """Delete the job and wait (bounded) until the system no longer lists it. Without a job
-        id, but after a submit whose output had none, the job is looked up by its name again:
-        it may have been listed too late for start()."""
+        id, the job is looked up by its name: after a submit whose output had none (it may have
+        been listed too late for start()), and in a launcher read from a state file written
+        while its submit command ran (the Cluster records a job before submitting it)."""
         self._stopped = True
         if self.job_id:
             self.delete(timeout)
             return
-        if not self.submit_output:
+        if not (self.submit_output or self._restored_without_id):
             return
         for job_id in self.find_job_ids_by_name():
-            log.warning("deleting %s job %s, found by its name %s after the submit command printed %r",
+            log.warning("deleting %s job %s, found by its name %s; its submit command printed %r",
                         self.system, job_id, self.job_name, self.submit_output)
             self.job_id, self._state = job_id, (0.0, "")
             self.delete(timeout)
@@ -321,24 +355,24 @@ class BatchLauncher(Launcher):
                 return
             time.sleep(0.2)
 
+    def note_state(self, state: str) -> None:
+        """A state a JobPoller saw, for exited() and (while fresh) running."""
+        self._observed = state
+        self._state = (time.monotonic(), state)
+
+    @property
+    def observed_state(self) -> str:
+        """The state the last poll saw: PENDING, RUNNING, DONE, or "" before the first."""
+        return DONE if self.ended else self._observed
+
+    @property
+    def watched(self) -> bool:
+        """Whether a poll should ask about this job: submitted, not stopped, not seen to end."""
+        return bool(self.job_id) and not self.ended and not self._stopped
+
     def exited(self) -> list:
-        """The job, once, when it is over though stop() was never called: asks the system at
-        most every JOB_POLL_INTERVAL seconds."""
-        if self.ended or self._stopped or not self.job_id:
-            return []
-        now = time.monotonic()
-        if now - self._polled < JOB_POLL_INTERVAL:
-            return []
-        self._polled = now
-        try:
-            state = self.state(fresh=True)
-        except LauncherError as e:
-            if str(e) != self._poll_failed:
-                log.warning("cannot tell whether %s job %s still runs: %s", self.system, self.job_id, e)
-            self._poll_failed = str(e)
-            return []
-        self._poll_failed = ""
-        if state != DONE or self._stopped:
+        """The job, once, when a poll saw it over though stop() was never called."""
+        if self._observed != DONE or not self.watched:
             return []
         self.ended = True
         return [EndedJob(self)]
@@ -368,6 +402,7 @@ class BatchLauncher(Launcher):
         self.tag = d.get("tag") or self.tag
         self.submit_output = d.get("submit_output", "")
         self.ended = bool(d.get("ended", False))
+        self._restored_without_id = not self.job_id and not self.ended
 
 
 class EndedJob:
@@ -383,6 +418,51 @@ class EndedJob:
         logs = "".join("; last lines of %s:\n%s" % (f, tail(f)) for f in launcher.output_files)
         return ("%s job %s (%s) ended on its own: %s (walltime reached, cancelled from outside, or finished)%s"
                 % (role, self.job_id, launcher.system, gone, logs))
+
+
+class JobPoller:
+    """Asks each batch system whether a cluster's jobs still run: one command for all the jobs
+    of a system, ``interval`` seconds at least after its last answer. Safe to share between
+    threads."""
+
+    def __init__(self, interval: float):
+        self.interval = interval
+        self._last = {}
+        self._problems = {}
+        self._lock = threading.Lock()
+
+    def poll(self, launchers) -> dict:
+        """{launcher: state} for the batch launchers among ``launchers`` whose system is due for
+        a question; each launcher also notes its state. A failing command is logged (once while
+        it keeps failing with the same message) and its jobs are left out."""
+        groups: dict = {}
+        for launcher in launchers:
+            if isinstance(launcher, BatchLauncher) and launcher.watched:
+                groups.setdefault(launcher.system, []).append(launcher)
+        states = {}
+        with self._lock:
+            for system, group in groups.items():
+                if time.monotonic() - self._last.get(system, float("-inf")) < self.interval:
+                    continue
+                states.update(self._ask(system, group))
+                self._last[system] = time.monotonic()  # from the answer: a slow scheduler is asked less
+        return states
+
+    def _ask(self, system: str, group: list) -> dict:
+        job_ids = unique(launcher.job_id for launcher in group)
+        try:
+            found = group[0].job_states(job_ids)
+        except LauncherError as e:
+            if self._problems.get(system) != str(e):
+                log.warning("cannot tell whether %s jobs %s still run: %s", system, ", ".join(job_ids), e)
+            self._problems[system] = str(e)
+            return {}
+        self._problems.pop(system, None)
+        states = {}
+        for launcher in group:
+            states[launcher] = found.get(launcher.job_id, DONE)
+            launcher.note_state(states[launcher])
+        return states
 
 
 def command_failed(cmd, proc) -> LauncherError:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from .base import LauncherError
-from .batch import BatchControllerLauncher, BatchEngineSetLauncher, BatchLauncher, current_user, unique
+from .batch import BatchControllerLauncher, BatchEngineSetLauncher, BatchLauncher, current_user, job_number, unique
 
 HEADER = """universe = vanilla
 executable = {python}
@@ -81,12 +81,14 @@ class HTCondorLauncher(BatchLauncher):
                            "-af", "ClusterId"]).stdout
         return unique(word for word in output.split() if word.isdigit())
 
-    def job_state(self) -> str:
-        # condor_q -nobatch CLUSTER: one row per process, "ID OWNER SUBMITTED RUN_TIME ST PRI
-        # SIZE CMD" with SUBMITTED two words, so ST is the sixth; finished processes leave.
-        output = self.status_output(["condor_q", "-nobatch", self.job_id], unknown="not found")
-        rows = [row.split() for row in (output or "").splitlines()]
-        return self.classify(row[5] for row in rows if len(row) > 5 and row[0].startswith(self.job_id + "."))
+    def job_states(self, job_ids) -> dict:
+        # condor_q -nobatch CLUSTER...: one row per process, "ID OWNER SUBMITTED RUN_TIME ST PRI
+        # SIZE CMD" with ID "cluster.process" and SUBMITTED two words, so ST is the sixth;
+        # finished processes leave the queue.
+        output = self.listing(["condor_q", "-nobatch"] + list(job_ids), unknown="not found")
+        rows = [row.split() for row in output.splitlines()]
+        return self.classify_rows(job_ids, ((job_number(row[0]), row[5]) for row in rows
+                                            if len(row) > 5 and re.match(r"\d+\.\d+$", row[0])))
 
 
 def seconds(timelimit: str, setting: str = "launcher.htcondor.timelimit") -> int:

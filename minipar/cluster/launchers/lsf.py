@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from .batch import DONE, BatchControllerLauncher, BatchEngineSetLauncher, BatchLauncher, command_failed, unique
+from .batch import BatchControllerLauncher, BatchEngineSetLauncher, BatchLauncher, command_failed, job_number, unique
 
 ENGINES_TEMPLATE = """#!/bin/sh
 #BSUB -J {job_name}[1-{n}]
@@ -56,13 +56,13 @@ class LSFLauncher(BatchLauncher):
         rows = [row.split() for row in proc.stdout.splitlines()[1:]]
         return unique(row[0] for row in rows if len(row) > 2 and row[0].isdigit() and row[2] not in ("DONE", "EXIT"))
 
-    def job_state(self) -> str:
-        # bjobs ID: a header, then one row per array element with STAT in the third column;
-        # finished elements stay listed as DONE or EXIT for a while, then the id is unknown.
-        output = self.status_output(["bjobs", self.job_id], unknown="is not found")
-        if output is None:
-            return DONE
-        return self.classify(row.split()[2] for row in output.splitlines()[1:] if len(row.split()) > 2)
+    def job_states(self, job_ids) -> dict:
+        # bjobs ID...: a header, then one row per array element with JOBID first and STAT
+        # third; finished elements stay listed as DONE or EXIT for a while, then an id is
+        # unknown ("Job <ID> is not found" on stderr, while the others are listed).
+        output = self.listing(["bjobs"] + list(job_ids), unknown="is not found")
+        rows = [row.split() for row in output.splitlines()[1:]]
+        return self.classify_rows(job_ids, ((job_number(row[0]), row[2]) for row in rows if len(row) > 2))
 
 
 class LSFControllerLauncher(LSFLauncher, BatchControllerLauncher):

@@ -6,7 +6,7 @@ Engines are the tasks of an array job. The built-in template writes Torque's ``-
 """
 from __future__ import annotations
 
-from .batch import DONE, BatchControllerLauncher, BatchEngineSetLauncher, BatchLauncher, current_user, unique
+from .batch import BatchControllerLauncher, BatchEngineSetLauncher, BatchLauncher, current_user, job_number, unique
 
 HEADER = """#!/bin/sh
 #PBS -N {job_name}
@@ -46,14 +46,14 @@ class PBSLauncher(BatchLauncher):
         output = self.run(["qselect", "-N", self.job_name, "-u", current_user()]).stdout
         return unique(line.strip() for line in output.splitlines() if line.strip()[:1].isdigit())
 
-    def job_state(self) -> str:
-        # qstat ID prints a header, a dashes line and one row with the state letter in the
-        # fifth column; an id the server no longer knows is an error ("Unknown Job Id").
-        output = self.status_output(["qstat", self.job_id], unknown="Unknown Job Id")
-        if output is None:
-            return DONE
+    def job_states(self, job_ids) -> dict:
+        # qstat ID... prints a header, a dashes line and a row per job it knows, the state
+        # letter in the fifth column and the id cut to the column's width (PBS Pro marks the cut
+        # with '*'); each id the server no longer knows is an error ("Unknown Job Id").
+        output = self.listing(["qstat"] + list(job_ids), unknown="Unknown Job Id")
         rows = [row.split() for row in output.splitlines()]
-        return self.classify(row[4] for row in rows if len(row) > 5 and row[0][:1].isdigit())
+        return self.classify_rows(job_ids, ((job_number(row[0]), row[4]) for row in rows
+                                            if len(row) > 5 and row[0][:1].isdigit()))
 
 
 class PBSControllerLauncher(PBSLauncher, BatchControllerLauncher):

@@ -67,19 +67,27 @@ class SGELauncher(BatchLauncher):
         return unique(j.get("job_number", "") for j in jobs
                       if j.get("owner") == user and j.get("job_name") == self.job_name)
 
-    def job_state(self) -> str:
-        # Plain qstat lists this user's jobs, one row per running array task, with a state
-        # like qw, hqw, r, t, dr or Eqw. A job not listed has finished or was deleted.
-        proc = self.run(["qstat"])
-        states = [row.split()[4] for row in proc.stdout.splitlines()[2:]
-                  if row.split() and row.split()[0] == self.job_id and len(row.split()) > 4]
-        if not states:
-            return DONE
-        if any("E" in s for s in states) and not any("r" in s or "t" in s for s in states):
-            return DONE
-        if any("r" in s or "t" in s or "d" in s for s in states):
-            return RUNNING
-        return PENDING
+    def job_states(self, job_ids) -> dict:
+        # Plain qstat lists all of this user's jobs, one row per running array task, with a
+        # state like qw, hqw, r, t, dr or Eqw. A job not listed has finished or was deleted.
+        rows = [row.split() for row in self.run(["qstat"]).stdout.splitlines()[2:]]
+        states: dict = {}
+        for row in rows:
+            if len(row) > 4:
+                states.setdefault(row[0], []).append(row[4])
+        return {job_id: sge_state(states.get(job_id, [])) for job_id in job_ids}
+
+
+def sge_state(states) -> str:
+    """A job's state from its tasks' qstat states: a task in error (Eqw) counts only while no
+    other runs."""
+    if not states:
+        return DONE
+    if any("E" in s for s in states) and not any("r" in s or "t" in s for s in states):
+        return DONE
+    if any("r" in s or "t" in s or "d" in s for s in states):
+        return RUNNING
+    return PENDING
 
 
 class SGEControllerLauncher(SGELauncher, BatchControllerLauncher):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from .batch import BatchControllerLauncher, BatchEngineSetLauncher, BatchLauncher, current_user, unique
+from .batch import BatchControllerLauncher, BatchEngineSetLauncher, BatchLauncher, current_user, job_number, unique
 
 HEADER = """#!/bin/sh
 #SBATCH --job-name={job_name}
@@ -49,12 +49,14 @@ class SlurmLauncher(BatchLauncher):
                            "--format=%i"]).stdout
         return unique(re.match(r"\d*", word).group() for word in output.split())
 
-    def job_state(self) -> str:
-        # squeue forgets finished jobs (empty output, exit 0) or, after MinJobAge, does not know
-        # the id at all (exit 1, "Invalid job id"): both mean the job is over.
-        output = self.status_output(["squeue", "--noheader", "--jobs", self.job_id, "--format=%T"],
-                                    unknown="Invalid job id")
-        return self.classify((output or "").split())
+    def job_states(self, job_ids) -> dict:
+        # squeue --jobs=1,2,3 prints "%i %T" per job it lists ("42_3 RUNNING" per array task).
+        # It leaves finished jobs out, and, after MinJobAge, a single id it no longer knows is
+        # an error (exit 1, "Invalid job id"): either way the job is over.
+        output = self.listing(["squeue", "--noheader", "--jobs=%s" % ",".join(job_ids), "--format=%i %T"],
+                              unknown="Invalid job id")
+        rows = [line.split() for line in output.splitlines()]
+        return self.classify_rows(job_ids, ((job_number(row[0]), row[1]) for row in rows if len(row) == 2))
 
 
 class SlurmControllerLauncher(SlurmLauncher, BatchControllerLauncher):

@@ -23,7 +23,7 @@ import sys
 from xml.sax.saxutils import escape
 
 from .base import LauncherError
-from .batch import DONE, BatchControllerLauncher, BatchEngineSetLauncher, BatchLauncher, unique
+from .batch import BatchControllerLauncher, BatchEngineSetLauncher, BatchLauncher, unique
 from .htcondor import end_time_args, seconds
 
 SCHEMA = "http://schemas.microsoft.com/HPCS2008/scheduler/"
@@ -123,12 +123,10 @@ class WindowsHPCLauncher(BatchLauncher):
         output = self.run(["job", "list", "/jobname:%s" % self.job_name] + self.scheduler_option()).stdout
         return unique(line.split()[0] for line in output.splitlines() if line.split()[:1] and line.split()[0].isdigit())
 
-    def job_state(self) -> str:
+    def job_state_of(self, job_id: str) -> str:
         # job view ID: "Name : value" lines, one of them "State : Running"; finished and
         # canceled jobs stay listed (Finished, Failed, Canceled) until the scheduler drops them.
-        output = self.status_output(["job", "view", self.job_id] + self.scheduler_option(), unknown="does not exist")
-        if output is None:
-            return DONE
+        output = self.listing(["job", "view", job_id] + self.scheduler_option(), unknown="does not exist")
         return self.classify(STATE.findall(output))
 
 
