@@ -3,12 +3,14 @@ run only on engines with given tags (also ones that register later), direct view
 and what rc.engine_info() says of each engine."""
 from __future__ import annotations
 
+import os
 import socket
 import warnings
 
 import pytest
 
 import minipar
+from conftest import ROOT
 
 
 def where(_=None):
@@ -86,3 +88,17 @@ def test_tags_must_be_words(tagged, profile):
     bad = profile.engine("--tags=gpu, big mem")
     assert bad.wait(20) == 2
     assert "engine.tags: 'big mem' is not a tag" in bad.output()
+
+
+def test_a_cluster_engine_set_started_with_tags_is_what_a_tagged_view_picks(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
+    cluster = minipar.Cluster(profile_dir=str(tmp_path / "p"), n=1, config_overrides={"engine.end_time": "+600"})
+    with cluster as rc:
+        cluster.start_engines_sync(1, tags=["gpu"])
+        rc.wait_for_engines(2, timeout=30)
+        info = rc.engine_info()
+        [gpu] = [i for i, e in info.items() if e["tags"] == ["gpu"]]
+        assert all(e["end_time"] is not None for e in info.values()), "engine.* overrides reach the engines"
+        ar = rc.load_balanced_view(tags="gpu").map_async(where, range(20))
+        ar.get(timeout=30)
+        assert {md["engine_id"] for md in ar.metadata} == {gpu}

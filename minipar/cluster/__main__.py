@@ -14,13 +14,13 @@ import time
 from pathlib import Path
 
 from ..commands import both_forms, program_name
-from ..config import ConfigError, load_config, override_arg, split_overrides
+from ..config import ConfigError, load_config, split_overrides
 from ..connection import connection_file_path
 from ..error import MiniparError
 from ..logs import add_log_to_file_args, setup_logging
 from ..pidfile import same_process, start_time
 from ..profile import ProfileError, locate_profile_dir, minipar_dir
-from .cluster import SUBMISSION_WAIT, Cluster, ClusterError, state_file_path
+from .cluster import SUBMISSION_WAIT, Cluster, ClusterError, split_by_owner, state_file_path
 from .statelock import state_file_lock
 from .launchers.base import child_env, tail
 
@@ -133,24 +133,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_start_args(render)
     render.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (the programs' --log-level in the scripts)")
     return p
-
-
-CHILD_SECTIONS = {"controller": ("controller", "db"), "engine": ("engine",)}
-"""Override roots passed on to each child program (it reads the profile itself)."""
-
-
-def split_by_owner(overrides: dict) -> tuple:
-    """(the Cluster's own overrides, the controller's, the engines') from --SECTION.KEY=VALUE."""
-    own, children = {}, {"controller": [], "engine": []}
-    for key, value in overrides.items():
-        root = key.split(".", 1)[0]
-        for child, roots in CHILD_SECTIONS.items():
-            if root in roots:
-                children[child].append(override_arg(key, value))
-                break
-        else:
-            own[key] = value
-    return own, children["controller"], children["engine"]
 
 
 def cluster_kwargs(args, overrides: dict, config) -> dict:

@@ -124,6 +124,27 @@ def forget_when_done(profile_dir, cluster_id: str, controller_pid: int, timeout:
     return True
 
 
+CHILD_SECTIONS = {"controller": ("controller", "db"), "engine": ("engine",)}
+"""Setting roots the controller and the engines read themselves, from the profile: given as
+overrides (``--engine.drain_before=600``, ``config_overrides``), they go on those processes'
+command lines, since the profile does not hold them."""
+
+
+def split_by_owner(overrides: dict) -> tuple:
+    """(the Cluster's own overrides, the controller's, the engines') from ``{"section.key": value}``,
+    the latter two as ``--section.key=value`` arguments."""
+    own, children = {}, {"controller": [], "engine": []}
+    for key, value in overrides.items():
+        root = key.split(".", 1)[0]
+        for child, roots in CHILD_SECTIONS.items():
+            if root in roots:
+                children[child].append(override_arg(key, value))
+                break
+        else:
+            own[key] = value
+    return own, children["controller"], children["engine"]
+
+
 def _launcher_name(value):
     """A launcher setting given as a class (as ipyparallel allows) becomes its dotted path."""
     if isinstance(value, type):
@@ -155,7 +176,8 @@ class Cluster:
                  engine_args=None, log_level=None, shutdown_atexit=None, engine_timeout=None, jobs=None,
                  keep_engines=None, delay=0.0, config_overrides=None, **unknown):
         """``config_overrides``: ``{"section.key": value}`` for any setting (strings are
-        coerced as on a command line), below the keyword arguments."""
+        coerced as on a command line), below the keyword arguments; controller, db and engine
+        settings are passed on to those processes."""
         for alias, name in (("engine_launcher_class", "engines"), ("controller_launcher_class", "controller")):
             if alias in unknown:
                 engines, controller = ((unknown.pop(alias), controller) if name == "engines"
@@ -178,6 +200,7 @@ class Cluster:
             "cluster.engine_timeout": engine_timeout, "cluster.jobs": jobs, "cluster.keep_engines": keep_engines,
         }.items() if v is not None})
         self.config = load_config(self.profile_dir, overrides, source="Cluster()")
+        _, self._controller_overrides, self._engine_overrides = split_by_owner(self.config_overrides)
         cfg = self.config.cluster
         self.cfg = cfg
         self.n = cfg.n or os.cpu_count() or 1
@@ -390,7 +413,7 @@ class Cluster:
 
     def _controller_args(self) -> list:
         cfg = self.cfg
-        args = list(cfg.controller_args)
+        args = list(cfg.controller_args) + self._controller_overrides
         if cfg.controller_ip:
             args.append("--ip=%s" % cfg.controller_ip)
         if cfg.controller_location:
@@ -496,7 +519,8 @@ class Cluster:
         return set_id
 
     def _new_engine_set(self, cls, n: int, tags) -> EngineSetLauncher:
-        args = list(self.cfg.engine_args) + ([override_arg("engine.tags", list(tags))] if tags else [])
+        args = list(self.cfg.engine_args) + self._engine_overrides + (
+            [override_arg("engine.tags", list(tags))] if tags else [])
         launcher = cls(self.profile_dir, self.cluster_id, self.cfg.log_level, args, n=n,
                        first_index=self._engines_started, settings=launcher_settings(self.config, cls, "engines"))
         self._engines_started += n
