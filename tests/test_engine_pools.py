@@ -47,6 +47,11 @@ def pool_cluster(pdir, **kwargs) -> minipar.Cluster:
                            config_overrides=overrides, **kwargs)
 
 
+def sleep_until(when):
+    import time
+    time.sleep(max(0.0, when - time.time()))
+
+
 def replacement_of(cluster, set_id: str) -> str:
     """The id of the engine set that replaces set_id, once it is recorded with a job id."""
     for new_id, record in list(cluster.set_records.items()):
@@ -147,8 +152,10 @@ def test_a_job_is_replaced_when_its_engines_drain_before_its_walltime(name, requ
     setting, walltime, drain_before = DRAIN[name]
     pdir = make_profile(tmp_path, '[cluster]\nengines = "%s"\n[launcher.%s]\n%s\n' % (system, system, setting))
     cluster = pool_cluster(pdir, n=1, keep_engines=True, engine_args=["--engine.drain_before=%d" % drain_before])
-    with cluster:
+    with cluster as rc:
         [(first_id, first)] = cluster.engine_sets.items()
+        [(engine, info)] = rc.engine_info().items()
+        busy = rc[engine].apply_async(sleep_until, info["drain_at"] + 4)  # so the draining job runs on
         new_id = wait_for(lambda: replacement_of(cluster, first_id), 60, "the draining job's replacement")
         record = cluster.set_records[first_id]
         waited = time.time() - record.running_since
@@ -161,12 +168,14 @@ def test_a_job_is_replaced_when_its_engines_drain_before_its_walltime(name, requ
                    % (first_id, system, first.job_id, pool.clock(record.drain_at), drain_before,
                       pool.clock(record.end_time)) for r in caplog.records)
         jobs = {first.job_id, cluster.engine_sets[new_id].job_id}
+        assert busy.get(timeout=30) is None and busy.metadata["engine_id"] == engine, "the running task finished"
         if walltime < 30:
             wait_for(lambda: any(r.getMessage().endswith("; engine set %s replaced it" % new_id)
                                  and r.levelno == logging.INFO for r in caplog.records), 30,
                      "the drained job's end to be logged")
             assert first_id not in cluster.engine_sets, "and the job dropped"
-            assert [i for i, r in cluster.set_records.items() if r.replaces == first_id] == [new_id]
+            replaced_first = [r for r in caplog.records if r.getMessage().endswith("replaces engine set %s" % first_id)]
+            assert len(replaced_first) == 1, "replaced once (its replacement may drain and be replaced in turn)"
         jobs |= {s.job_id for s in cluster.engine_sets.values()}
     for job_id in jobs:
         assert not job_listed(system, job_id), job_id
@@ -517,3 +526,15 @@ def test_records_note_states_and_drain_times():
     record.note(RUNNING, 40.0)
     assert record.state == ENDED and record.ended_at == 30.0 and record.ended_quickly
     assert EngineSetRecord.from_dict(dict(record.to_dict(), unknown=1)) == record
+
+
+def test_a_job_that_ends_once_its_engines_drained_is_replaced_as_drained_not_as_a_failed_start():
+    drained = kept(ENDED, running_since=100.0, drain_at=110.0, end_time=160.0, ended_at=111.0,
+                   failed_starts=pool.FAILED_STARTS_LIMIT - 1)
+    assert drained.drained and not drained.ended_quickly and drained.failed_starts_after_end() == 0
+    [decision] = pool.plan({"a": drained}, 1000.0, 0.0, PoolLimits(), {"a"})
+    assert decision.action == "replace"
+    assert decision.reason == ("its engines drained before its walltime (at %s, engine.drain_before = 50s before %s) "
+                               "and left" % (pool.clock(110.0), pool.clock(160.0)))
+    early = kept(ENDED, running_since=100.0, drain_at=110.0, end_time=160.0, ended_at=105.0)
+    assert not early.drained and early.ended_quickly

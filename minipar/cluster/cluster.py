@@ -869,8 +869,11 @@ class Cluster:
                     self.write_state()
                     self._unsaved = False
         for set_id, p in ended:
+            record = self.set_records.get(set_id)
             if set_id in drained:
                 log.info("%s; engine set %s replaced it", p.describe_end("engine"), drained[set_id])
+            elif record is not None and record.drained:
+                log.info("%s; its engines had drained before its walltime", p.describe_end("engine"))
             else:
                 log.warning("%s", p.describe_end("controller" if set_id is None else "engine"))
         for replacement in replacements:

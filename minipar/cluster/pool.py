@@ -90,7 +90,14 @@ class EngineSetRecord:
         return bool(self.replaced_by) or (self.drain_at is not None and now >= self.drain_at)
 
     @property
+    def drained(self) -> bool:
+        """It ended once its drain time had come: its engines drained and left, as they should."""
+        return self.drain_at is not None and self.ended_at is not None and self.ended_at >= self.drain_at
+
+    @property
     def ended_quickly(self) -> bool:
+        if self.drained:
+            return False
         if self.running_since is None:
             return True
         return (self.ended_at or self.running_since) - self.running_since < QUICK_END
@@ -184,6 +191,9 @@ def plan(records: Mapping[str, EngineSetRecord], now: float, last_submit: float,
 
 
 def replaced_because(r: EngineSetRecord) -> str:
+    if r.state == ENDED and r.drained:
+        return ("its engines drained before its walltime (at %s, engine.drain_before = %gs before %s) and left"
+                % (clock(r.drain_at), r.end_time - r.drain_at, clock(r.end_time)))
     if r.state == ENDED:
         return "it ended on its own (walltime reached, cancelled from outside, or finished)"
     return ("its engines drain from %s, engine.drain_before = %gs before its walltime ends at %s"
