@@ -237,7 +237,7 @@ def read_json(path) -> dict:
 SERVICE_FIXTURES = {"sshd", "netns_hosts", "mpi", "slurm", "sge"}
 """Fixtures that bring up a system service (tests/services.py)."""
 REAL_BATCH_SYSTEMS = {"slurm", "sge"}
-"""Params of the batch-system fixtures that are the test bed's real Slurm and Grid Engine."""
+"""Parameter values that name the test bed's real Slurm and Grid Engine."""
 
 
 def pytest_collection_modifyitems(items):
@@ -247,5 +247,5 @@ def pytest_collection_modifyitems(items):
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
         if set(getattr(item, "fixturenames", ())) & SERVICE_FIXTURES or \
-                REAL_BATCH_SYSTEMS & {params.get("system"), params.get("batch_system")}:
+                REAL_BATCH_SYSTEMS & {v for v in params.values() if isinstance(v, str)}:
             item.add_marker(pytest.mark.service)
