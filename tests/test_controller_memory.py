@@ -97,6 +97,7 @@ def run_tasks(lview, n):
             ar.get(60)
 
 
+@pytest.mark.slow
 def test_nodb_controller_memory_is_flat_from_10k_to_100k_tasks(profile):
     """Between 5k and 25k tasks the --nodb controller grew ~12 MB (~600 bytes a task: replay
     signatures at ~170 bytes each, two per task, and the scheduler's finished-task memory).

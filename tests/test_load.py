@@ -6,6 +6,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from conftest import Profile, pid_gone, wait_for
 
 
@@ -14,6 +16,7 @@ def whoami(x):
     return x, os.getppid()  # the launched process: the engine's nanny
 
 
+@pytest.mark.slow
 def test_fifty_engines_register_run_a_map_and_shut_down_cleanly(tmp_path):
     p = Profile(tmp_path)
     try:

@@ -44,6 +44,7 @@ def shards_pinged(sim, pings) -> bool:
     return sim.status()["pinged"] >= pings * len(sim.sizes)
 
 
+@pytest.mark.slow
 def test_hundreds_register_share_work_stay_alive_and_unregister(controller):
     sim = sim_engines.SimulatedEngines(controller.engine_file, N, per_shard=N).start()
     rc = connect(controller)
@@ -70,6 +71,7 @@ def test_hundreds_register_share_work_stay_alive_and_unregister(controller):
         rc.close()
 
 
+@pytest.mark.slow
 def test_a_killed_shard_of_engines_is_declared_dead_and_the_rest_stay(controller):
     half = N // 2
     sim = sim_engines.SimulatedEngines(controller.engine_file, N, per_shard=half).start()

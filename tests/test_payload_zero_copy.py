@@ -289,6 +289,7 @@ def _sum_of(name):
     return float(globals()[name].sum())
 
 
+@pytest.mark.slow
 def test_a_1_gb_push_completes_without_doubling_memory_anywhere(profile):
     """The array crosses client -> controller -> engine with no copy in Python: each process
     peaks at about one array (zmq's receive buffer is the engine's array), not two."""

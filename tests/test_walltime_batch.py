@@ -82,19 +82,3 @@ def test_a_task_killed_at_its_jobs_walltime_fails_saying_so_and_keeps_its_retrie
         assert balanced.metadata["engine_id"] in spare_id
         spare.stop()
 
-
-@pytest.mark.parametrize("system", ["slurm"], indirect=True)
-def test_a_task_slurm_kills_at_the_walltime_fails_naming_it(system, tmp_path):
-    pdir = make_profile(tmp_path, '[cluster]\nengines = "slurm"\n[launcher.slurm]\ntimelimit = "1"\n'
-                                  '[engine]\ndrain_before = 0\n')
-    cluster = minipar.Cluster(profile_dir=str(pdir), n=1, controller_args=FAST_HEARTBEAT)
-    with cluster as rc:
-        [engines] = cluster.engine_sets.values()
-        [(eid, info)] = rc.engine_info().items()
-        assert info["drain_at"] is None and info["end_time"] is not None
-        ar = rc.load_balanced_view().apply_async(announce_then_sleep, 300)
-        with pytest.raises(minipar.EngineError) as lost:
-            ar.get(timeout=150)
-        assert re.search(r"stopped by SIGTERM in Slurm job %s: the job reached its walltime \(\d\d:\d\d:\d\d\)\); "
-                         r"the end of a batch job does not count" % number(engines.job_id), str(lost.value))
-        assert time.time() >= info["end_time"]
