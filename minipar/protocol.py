@@ -143,6 +143,7 @@ import uuid
 
 import zmq
 
+from .error import ProtocolError
 from .replay import ReplayGuard
 
 PROTOCOL_VERSION = "1"
@@ -188,9 +189,6 @@ def python_version() -> str:
 def new_key() -> str:
     return str(uuid.uuid4())
 
-
-class ProtocolError(Exception):
-    """Raised when a received message is unsigned, badly signed, replayed or malformed."""
 
 
 class Message:

@@ -56,8 +56,8 @@ from .. import protocol
 from ..connection import (PORT_NAMES, bind_address, connection_file_path, default_location,
                           read_connection_file, write_connection_file)
 from .. import curve
-from ..error import ConnectionFileError, CurveError
-from ..protocol import PROTOCOL_VERSION, ProtocolError, Session, id_list, python_version, recv_frames, send_frames
+from ..error import ConnectionFileError, ControllerStartError, CurveError, ProtocolError
+from ..protocol import PROTOCOL_VERSION, Session, id_list, python_version, recv_frames, send_frames
 from ..logs import DropLog, problem_kind
 from ..signals import drain_fd, signal_wakeup_fd
 from ..heap import TRIM_INTERVAL, return_free_memory
@@ -93,9 +93,6 @@ up one of its retries: more, and the task itself is likely too long for the jobs
 JOB_END_NOTE = "; the end of a batch job does not count against a task's retries"
 
 
-class HubError(Exception):
-    """Raised when the controller cannot start (ports, files, pid)."""
-
 
 class Hub(QueryHandlers):
     def __init__(self, cfg, profile_dir, open_db):
@@ -107,7 +104,7 @@ class Hub(QueryHandlers):
         self.cluster_id = cfg.cluster_id
         self.hwm = max(1, cfg.engine_hwm)
         if cfg.scheme not in SCHEMES:
-            raise HubError("controller.scheme: %r is not a scheme; use one of %s" % (cfg.scheme, ", ".join(SCHEMES)))
+            raise ControllerStartError("controller.scheme: %r is not a scheme; use one of %s" % (cfg.scheme, ", ".join(SCHEMES)))
         self.scheduler = Scheduler(cfg.scheme, self.hwm)
         self.table = TaskTable()
         self.trim_due, self.trimmed_at = False, 0.0
@@ -129,7 +126,7 @@ class Hub(QueryHandlers):
                 try:
                     return read_connection_file(path)
                 except ConnectionFileError as e:
-                    raise HubError("--reuse: %s" % e) from None
+                    raise ControllerStartError("--reuse: %s" % e) from None
         return None
 
     def bind(self):
@@ -143,7 +140,7 @@ class Hub(QueryHandlers):
             curve_keys = curve.server_keys(self.profile_dir, self.cluster_id, reuse=previous is not None) \
                 if encrypt else None
         except CurveError as e:
-            raise HubError(str(e)) from None
+            raise ControllerStartError(str(e)) from None
         self.session = Session(key)
         # --reuse is the same controller back (after a crash, say): it keeps recording where
         # the last one did, so get_result finds what finished before the restart
@@ -196,7 +193,7 @@ class Hub(QueryHandlers):
             return [previous["ports"][n] for n in PORT_NAMES]
         if self.cfg.ports:
             if len(self.cfg.ports) != len(PORT_NAMES):
-                raise HubError("controller.ports: give %d ports (%s), got %d"
+                raise ControllerStartError("controller.ports: give %d ports (%s), got %d"
                                % (len(PORT_NAMES), ", ".join(PORT_NAMES), len(self.cfg.ports)))
             return list(self.cfg.ports)
         return None
@@ -207,7 +204,7 @@ class Hub(QueryHandlers):
             try:
                 sock.bind("tcp://%s:%d" % (ip, port))
             except zmq.ZMQError as e:
-                raise HubError("cannot bind the %s port tcp://%s:%d: %s. Is another controller using "
+                raise ControllerStartError("cannot bind the %s port tcp://%s:%d: %s. Is another controller using "
                                "this profile's ports (see its pid/ dir), or pick other ports."
                                % (name, ip, port, e.strerror)) from None
             return port
@@ -217,13 +214,13 @@ class Hub(QueryHandlers):
                 low, high = (int(x) for x in self.cfg.port_range.split("-"))
                 high += 1
             except ValueError:
-                raise HubError("controller.port_range: expected 'LOW-HIGH', got %r" % self.cfg.port_range) from None
+                raise ControllerStartError("controller.port_range: expected 'LOW-HIGH', got %r" % self.cfg.port_range) from None
         try:
             return sock.bind_to_random_port("tcp://%s" % ip, min_port=low, max_port=high, max_tries=200)
         except zmq.ZMQBindError:
-            raise HubError("no free port for %s in range %d-%d (controller.port_range)" % (name, low, high - 1)) from None
+            raise ControllerStartError("no free port for %s in range %d-%d (controller.port_range)" % (name, low, high - 1)) from None
         except zmq.ZMQError as e:
-            raise HubError("cannot bind tcp://%s: %s (controller.ip = %r)" % (ip, e.strerror, self.cfg.ip)) from None
+            raise ControllerStartError("cannot bind tcp://%s: %s (controller.ip = %r)" % (ip, e.strerror, self.cfg.ip)) from None
 
     # -- main loop ---------------------------------------------------------------------
 

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import heapq
 import random
-import time
 from collections import OrderedDict, deque
 from typing import NamedTuple
 

@@ -43,10 +43,10 @@ from zmq.devices import ThreadDevice
 
 from ..connection import url
 from ..curve import ClientKeys
-from ..error import MiniparError
+from ..error import ControllerLost, EngineStartError, ProtocolError, StoppedWhileRegistering
 from ..logs import DropLog, problem_kind
 from ..signals import drain_fd, signal_wakeup_fd, start_without_signals
-from ..protocol import PROTOCOL_VERSION, ProtocolError, Session, id_list, python_version, recv_frames
+from ..protocol import PROTOCOL_VERSION, Session, id_list, python_version, recv_frames
 from .execute import EngineStop, Executor, OutputStreamer, format_error, new_namespace, send_reply
 from ..jobs import current_job, in_batch_job
 from .walltime import Walltime, extended
@@ -80,22 +80,7 @@ UNANSWERED_AFTER_PINGS = 30.0
 registration_timeout is 0 (no limit); after that its key is taken to differ."""
 
 
-class EngineStartError(MiniparError):
-    """Raised when the engine cannot register with its controller."""
 
-    exit_code = 1
-
-
-class ControllerLost(EngineStartError):
-    """The controller's heartbeats stopped before it answered the registration."""
-
-    exit_code = 3
-
-
-class StoppedWhileRegistering(EngineStartError):
-    """SIGTERM arrived before the controller answered: a plain stop, not a failure."""
-
-    exit_code = 0
 
 
 class Engine:

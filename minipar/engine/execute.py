@@ -21,7 +21,8 @@ import traceback
 import zmq
 
 from ..logs import DropLog, problem_kind
-from ..protocol import ProtocolError, Session, id_list, send_frames
+from ..error import ProtocolError
+from ..protocol import Session, id_list, send_frames
 from ..serialize import serialize_object, unpack_apply_message
 
 log = logging.getLogger("minipar.engine")

@@ -17,7 +17,7 @@ import dataclasses
 import importlib
 
 from ...config import ConfigError, sections
-from .base import CannotSignal, ControllerLauncher, EngineSetLauncher, Launcher, LauncherError  # noqa: F401
+from .base import ControllerLauncher, EngineSetLauncher, Launcher
 
 _HERE = __name__
 

@@ -36,8 +36,8 @@ import threading
 import time
 from pathlib import Path
 
-from .base import (PACKAGE, CannotSignal, ControllerLauncher, EngineSetLauncher, Launcher, LauncherError, child_env,
-                   signal_name, tail)
+from ...error import CannotSignal, LauncherError
+from .base import PACKAGE, ControllerLauncher, EngineSetLauncher, Launcher, child_env, signal_name, tail
 from .template import BatchTemplate
 
 log = logging.getLogger(__name__)
