@@ -19,9 +19,13 @@ D = ``python -m minipar.doctor``, P = notification PUB):
 ========================== ========= ===========================================================
 msg_type                   path      meaning / content
 ========================== ========= ===========================================================
-connect_request            C→H       ``{protocol, python}``; asks for the engine table
+connect_request            C→H       ``{protocol, python, minipar, hostname, pid}`` (:func:`versions`
+                                     and who asks); asks for the engine table
 connect_reply              H→C       ``{status, engines: {id: uuid}, session, protocol, python,
-                                     reason?}``
+                                     minipar, cluster_python, reason?}``: ``cluster_python`` is the
+                                     Python minor version every engine and client must run (set by
+                                     the first to join, :mod:`controller.versions`); status error
+                                     when the protocol or that version differs
 apply_request              C→H→E     run ``f(*args, **kwargs)``: buffers are the packed call;
                                      metadata ``{dest: id}`` (direct) or load-balanced flags
                                      ``{targets?, tags?, after?, follow?, timeout?, retries?}``
@@ -87,16 +91,17 @@ resubmit_request           C→H       ``{msg_ids}``; resubmit_reply ``{status, 
                                      new}}``, then each task runs again under its new msg_id
 error_reply                H→C       ``{status: error, reason}`` for an unknown msg_type; every
                                      ``*_reply`` above may carry status error and a reason
-registration_request       E→H       ``{uuid, heart, protocol, python, pid, hostname, tags, job?,
-                                     end_time?, drain_at?, id?, id_required?}``: ``id`` asks for
+registration_request       E→H       ``{uuid, heart, protocol, python, minipar, pid, hostname, tags,
+                                     job?, end_time?, drain_at?, id?, id_required?}``: ``id`` asks for
                                      that engine id (the MPI rank, or ``engine.id``, which sets
                                      ``id_required``); ``job`` is ``[system, job id]`` of the
                                      batch job it runs in; ``end_time`` when that job (or
                                      ``engine.end_time``) ends and ``drain_at`` when the engine
                                      will drain, in seconds since the epoch
 registration_reply         H→E       ``{status, id, heartbeat_period, controller, reason?}``;
-                                     status error when the protocol differs or a required
-                                     id is taken
+                                     status error when the protocol or the Python minor
+                                     version differs (as for connect_reply) or a required id is
+                                     taken
 unregistration_request     E→H       ``{id, reason?, job_ended?}``: the engine is leaving cleanly
                                      (reason: why, e.g. "engine shut down: stopped by SIGTERM
                                      ..."); ``job_ended``: its batch job is ending, so the tasks
@@ -108,12 +113,14 @@ engine_died                N→H       ``{uuid, id, reason, job_ended?}`` from t
                                      (N, its parent process): the engine ended without
                                      unregistering, and why (signal, exit code, out-of-memory
                                      killer, the end of its batch job)
-probe_request              D→H       ``{protocol, python}`` on the engine port from the connection
-                                     doctor (D, :mod:`doctor`): proves the key (and the curve
-                                     server key) without registering; nothing is kept
-probe_reply                H→D       ``{status, protocol, python, session}``: this controller's
-                                     protocol and Python versions and session id; parent is the
-                                     request. A badly signed probe is dropped unanswered
+probe_request              D→H       ``{protocol, python, minipar}`` on the engine port from the
+                                     connection doctor (D, :mod:`doctor`): proves the key (and the
+                                     curve server key) without registering; nothing is kept
+probe_reply                H→D       ``{status, protocol, python, minipar, cluster_python,
+                                     session}``: this controller's protocol, Python and minipar
+                                     versions, the cluster's Python minor version (None until a
+                                     peer joins) and session id; parent is the request. A badly
+                                     signed probe is dropped unanswered
 registration_notification  H→P       ``{id, uuid}``
 unregistration_notification H→P      ``{id, uuid, reason}``
 shutdown_notification      H→P       the controller is stopping
@@ -143,6 +150,7 @@ import uuid
 
 import zmq
 
+from . import __version__ as MINIPAR_VERSION
 from .error import ProtocolError
 from .replay import ReplayGuard
 
@@ -184,6 +192,16 @@ def json_bytes(value) -> bytes:
 
 def python_version() -> str:
     return "%d.%d.%d" % sys.version_info[:3]
+
+
+def python_minor(version: str) -> str:
+    """The minor version ("3.11") of a full one ("3.11.7"): what must match for bytecode to load."""
+    return ".".join(version.split(".")[:2])
+
+
+def versions() -> dict:
+    """The versions every connect, registration and probe carries, for the controller to check."""
+    return {"protocol": PROTOCOL_VERSION, "python": python_version(), "minipar": MINIPAR_VERSION}
 
 
 def new_key() -> str:

@@ -70,13 +70,14 @@ def with_children(pids) -> list:
 
 
 class Proc:
-    """A minipar process started by a test, with its combined output in a file."""
+    """A minipar process started by a test (on this Python, or ``python``), with its combined
+    output in a file."""
 
-    def __init__(self, args, env, log_path, cwd=None):
+    def __init__(self, args, env, log_path, cwd=None, python=None):
         self.args = args
         self.log_path = Path(log_path)
         self._log = open(self.log_path, "wb")
-        self.popen = subprocess.Popen([sys.executable, *args], env=env, stdout=self._log,
+        self.popen = subprocess.Popen([str(python or sys.executable), *args], env=env, stdout=self._log,
                                       stderr=subprocess.STDOUT, cwd=cwd or str(ROOT), start_new_session=True)
         self.pid = self.popen.pid
 
@@ -126,9 +127,9 @@ class Profile:
     def engine_file(self, cluster_id="") -> Path:
         return self.security("controller%s-engine.json" % ("-" + cluster_id if cluster_id else ""))
 
-    def run(self, module, *args, name=None) -> Proc:
+    def run(self, module, *args, name=None, python=None) -> Proc:
         name = name or "%s-%d" % (module.rsplit(".", 1)[-1], len(self.procs))
-        proc = Proc(["-m", module, *args], self.env, self.tmp / ("%s.out" % name))
+        proc = Proc(["-m", module, *args], self.env, self.tmp / ("%s.out" % name), python=python)
         self.procs.append(proc)
         return proc
 
@@ -142,8 +143,8 @@ class Profile:
             assert proc.popen.poll() is None, "controller exited:\n" + proc.output()
         return proc
 
-    def engine(self, *args) -> Proc:
-        return self.run("minipar.engine", *args)
+    def engine(self, *args, python=None) -> Proc:
+        return self.run("minipar.engine", *args, python=python)
 
     def client(self, cluster_id="", **kwargs):
         import minipar

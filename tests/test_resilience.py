@@ -150,7 +150,9 @@ def test_protocol_mismatch_is_refused_naming_both_versions(profile):
         ctx.term()
     assert reply.content["status"] == "error"
     reason = reply.content["reason"]
-    assert "minipar protocol 0 (Python 2.7.18)" in reason and "speaks 1 (Python 3." in reason
+    assert reason.startswith("protocol mismatch: the engine speaks minipar protocol 0 (minipar ?, Python 2.7.18), "
+                             "this controller speaks protocol 1 (minipar %s, Python 3." % minipar.__version__), reason
+    assert reason.endswith("install the same minipar version on both sides")
 
 
 def test_reuse_keeps_ports_and_key_and_engines_come_back(profile):

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
 import warnings
@@ -49,8 +50,7 @@ from .. import jsonutil
 from ..error import (MiniparError, NoEnginesRegistered, ProtocolMismatch, RemoteError, TaskNotFound, TimeoutError,
                      collect_exceptions)
 from ..profile import locate_profile_dir
-from ..protocol import (PROTOCOL_VERSION, ProtocolError, Session, broadcast_part_id, python_version, recv_frames,
-                        send_frames)
+from ..protocol import ProtocolError, Session, broadcast_part_id, recv_frames, send_frames, versions
 from ..serialize import deserialize_object
 from ..signals import start_without_signals
 from .asyncresult import IO_SENDER, AsyncResult, ExecuteReply, error_from_reply
@@ -66,8 +66,12 @@ MAX_THREAD_SOCKETS = 32
 RECEIVE_POLL_CEILING = 0.5
 """Longest sleep of a thread receiving its own replies before it checks the client is not closing."""
 
-CONNECT_REQUEST = {"protocol": PROTOCOL_VERSION, "python": python_version()}
-"""What a client tells the controller it connects to, or to one it finds restarted."""
+
+def connect_request() -> dict:
+    """What a client tells the controller it connects to, or to one it finds restarted: its
+    versions, which the controller checks against its own and its engines', and who it is."""
+    return dict(versions(), hostname=socket.gethostname(), pid=os.getpid())
+
 
 HUB_REPLY_TIMEOUT = 30.0
 """Seconds to wait for the controller to answer a query or command."""
@@ -169,7 +173,7 @@ class Client:
         return {n: "tcp://127.0.0.1:%d" % local[n] for n in names}
 
     def _handshake(self, timeout):
-        header, frames = self.session.build("connect_request", CONNECT_REQUEST)
+        header, frames = self.session.build("connect_request", connect_request())
         self._connect_id = header["msg_id"]
         # Through the I/O thread's own socket: the controller answers there, and a reply that
         # overtook that socket's connection would be dropped as unroutable.
@@ -182,7 +186,8 @@ class Client:
         reply = self._connect_reply
         if reply.get("status") != "ok":
             self.close()
-            raise ProtocolMismatch(reply.get("reason", "the controller refused this client"))
+            raise ProtocolMismatch("the controller at %s refused this client: %s"
+                                   % (self._url, reply.get("reason", "no reason given")))
         self._controller_session = reply.get("session")
         self._set_engines(reply)
 
@@ -210,8 +215,11 @@ class Client:
         def engines_now(reply):
             if reply.content.get("status") == "ok":
                 self._set_engines(reply.content)
+            else:
+                log.warning("the restarted controller at %s refused this client: %s", self._url,
+                            reply.content.get("reason", "no reason given"))
 
-        self._hub_request("connect_request", CONNECT_REQUEST, block=False, via_io_sender=True, on_reply=engines_now)
+        self._hub_request("connect_request", connect_request(), block=False, via_io_sender=True, on_reply=engines_now)
         if self._futures:
             self._fetch_remote(list(self._futures), "the controller restarted while this task was in flight: ",
                                via_io_sender=True)

@@ -57,7 +57,7 @@ from ..connection import (PORT_NAMES, bind_address, connection_file_path, defaul
                           read_connection_file, write_connection_file)
 from .. import curve
 from ..error import ConnectionFileError, ControllerStartError, CurveError, ProtocolError
-from ..protocol import PROTOCOL_VERSION, Session, id_list, python_version, recv_frames, send_frames
+from ..protocol import PROTOCOL_VERSION, Session, id_list, recv_frames, send_frames, versions
 from ..logs import DropLog, problem_kind
 from ..signals import drain_fd, signal_wakeup_fd
 from ..heap import TRIM_INTERVAL, return_free_memory
@@ -67,6 +67,7 @@ from .db.base import NoRecords
 from .queries import QueryHandlers, now_utc, utc
 from .scheduler import SCHEMES, Assign, Dependency, Fail, Scheduler, Steal
 from .tasks import EngineState, Task, TaskTable
+from .versions import ClusterPython, note_other_minipar
 
 log = logging.getLogger("minipar.controller")
 
@@ -114,6 +115,7 @@ class Hub(QueryHandlers):
         self.next_id = 0
         self.stopping = False
         self.drops = DropLog(log)
+        self.python = ClusterPython()
         self.deaths = None  # engine_died messages met while another one drains the engine socket
         self.info: dict = {}
 
@@ -416,11 +418,16 @@ class Hub(QueryHandlers):
 
     def on_connect(self, msg):
         c = msg.content
-        reply = {"status": "ok", "engines": {str(i): e.uuid for i, e in self.engines.items()},
-                 "session": self.session.id, "protocol": PROTOCOL_VERSION, "python": python_version()}
-        if c.get("protocol") != PROTOCOL_VERSION:
-            reply = {"status": "error", "reason": mismatch("client", c)}
-            log.warning("refused a client: %s", reply["reason"])
+        who = "a client on host %s, pid %s" % (c.get("hostname", "?"), c.get("pid", "?"))
+        refusal = self.python.refusal("client", c)
+        if refusal is None:
+            self.python.admitted(c, who)
+            note_other_minipar(who, c)
+            reply = {"status": "ok", "engines": {str(i): e.uuid for i, e in self.engines.items()},
+                     "session": self.session.id, **versions(), **self.python.as_content()}
+        else:
+            reply = {"status": "error", "reason": refusal}
+            log.warning("refused %s: %s", who, refusal)
         self.session.send(self.sockets["client"], "connect_reply", reply, parent=msg.header,
                           idents=[reply_identity(msg.idents[0])])
 
@@ -598,24 +605,24 @@ class Hub(QueryHandlers):
             "stdout": md.get("stdout", ""), "stderr": md.get("stderr", ""), "error": None if ok else content,
         })
 
+    def refuse_engine(self, msg, reason):
+        c = msg.content
+        log.warning("refused an engine (host %s, pid %s): %s", c.get("hostname", "?"), c.get("pid"), reason)
+        self.session.send(self.sockets["engine"], "registration_reply", {"status": "error", "reason": reason},
+                          parent=msg.header, idents=[msg.idents[0]])
+
     def register(self, msg):
         c = msg.content
         ident = msg.idents[0]
-        if c.get("protocol") != PROTOCOL_VERSION:
-            reason = mismatch("engine", c)
-            log.warning("refused an engine: %s", reason)
-            self.session.send(self.sockets["engine"], "registration_reply", {"status": "error", "reason": reason},
-                              parent=msg.header, idents=[ident])
-            return
+        refusal = self.python.refusal("engine", c)
+        if refusal is not None:
+            return self.refuse_engine(msg, refusal)
         engine = self.table.by_ident.get(ident)
         new = engine is None
         if new:
             eid, refusal = grant_engine_id(c.get("id"), bool(c.get("id_required")), self.engines, self.next_id)
             if refusal:
-                log.warning("refused an engine (host %s, pid %s): %s", c.get("hostname", "?"), c.get("pid"), refusal)
-                self.session.send(self.sockets["engine"], "registration_reply",
-                                  {"status": "error", "reason": refusal}, parent=msg.header, idents=[ident])
-                return
+                return self.refuse_engine(msg, refusal)
             if c.get("id") is not None and eid != c["id"]:
                 log.warning("an engine asked for id %s, which %s holds; it gets id %d instead",
                             c["id"], describe_engine(self.engines[c["id"]]), eid)
@@ -625,6 +632,9 @@ class Hub(QueryHandlers):
                                  tags=tag_set(c.get("tags")), job=job_of(c.get("job")), end_time=end_time,
                                  drain_at=None if drain_at is None else time.monotonic() + drain_at - time.time())
             self.next_id = max(self.next_id, eid + 1)
+            who = "engine %d on host %s, pid %s" % (eid, engine.hostname or "?", engine.pid)
+            self.python.admitted(c, who)
+            note_other_minipar(who, c)
             self.table.add_engine(engine)
             self.monitor.add(heart)
             log.info("engine %d registered (host %s, pid %s%s%s)", engine.id, engine.hostname, engine.pid,
@@ -645,8 +655,7 @@ class Hub(QueryHandlers):
         key) to whoever holds them, and tells this controller's versions. Nothing is kept, so a
         probe costs the hub one reply and cannot touch the engine table."""
         self.session.send(self.sockets["engine"], "probe_reply",
-                          {"status": "ok", "protocol": PROTOCOL_VERSION, "python": python_version(),
-                           "session": self.session.id},
+                          {"status": "ok", **versions(), **self.python.as_content(), "session": self.session.id},
                           parent=msg.header, idents=[msg.idents[0]])
 
     def on_engine_died(self, msg):
@@ -887,8 +896,3 @@ def reply_identity(ident: bytes) -> bytes:
     i = ident.find(b"/")
     return ident if i < 0 else ident[:i]
 
-
-def mismatch(who: str, content: dict) -> str:
-    return ("protocol mismatch: the %s speaks minipar protocol %s (Python %s), this controller speaks %s "
-            "(Python %s); run the same minipar version on both sides"
-            % (who, content.get("protocol"), content.get("python", "?"), PROTOCOL_VERSION, python_version()))

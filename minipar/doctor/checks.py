@@ -16,7 +16,7 @@ from pathlib import Path
 from ..connection import PORT_NAMES, read_connection_file, shared_mode, url
 from ..curve import SERVER_KEY_FIELD
 from ..error import ConnectionFileError
-from ..protocol import PROTOCOL_VERSION, python_version
+from ..protocol import MINIPAR_VERSION, PROTOCOL_VERSION, python_minor, python_version
 from ..error import TunnelError
 from ..tunnel import open_tunnel, split_server
 from .network import (ANSWERED, CLOSED, OTHER, REFUSED, SILENT, TIMEOUT, UNREACHABLE, ZMQ, in_parallel,
@@ -308,14 +308,28 @@ class Doctor:
         return {}
 
     def check_protocol(self, reply: dict) -> None:
+        """The controller's protocol, then the Python minor version its engines and clients run
+        (``cluster_python``, set by the first to join): an engine started here needs both."""
         if not reply:
             self.note(WARN, "protocol", "not known: the controller did not answer the probe")
             return
-        theirs = "minipar protocol %s (Python %s)" % (reply.get("protocol"), reply.get("python", "?"))
-        if reply.get("protocol") == PROTOCOL_VERSION:
-            self.note(OK, "protocol", "the controller speaks %s, as this minipar does (Python %s)"
-                      % (theirs, python_version()))
+        theirs = "minipar protocol %s (Python %s, minipar %s)" % (
+            reply.get("protocol"), reply.get("python", "?"), reply.get("minipar", "?"))
+        ours = "(Python %s, minipar %s)" % (python_version(), MINIPAR_VERSION)
+        if reply.get("protocol") != PROTOCOL_VERSION:
+            self.note(FAIL, "protocol", "the controller speaks %s, this minipar speaks protocol %s %s"
+                      % (theirs, PROTOCOL_VERSION, ours),
+                      "run the same minipar version on both sides: the controller refuses engines of another "
+                      "protocol")
             return
-        self.note(FAIL, "protocol", "the controller speaks %s, this minipar speaks protocol %s (Python %s)"
-                  % (theirs, PROTOCOL_VERSION, python_version()),
-                  "run the same minipar version on both sides: the controller refuses engines of another protocol")
+        cluster = reply.get("cluster_python")
+        if cluster and cluster != python_minor(python_version()):
+            self.note(FAIL, "protocol", "the controller speaks %s, as this minipar does %s, but its engines and "
+                      "clients run Python %s: it refuses an engine on Python %s" % (
+                          theirs, ours, cluster, python_minor(python_version())),
+                      "start the engines with Python %s (one controller's engines and clients all run one Python "
+                      "minor version), or give these a controller of their own" % cluster)
+            return
+        self.note(OK, "protocol", "the controller speaks %s, as this minipar does %s; %s" % (
+            theirs, ours, "its engines and clients run Python %s" % cluster if cluster else
+            "no engine or client has joined yet"))

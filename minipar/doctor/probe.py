@@ -18,7 +18,7 @@ import zmq
 from ..curve import ClientKeys
 from ..error import CurveError
 from ..error import ProtocolError
-from ..protocol import PROTOCOL_VERSION, Session, python_version
+from ..protocol import Session, versions
 
 HANDSHAKE_SUCCEEDED = getattr(zmq, "EVENT_HANDSHAKE_SUCCEEDED", 0)
 HANDSHAKE_FAILED = (getattr(zmq, "EVENT_HANDSHAKE_FAILED_NO_DETAIL", 0) | getattr(zmq, "EVENT_HANDSHAKE_FAILED_PROTOCOL", 0)
@@ -58,7 +58,7 @@ def probe_key(url: str, info: dict, timeout: float) -> KeyProbe:
             monitor = sock.get_monitor_socket(zmq.EVENT_CONNECTED | HANDSHAKE_SUCCEEDED | HANDSHAKE_FAILED)
         sock.connect(url)
         session = Session(info["key"])
-        request = session.send(sock, "probe_request", {"protocol": PROTOCOL_VERSION, "python": python_version()})
+        request = session.send(sock, "probe_request", versions())
         return _await_reply(sock, monitor, session, request["msg_id"], timeout)
     except zmq.ZMQError as e:
         return KeyProbe(CANNOT_TRY, note="ZeroMQ refused the address %s: %s" % (url, e))

@@ -46,7 +46,7 @@ from ..curve import ClientKeys
 from ..error import ControllerLost, EngineStartError, ProtocolError, StoppedWhileRegistering
 from ..logs import DropLog, problem_kind
 from ..signals import drain_fd, signal_wakeup_fd, start_without_signals
-from ..protocol import PROTOCOL_VERSION, Session, id_list, python_version, recv_frames
+from ..protocol import Session, id_list, recv_frames, versions
 from .execute import EngineStop, Executor, OutputStreamer, format_error, new_namespace, send_reply
 from ..jobs import current_job, in_batch_job
 from .walltime import Walltime, extended
@@ -167,10 +167,9 @@ class Engine:
 
     def request_registration(self) -> dict:
         w = self.walltime
-        content = {"uuid": self.uuid, "heart": self.heart_id.decode(), "protocol": PROTOCOL_VERSION,
-                   "python": python_version(), "pid": os.getpid(), "hostname": socket.gethostname(),
-                   "tags": list(self.cfg.tags), "job": list(w.job) if w.job else None, "end_time": w.end_time,
-                   "drain_at": w.drain_at}
+        content = {"uuid": self.uuid, "heart": self.heart_id.decode(), **versions(), "pid": os.getpid(),
+                   "hostname": socket.gethostname(), "tags": list(self.cfg.tags),
+                   "job": list(w.job) if w.job else None, "end_time": w.end_time, "drain_at": w.drain_at}
         if self.requested_id is not None:
             content.update(id=self.requested_id, id_required=self.id_required)
         self.registration_sent = True
