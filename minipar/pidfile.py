@@ -31,8 +31,13 @@ def read_pid(path) -> int | None:
 
 
 def write_pid(path) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text("%d\n" % os.getpid())
+    """Write this process's pid atomically: whoever sees the file sees the whole pid (tests and
+    ``cluster`` wait for the file to appear, then read it)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(".%s.%d.tmp" % (path.name, os.getpid()))
+    tmp.write_text("%d\n" % os.getpid())
+    os.replace(str(tmp), str(path))
 
 
 def remove_pid(path) -> None:

@@ -192,11 +192,19 @@ def close_clients_left_open(request):
     yield
     for rc in list(_clients):
         if rc not in before and not getattr(rc, "_closed", True):
-            _left_open.append(request.node.nodeid)
+            note = request.node.nodeid
             try:
                 rc.close()
             except Exception as e:  # noqa: BLE001 - one half made by a failed __init__
-                _left_open.append("%s (close failed: %r)" % (request.node.nodeid, e))
+                note = "%s (close failed: %r)" % (request.node.nodeid, e)
+            request.node.user_properties.append(("left_client_open", note))
+
+
+def pytest_runtest_logreport(report):
+    """Collects the notes of clients left open from each test's report: with pytest-xdist the
+    tests run in workers, and only their reports reach the process that prints the summary."""
+    if report.when == "teardown":
+        _left_open.extend(value for name, value in report.user_properties if name == "left_client_open")
 
 
 def pytest_terminal_summary(terminalreporter):

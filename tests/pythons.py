@@ -49,19 +49,17 @@ RUNTIME_DEPENDENCIES = ["pyzmq", "tomli>=1.1; python_version < '3.11'"]
 
 def venv_with_runtime_deps(minor: str, tmp_path_factory) -> Path:
     """The python of a venv of pyenv's Python ``minor`` with pyzmq (and tomli below 3.11), installed
-    by this test interpreter's pip from the index or its cache: made once per test run, by
-    whichever xdist worker asks first."""
+    by its own pip (another Python's pip may not know it) from the index or its cache: made once
+    per test run, by whichever xdist worker asks first."""
     base = shared_tmp(tmp_path_factory)
     venv = base / ("venv-python%s" % minor)
     python = venv / "bin" / "python"
     with open(base / ("venv-python%s.lock" % minor), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (venv / "ready").exists():
-            subprocess.run([str(require_python(minor)), "-m", "venv", "--clear", "--without-pip", str(venv)],
-                           check=True, timeout=120)
-            install = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q",
-                                      "--disable-pip-version-check", *RUNTIME_DEPENDENCIES],
-                                     capture_output=True, text=True, timeout=600)
+            subprocess.run([str(require_python(minor)), "-m", "venv", "--clear", str(venv)], check=True, timeout=300)
+            install = subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                                      *RUNTIME_DEPENDENCIES], capture_output=True, text=True, timeout=600)
             assert install.returncode == 0, "pip install for Python %s:\n%s" % (minor, install.stderr)
             (venv / "ready").write_text("")
     return python

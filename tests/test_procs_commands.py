@@ -13,6 +13,7 @@ import pytest
 import zmq
 
 from conftest import ROOT, pid_gone, wait_for
+from installs import source_tree
 
 ROLES = ("controller", "engine", "cluster", "profile", "doctor")
 
@@ -24,11 +25,7 @@ def installed(tmp_path_factory):
     pyzmq (and tomli below Python 3.11) come from the test interpreter through a .pth file naming
     a directory of links to them alone, so the venv sees no other copy of minipar and nothing is downloaded."""
     tmp = tmp_path_factory.mktemp("install")
-    src = tmp / "src"
-    src.mkdir()
-    shutil.copy(ROOT / "pyproject.toml", src)
-    shutil.copy(ROOT / "README.md", src)
-    shutil.copytree(ROOT / "minipar", src / "minipar", ignore=shutil.ignore_patterns("__pycache__"))
+    src = source_tree(tmp / "src")
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp / "dist"),
                             str(src)], capture_output=True, text=True, timeout=300)
     assert build.returncode == 0, build.stderr
