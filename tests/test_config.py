@@ -11,6 +11,7 @@ from typing import Dict, List
 import pytest
 
 from minipar import config
+from minipar.config import schema
 from minipar.config import (
     Config,
     ConfigError,
@@ -34,10 +35,10 @@ from minipar.profile import (
 @pytest.fixture
 def registry():
     """Lets a test declare sections without leaking them into other tests."""
-    saved = dict(config._SECTIONS)
+    saved = dict(schema.REGISTRY)
     yield
-    config._SECTIONS.clear()
-    config._SECTIONS.update(saved)
+    schema.REGISTRY.clear()
+    schema.REGISTRY.update(saved)
 
 
 def write_profile(tmp_path: Path, text: str) -> Path:
@@ -640,7 +641,7 @@ def test_declaration_errors(registry):
         class Clash:
             x: int = option(1, "X.")
 
-    with pytest.raises(ValueError, match=r"section \[engine\] is already declared by minipar.config.EngineConfig"):
+    with pytest.raises(ValueError, match=r"section \[engine\] is already declared by minipar.config.builtin_sections.EngineConfig"):
         @section("engine")
         class Again:
             x: int = option(1, "X.")
