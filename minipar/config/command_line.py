@@ -2,10 +2,10 @@
 
 Every program takes any setting as ``--section.key=value`` (``split_overrides`` pulls those
 out before argparse sees the rest). The settings people type most also have a short flag
-(``--ip``, ``--reuse``, ``--nodb``, ``-n``), declared with the setting (``option(...,
-flag=Flag(...))``): a program adds the flags of its section with ``add_flags`` and reads what
-was given back with ``flag_overrides``, so a flag, its help and the setting it sets are written
-once, in builtin_sections.py. A flag's value is handed to ``load_config`` like any override, so it is
+(``--ip``, ``--reuse``, ``--nodb``, ``-n``), declared with the setting in builtin_sections.py
+(``option(..., flag=Flag(...))``): a program adds the flags of its section with ``add_flags``
+and reads what was given back with ``flag_overrides``, so a flag, its help and the setting it
+sets are written once. A flag's value goes to ``load_config`` as any override does, so it is
 checked, and named in errors, as the setting it stands for.
 """
 from __future__ import annotations

@@ -80,7 +80,8 @@ def launcher_settings(config, cls, role: str) -> LauncherSettings:
     if not name:
         return LauncherSettings()
     section = _copy(config.section(name))
-    configured = [f.name for f in dataclasses.fields(section) if config.source_of("%s.%s" % (name, f.name)) != "default"]
+    configured = [f.name for f in dataclasses.fields(section)
+                  if config.source_of("%s.%s" % (name, f.name)) != "default"]
     sub = "%s.%s" % (name, role)
     role_section = _copy(config.section(sub)) if sub in sections() else None
     return LauncherSettings(section, role_section, configured)
