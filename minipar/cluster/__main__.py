@@ -29,7 +29,8 @@ log = logging.getLogger("minipar.cluster")
 
 
 PROGRAM_FLAGS = ("cluster.log_level", "cluster.log_to_file")
-"""How this command itself logs; start, stop and engines take both, render --log-level only."""
+"""How this command itself logs (--log-level, --log-to-file): start and engines take both, stop
+--log-to-file only, render --log-level only (for the programs in its scripts)."""
 
 START_FLAGS = ("cluster.n", "cluster.engines", "cluster.controller", "cluster.controller_ip",
                "cluster.controller_location", "controller.reuse")
@@ -43,7 +44,7 @@ REUSE_HELP = ("the controller reuses the ports and key of the existing connectio
 
 def add_program_args(p, log_level=True):
     """Flags every subcommand that starts or stops processes takes."""
-    add_flags(p, PROGRAM_FLAGS if log_level else PROGRAM_FLAGS[1:])
+    add_flags(p, PROGRAM_FLAGS if log_level else ["cluster.log_to_file"])
 
 
 def add_engine_args(p):
@@ -130,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
                                         "differs from the one start draws.")
     add_profile_args(render)
     add_start_args(render)
-    add_flags(render, PROGRAM_FLAGS[:1],
+    add_flags(render, ["cluster.log_level"],
               help={"--log-level": "DEBUG, INFO, WARNING or ERROR (the programs' --log-level in the scripts)"})
     return p
 

@@ -30,7 +30,7 @@ class LauncherSettings:
     def __getattr__(self, name: str) -> Any:
         if not name.startswith("_"):
             for part in (self.__dict__.get("role_section"), self.__dict__.get("section")):
-                if part is not None and name in _field_names(type(part)):
+                if part is not None and name in part.__dataclass_fields__:
                     return getattr(part, name)
         raise AttributeError("%s has no setting %r" % (self._names(), name))
 
@@ -64,13 +64,9 @@ class LauncherSettings:
         return "<LauncherSettings %s>" % self.to_dict()
 
 
-def _field_names(cls: type) -> frozenset:
-    return frozenset(cls.__dataclass_fields__)
-
-
 def _build(cls: type, data: dict) -> Any:
     """An instance of a section class from a table, defaults for what it lacks."""
-    return cls(**{key: value for key, value in data.items() if key in _field_names(cls)})
+    return cls(**{key: value for key, value in data.items() if key in cls.__dataclass_fields__})
 
 
 def launcher_settings(config, cls, role: str) -> LauncherSettings:
