@@ -60,10 +60,10 @@ abort_request              C→H→E     ``{msg_ids | null, targets}``: tasks no
                                      ``{status, aborted_in_hub}``
 clear_request              C→H→E     ``{targets}``: the engines' namespaces are reset; clear_reply
                                      ``{status, engines}``
-signal_request             C→H→E     ``{signal}``, delivered to each engine's output thread
+signal_request             C→H→E     ``{signal}``, delivered to each engine's side channel
                                      (identity ``<uuid>:out``), free while a task runs;
                                      signal_reply ``{status, engines}``
-steal_request              H→E       ``{msg_ids, thief}`` to the engine's output thread: give
+steal_request              H→E       ``{msg_ids, thief}`` to the engine's side channel: give
                                      back those of these prefetched tasks not yet started
 steal_reply                E→H       ``{msg_ids}``: the tasks given back, removed from the
                                      engine's queue (never run there); parent is the request

@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 from types import ModuleType
 
+from ..dependency import Dependency, msg_ids  # noqa: F401 - part of this module's public names
 from ..error import UnmetDependency
 from ..serialize import _namespace
 
@@ -215,76 +216,6 @@ def require(*objects, **mapping):
     def decorate(f):
         return dependent(f, _require, _EngineNamespace(), tuple(modules), dict(mapping), f)
     return decorate
-
-
-class Dependency(set):
-    """A set of msg_ids a task depends on, with how to count them.
-
-    ``all``: met when all (True) or any (False) of them finished; ``success`` and
-    ``failure``: which outcomes count. With the defaults a failed dependency makes the
-    task impossible.
-    """
-
-    def __init__(self, dependencies=(), all=True, success=True, failure=False):
-        if isinstance(dependencies, dict):
-            all = dependencies.get("all", all)
-            success = dependencies.get("success", success)
-            failure = dependencies.get("failure", failure)
-            dependencies = dependencies.get("dependencies", ())
-        super().__init__(msg_ids(dependencies))
-        if not (success or failure):
-            raise ValueError("a Dependency must count successes, failures or both")
-        self.all = bool(all)
-        self.success = bool(success)
-        self.failure = bool(failure)
-
-    def check(self, completed, failed=()) -> bool:
-        """Whether the dependency is met, given finished msg_ids by outcome."""
-        if not self:
-            return True
-        against = set()
-        if self.success:
-            against |= set(completed)
-        if self.failure:
-            against |= set(failed)
-        return self.issubset(against) if self.all else not self.isdisjoint(against)
-
-    def unreachable(self, completed, failed=()) -> bool:
-        """Whether the dependency can never be met, given finished msg_ids by outcome."""
-        if not self:
-            return False
-        against = set()
-        if not self.success:
-            against |= set(completed)
-        if not self.failure:
-            against |= set(failed)
-        return not self.isdisjoint(against) if self.all else self.issubset(against)
-
-    def as_dict(self) -> dict:
-        return {"dependencies": sorted(self), "all": self.all, "success": self.success,
-                "failure": self.failure}
-
-    def __repr__(self):
-        return "Dependency(%r, all=%r, success=%r, failure=%r)" % (sorted(self), self.all, self.success,
-                                                                   self.failure)
-
-
-def msg_ids(jobs) -> list:
-    """msg_ids from a msg_id, an AsyncResult, or any nesting of lists/sets of them."""
-    if jobs is None:
-        return []
-    if isinstance(jobs, str):
-        return [jobs]
-    ids = getattr(jobs, "msg_ids", None)
-    if ids is not None:
-        return list(ids)
-    if isinstance(jobs, (list, tuple, set, frozenset)):
-        out = []
-        for job in jobs:
-            out.extend(msg_ids(job))
-        return out
-    raise TypeError("a dependency is a msg_id, an AsyncResult or a collection of them, not %s"
-                    % type(jobs).__name__)
 
 
 # --- remote and parallel functions ----------------------------------------------

@@ -21,7 +21,7 @@ forwarded at once to that engine, whose socket keeps them in order; a load-balan
 goes to the :class:`~.scheduler.Scheduler`, pure policy that returns decisions (assign a
 task to an engine, steal prefetched tasks for an idle engine, fail a task that can never
 run), which :meth:`Hub.carry_out` performs on the sockets and the
-:class:`~.tasks.TaskTable`. A steal asks the victim engine's output thread for tasks it
+:class:`~.tasks.TaskTable`. A steal asks the victim engine's side channel for tasks it
 has not started (``steal_request``); its ``steal_reply`` names those it gave back, which
 go to the thief. Requests are forwarded as the very frames that arrived: the hub
 verifies the signature and reads the JSON header and metadata, but never touches a
@@ -65,7 +65,8 @@ from .broadcast import Coalescer, broadcast_targets
 from .heartbeat import HeartMonitor
 from .db.base import NoRecords
 from .queries import QueryHandlers, now_utc, utc
-from .scheduler import SCHEMES, Assign, Dependency, Fail, Scheduler, Steal
+from ..dependency import Dependency
+from .scheduler import SCHEMES, Assign, Fail, Scheduler, Steal
 from .tasks import EngineState, Task, TaskTable
 
 log = logging.getLogger("minipar.controller")
@@ -368,7 +369,7 @@ class Hub(QueryHandlers):
     def _recall_dependencies(self, task):
         """Finished tasks the scheduler no longer remembers are looked up in the database."""
         for dep in (task.after, task.follow):
-            for msg_id in dep.ids if dep is not None else ():
+            for msg_id in dep if dep is not None else ():
                 if self.scheduler.knows(msg_id, self.table):
                     continue
                 try:
@@ -501,7 +502,7 @@ class Hub(QueryHandlers):
         self._reply(msg, "clear_reply", {"status": "ok", "engines": ids})
 
     def on_signal(self, msg):
-        """Signals go to each engine's output thread, which is free while the main thread runs a task."""
+        """Signals go to each engine's side channel, which is free while the main thread runs a task."""
         c = msg.content
         ids = self._targets(c)
         for i in ids:
