@@ -64,7 +64,7 @@ from ..heap import TRIM_INTERVAL, return_free_memory
 from .broadcast import Coalescer, broadcast_targets
 from .heartbeat import HeartMonitor
 from .db.base import NoRecords
-from .queries import QueryHandlers, now_utc, utc
+from .record_requests import RecordRequests, now_utc, utc
 from ..dependency import Dependency
 from .scheduler import SCHEMES, Assign, Fail, Scheduler, Steal
 from .tasks import EngineState, Task, TaskTable
@@ -95,7 +95,7 @@ JOB_END_NOTE = "; the end of a batch job does not count against a task's retries
 
 
 
-class Hub(QueryHandlers):
+class Hub(RecordRequests):
     def __init__(self, cfg, profile_dir, open_db):
         self.cfg = cfg
         self.profile_dir = profile_dir
@@ -527,12 +527,12 @@ class Hub(QueryHandlers):
         "signal_request": on_signal,
         "sync_request": on_sync,
         "engine_info_request": on_engine_info,
-        "result_request": QueryHandlers.on_result_request,
-        "result_status_request": QueryHandlers.on_result_status,
-        "history_request": QueryHandlers.on_history,
-        "db_request": QueryHandlers.on_db_query,
-        "purge_request": QueryHandlers.on_purge,
-        "resubmit_request": QueryHandlers.on_resubmit,
+        "result_request": RecordRequests.on_result_request,
+        "result_status_request": RecordRequests.on_result_status,
+        "history_request": RecordRequests.on_history,
+        "db_request": RecordRequests.on_db_query,
+        "purge_request": RecordRequests.on_purge,
+        "resubmit_request": RecordRequests.on_resubmit,
     }
 
     # -- engines -----------------------------------------------------------------------
