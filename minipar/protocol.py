@@ -135,7 +135,6 @@ import hmac
 import itertools
 import json
 import json.scanner
-import os
 import re
 import sys
 import time
@@ -270,7 +269,6 @@ class Session:
         self._header_format = ('{"msg_id":"%s%%s","msg_type":"%%s","session":"%s","date":%%r}' % (self._prefix, self.id)
                                if json_bytes(self.id) == b'"%s"' % self.bid else None)
         self._replays = ReplayGuard(REPLAY_HISTORY)
-        self.rejected = 0
 
     # -- signing -------------------------------------------------------------------------
 
@@ -461,5 +459,3 @@ def frame_bytes(frame) -> bytes:
     return frame if isinstance(frame, bytes) else frame.bytes
 
 
-def default_identity() -> bytes:
-    return ("%s-%d" % (uuid.uuid4().hex[:12], os.getpid())).encode("ascii")

@@ -361,11 +361,6 @@ class BatchLauncher(Launcher):
         self._state = (time.monotonic(), state)
 
     @property
-    def observed_state(self) -> str:
-        """The state the last poll saw: PENDING, RUNNING, DONE, or "" before the first."""
-        return DONE if self.ended else self._observed
-
-    @property
     def watched(self) -> bool:
         """Whether a poll should ask about this job: submitted, not stopped, not seen to end."""
         return bool(self.job_id) and not self.ended and not self._stopped
