@@ -16,10 +16,10 @@ from pathlib import Path
 from ..commands import both_forms, program_name
 from ..config import ConfigError, add_flags, flag_overrides, load_config, split_overrides
 from ..connection import connection_file_path
-from ..error import MiniparError
+from ..error import MiniparError, ProfileError
 from ..logs import setup_logging
 from ..pidfile import same_process, start_time
-from ..profile import ProfileError, locate_profile_dir, minipar_dir
+from ..profile import locate_profile_dir, minipar_dir
 from .cluster import SUBMISSION_WAIT, Cluster, ClusterError, split_by_owner, state_file_path
 from .statelock import state_file_lock
 from .launchers.base import child_env, tail

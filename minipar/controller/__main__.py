@@ -13,9 +13,10 @@ from .. import curve
 from ..connection import remove_connection_files
 from ..logs import setup_logging
 from ..pidfile import pid_alive, read_pid, remove_pid, write_pid
-from ..profile import ProfileError, locate_profile_dir
+from ..profile import locate_profile_dir
 from .db import db_class, open_db
-from .hub import Hub, HubError
+from ..error import ControllerStartError, ProfileError
+from .hub import Hub
 
 PROG = program_name("controller")
 
@@ -87,7 +88,7 @@ def main(argv=None) -> int:
         db_class(cfg.db, config.source_of("controller.db"))
         hub = Hub(cfg, profile_dir, lambda session: open_db(config, session=session, profile_dir=profile_dir))
         hub.bind()
-    except (ConfigError, HubError, OSError) as e:
+    except (ConfigError, ControllerStartError, OSError) as e:
         log.error("%s", e)
         return 1
 

@@ -9,7 +9,8 @@ from ..commands import both_forms, program_name
 from ..config import ConfigError, add_flags, flag_overrides, load_config, split_overrides
 from ..connection import engine_file_path
 from ..error import MiniparError
-from ..profile import ProfileError, locate_profile_dir
+from ..error import ProfileError
+from ..profile import locate_profile_dir
 from .checks import Doctor
 from .report import exit_code
 from .submit import SUBMIT_SYSTEMS

@@ -15,11 +15,11 @@ from ..config import ConfigError, add_flags, flag_keys, flag_overrides, load_con
 from ..connection import engine_file_path, read_connection_file, wait_for_connection_file
 from ..error import ConnectionFileError
 from ..logs import setup_logging
-from ..profile import ProfileError, locate_profile_dir
-from ..tunnel import TunnelError
-from .engine import Engine, EngineStartError, exit_engine, run_startup
+from ..error import EngineStartError, InitScriptFailed, MPIStartError, ProfileError, TunnelError
+from ..profile import locate_profile_dir
+from .engine import Engine, exit_engine, run_startup
 from .execute import new_namespace
-from .mpi import InitScriptFailed, MPIStartError, init_mpi
+from .mpi import init_mpi
 from .nanny import fork_engine
 from .walltime import plan_walltime
 

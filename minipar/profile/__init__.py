@@ -12,11 +12,10 @@ to keep state on a shared filesystem that engines on other nodes can read::
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
-from ..error import MiniparError
+from ..error import ProfileError
 
 __all__ = [
     "ENV_VAR",
@@ -33,9 +32,6 @@ DEFAULT_DIR = "~/.minipar"
 PROFILE_PREFIX = "profile_"
 _PACKAGE = (__package__ or "minipar.profile").rsplit(".", 1)[0]
 
-
-class ProfileError(MiniparError):
-    """Raised when a profile can't be named, found or created; says how to create it."""
 
 
 def _absolute(path: os.PathLike[str] | str) -> Path:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 
 from ...config import ConfigError
-from .base import CannotSignal, ControllerLauncher, EngineSetLauncher, Launcher, LauncherError  # noqa: F401
+from .base import ControllerLauncher, EngineSetLauncher, Launcher
 from .settings import LauncherSettings, launcher_settings  # noqa: F401
 
 _HERE = __name__

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from ...error import MiniparError, describe_exit
+from ...error import LauncherError, describe_exit
 from ...pidfile import pid_alive
 from .settings import LauncherSettings
 
@@ -29,14 +29,6 @@ POLL_INTERVAL = 0.05
 """Seconds between checks while waiting for processes to go."""
 
 
-class LauncherError(MiniparError):
-    """Raised when a launcher cannot start, find or stop its processes."""
-
-
-class CannotSignal(LauncherError):
-    """Raised by ``signal()`` when the launcher has no way to deliver a signal to its
-    engines (a batch system without one, mpiexec that would kill the job instead); the
-    Cluster then asks the controller to have the engines signal themselves."""
 
 
 def signal_name(sig) -> str:

@@ -36,8 +36,8 @@ import threading
 import time
 from pathlib import Path
 
-from .base import (PACKAGE, CannotSignal, ControllerLauncher, EngineSetLauncher, Launcher, LauncherError, child_env,
-                   signal_name, tail)
+from ...error import CannotSignal, LauncherError
+from .base import PACKAGE, ControllerLauncher, EngineSetLauncher, Launcher, child_env, signal_name, tail
 from .template import BatchTemplate
 
 log = logging.getLogger(__name__)
@@ -359,11 +359,6 @@ class BatchLauncher(Launcher):
         """A state a JobPoller saw, for exited() and (while fresh) running."""
         self._observed = state
         self._state = (time.monotonic(), state)
-
-    @property
-    def observed_state(self) -> str:
-        """The state the last poll saw: PENDING, RUNNING, DONE, or "" before the first."""
-        return DONE if self.ended else self._observed
 
     @property
     def watched(self) -> bool:

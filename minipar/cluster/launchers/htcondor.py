@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from .base import LauncherError
+from ...error import LauncherError
 from .batch import BatchControllerLauncher, BatchEngineSetLauncher, BatchLauncher, current_user, job_number, unique
 
 HEADER = """universe = vanilla

@@ -28,8 +28,9 @@ import signal
 import time
 import uuid
 
-from .base import (POLL_INTERVAL, CannotSignal, ControllerLauncher, EngineSetLauncher, LauncherError, Process,
-                   child_env, python_command, signal_name)
+from ...error import CannotSignal, LauncherError
+from .base import (POLL_INTERVAL, ControllerLauncher, EngineSetLauncher, Process, child_env, python_command,
+                   signal_name)
 
 JOB_VARIABLE = "MINIPAR_MPI_JOB"
 """Set, with a value unique to one launch, in the environment of mpiexec and so of its ranks."""

@@ -22,7 +22,7 @@ import shlex
 import sys
 from xml.sax.saxutils import escape
 
-from .base import LauncherError
+from ...error import LauncherError
 from .batch import BatchControllerLauncher, BatchEngineSetLauncher, BatchLauncher, unique
 from .htcondor import end_time_args, seconds
 

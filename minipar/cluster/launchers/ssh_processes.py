@@ -28,7 +28,8 @@ import uuid
 from pathlib import Path
 
 from ...error import describe_exit
-from .base import LauncherError, Process, signal_name
+from ...error import LauncherError
+from .base import Process, signal_name
 
 log = logging.getLogger(__name__)
 
