@@ -11,7 +11,6 @@ from typing import Dict, List
 
 import pytest
 
-from minipar import config
 from minipar.config import schema
 from minipar.config import (
     Config,
