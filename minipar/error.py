@@ -73,6 +73,22 @@ class CurveError(SetupError):
     """Raised when encryption (CurveZMQ) is asked for and libzmq lacks it, or a stored key is unusable."""
 
 
+class ConfigError(SetupError):
+    """Raised for a bad setting (in minipar.toml, on a command line, in keyword arguments); names
+    where it came from and the key, so it can be fixed."""
+
+    def __init__(self, source: str, key, problem: str):
+        self.source = source
+        self.key = key
+        """``section.key``, or None when the problem is the whole source (an unreadable file)."""
+        self.problem = problem
+        where = "%s: %s" % (source, key) if key else source
+        super().__init__("%s: %s" % (where, problem))
+
+    def __reduce__(self):
+        return (type(self), (self.source, self.key, self.problem))
+
+
 # -- the wire: messages and payloads ---------------------------------------------------------
 
 

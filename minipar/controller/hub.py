@@ -21,7 +21,7 @@ forwarded at once to that engine, whose socket keeps them in order; a load-balan
 goes to the :class:`~.scheduler.Scheduler`, pure policy that returns decisions (assign a
 task to an engine, steal prefetched tasks for an idle engine, fail a task that can never
 run), which :meth:`Hub.carry_out` performs on the sockets and the
-:class:`~.tasks.TaskTable`. A steal asks the victim engine's output thread for tasks it
+:class:`~.tasks.TaskTable`. A steal asks the victim engine's side channel for tasks it
 has not started (``steal_request``); its ``steal_reply`` names those it gave back, which
 go to the thief. Requests are forwarded as the very frames that arrived: the hub
 verifies the signature and reads the JSON header and metadata, but never touches a
@@ -64,8 +64,9 @@ from ..heap import TRIM_INTERVAL, return_free_memory
 from .broadcast import Coalescer, broadcast_targets
 from .heartbeat import HeartMonitor
 from .db.base import NoRecords
-from .queries import QueryHandlers, now_utc, utc
-from .scheduler import SCHEMES, Assign, Dependency, Fail, Scheduler, Steal
+from .record_requests import RecordRequests, now_utc, utc
+from ..dependency import Dependency
+from .scheduler import SCHEMES, Assign, Fail, Scheduler, Steal
 from .tasks import EngineState, Task, TaskTable
 from .versions import ClusterPython, note_other_minipar
 
@@ -95,7 +96,7 @@ JOB_END_NOTE = "; the end of a batch job does not count against a task's retries
 
 
 
-class Hub(QueryHandlers):
+class Hub(RecordRequests):
     def __init__(self, cfg, profile_dir, open_db):
         self.cfg = cfg
         self.profile_dir = profile_dir
@@ -370,7 +371,7 @@ class Hub(QueryHandlers):
     def _recall_dependencies(self, task):
         """Finished tasks the scheduler no longer remembers are looked up in the database."""
         for dep in (task.after, task.follow):
-            for msg_id in dep.ids if dep is not None else ():
+            for msg_id in dep if dep is not None else ():
                 if self.scheduler.knows(msg_id, self.table):
                     continue
                 try:
@@ -508,7 +509,7 @@ class Hub(QueryHandlers):
         self._reply(msg, "clear_reply", {"status": "ok", "engines": ids})
 
     def on_signal(self, msg):
-        """Signals go to each engine's output thread, which is free while the main thread runs a task."""
+        """Signals go to each engine's side channel, which is free while the main thread runs a task."""
         c = msg.content
         ids = self._targets(c)
         for i in ids:
@@ -533,12 +534,12 @@ class Hub(QueryHandlers):
         "signal_request": on_signal,
         "sync_request": on_sync,
         "engine_info_request": on_engine_info,
-        "result_request": QueryHandlers.on_result_request,
-        "result_status_request": QueryHandlers.on_result_status,
-        "history_request": QueryHandlers.on_history,
-        "db_request": QueryHandlers.on_db_query,
-        "purge_request": QueryHandlers.on_purge,
-        "resubmit_request": QueryHandlers.on_resubmit,
+        "result_request": RecordRequests.on_result_request,
+        "result_status_request": RecordRequests.on_result_status,
+        "history_request": RecordRequests.on_history,
+        "db_request": RecordRequests.on_db_query,
+        "purge_request": RecordRequests.on_purge,
+        "resubmit_request": RecordRequests.on_resubmit,
     }
 
     # -- engines -----------------------------------------------------------------------

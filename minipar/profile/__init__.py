@@ -4,7 +4,7 @@ A profile is ``$MINIPAR_DIR/profile_<name>`` (``MINIPAR_DIR`` defaults to
 ``~/.minipar``), or any directory given as ``profile_dir``, which HPC users use
 to keep state on a shared filesystem that engines on other nodes can read::
 
-    minipar.toml   configuration (see config.py)
+    minipar.toml   configuration (see minipar.config)
     security/      connection files and cluster state (0700: they hold the key)
     log/           controller, engine and launcher logs
     pid/           controller pid files
