@@ -21,8 +21,10 @@ msg_type                   path      meaning / content
 ========================== ========= ===========================================================
 connect_request            C→H       ``{protocol, python, minipar, hostname, pid}`` (:func:`versions`
                                      and who asks); asks for the engine table
-connect_reply              H→C       ``{status, engines: {id: uuid}, session, protocol, python,
-                                     minipar, cluster_python, reason?}``: ``cluster_python`` is the
+connect_reply              H→C       ``{status, engines: {id: uuid}, engines_version, session,
+                                     protocol, python, minipar, cluster_python, reason?}``:
+                                     ``engines_version`` counts the engine (un)registrations so
+                                     far (see registration_notification); ``cluster_python`` is the
                                      Python minor version every engine and client must run (set by
                                      the first to join, :mod:`controller.versions`); status error
                                      when the protocol or that version differs
@@ -76,10 +78,11 @@ result_request             C→H       ``{msg_ids}``: each stored result is sent
                                      completed, missing: {msg_id: reason}}``
 result_status_request      C→H       ``{msg_ids}``; result_status_reply ``{status, pending,
                                      completed, missing}``
-engine_info_request        C→H       ``{targets?}``; engine_info_reply ``{status, engines: {id: {uuid,
-                                     host, pid, tags, job: {system, id}?, end_time?, remaining?,
-                                     drain_at?, draining, load, completed}}}`` (times in seconds
-                                     since the epoch; remaining: seconds left of its job)
+engine_info_request        C→H       ``{targets?}``; engine_info_reply ``{status, engines_version,
+                                     engines: {id: {uuid, host, pid, tags, job: {system, id}?,
+                                     end_time?, remaining?, drain_at?, draining, load,
+                                     completed}}}`` (times in seconds since the epoch; remaining:
+                                     seconds left of its job)
 sync_request               C→H       ``{}``; sync_reply ``{status}``, sent once the hub has handled
                                      every message the same socket sent before (ZeroMQ keeps a
                                      connection's order): ``ar.wait_for_send()``
@@ -121,8 +124,12 @@ probe_reply                H→D       ``{status, protocol, python, minipar, clu
                                      versions, the cluster's Python minor version (None until a
                                      peer joins) and session id; parent is the request. A badly
                                      signed probe is dropped unanswered
-registration_notification  H→P       ``{id, uuid}``
-unregistration_notification H→P      ``{id, uuid, reason}``
+registration_notification  H→P       ``{id, uuid, version}``: ``version`` is the controller's count of
+                                     engine (un)registrations, this one included: a client applies
+                                     what is newer than its table, and asks for the table again
+                                     when it sees one was missed (a SUB misses what is published
+                                     before its subscription arrives)
+unregistration_notification H→P      ``{id, uuid, reason, version}``
 shutdown_notification      H→P       the controller is stopping
 ========================== ========= ===========================================================
 

@@ -189,12 +189,12 @@ def test_errors_on_some_engines_are_a_composite_error_as_on_a_direct_view(rc, co
 
 
 def test_a_part_for_an_engine_the_controller_does_not_know_fails_at_once(rc, coalescing):
-    rc._engines[77] = "fake"
+    rc._engines.news(True, 77, "fake", None)  # the client believes in an engine the controller lacks
     try:
         ar = rc.broadcast_view([rc.ids[0], 77], is_coalescing=coalescing).apply_async(os.getpid)
         parts = ar.get(5, return_exceptions=True)
     finally:
-        del rc._engines[77]
+        rc._engines.news(False, 77, "fake", None)
     assert parts[0] == rc[rc.ids[0]].apply_sync(os.getpid)
     assert isinstance(parts[1], minipar.EngineError) and "engine 77 is not registered" in parts[1].evalue
 

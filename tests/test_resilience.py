@@ -66,7 +66,7 @@ def test_task_to_unknown_engine_fails_at_once(profile):
     session = rc.session
     view = rc[0]
     view.targets = 0
-    rc._engines[5] = "fake"
+    rc._engines.news(True, 5, "fake", None)  # the client believes in an engine the controller lacks
     ar = rc[5].apply_async(sum, [1])
     with pytest.raises(minipar.EngineError, match="engine 5 is not registered"):
         ar.get(5)

@@ -54,6 +54,7 @@ from ..protocol import ProtocolError, Session, broadcast_part_id, recv_frames, s
 from ..serialize import deserialize_object
 from ..signals import start_without_signals
 from .asyncresult import IO_SENDER, AsyncResult, ExecuteReply, error_from_reply
+from .engines import ENGINE_TABLE_REFRESH, EngineTable
 
 log = logging.getLogger("minipar.client")
 
@@ -130,8 +131,7 @@ class Client:
         self._curve = ClientKeys(self._info)
         self._drops = DropLog(log)
         self.session = Session(self._info["key"])
-        self._engines: dict = {}
-        self._engines_changed = threading.Condition()
+        self._engines = EngineTable()
         self._futures: dict = {}
         self._pending_replies: dict = {}
         self._also: dict = {}
@@ -189,12 +189,19 @@ class Client:
             raise ProtocolMismatch("the controller at %s refused this client: %s"
                                    % (self._url, reply.get("reason", "no reason given")))
         self._controller_session = reply.get("session")
-        self._set_engines(reply)
 
-    def _set_engines(self, connect_reply):
-        with self._engines_changed:
-            self._engines = {int(k): v for k, v in connect_reply["engines"].items()}
-            self._engines_changed.notify_all()
+    def _take_engines(self, connect_reply):
+        self._engines.replace({int(k): v for k, v in connect_reply["engines"].items()},
+                              connect_reply.get("engines_version"))
+
+    def _refresh_engines(self, via_io_sender=False):
+        """Ask the controller for its whole engine table, without waiting: applied when it comes."""
+        def apply(reply):
+            if reply.content.get("status") == "ok":
+                self._engines.replace({int(k): e["uuid"] for k, e in reply.content["engines"].items()},
+                                      reply.content.get("engines_version"))
+
+        self._hub_request("engine_info_request", {}, block=False, on_reply=apply, via_io_sender=via_io_sender)
 
     def _check_controller(self, msg):
         """Notice a controller restarted with ``--reuse`` (same ports and key, a new session)
@@ -212,9 +219,11 @@ class Client:
         log.warning("the controller at %s restarted (session %s, was %s); asking it about %d tasks in flight",
                     self._url, session, previous, len(self._futures))
 
+        self._engines.new_controller()
+
         def engines_now(reply):
             if reply.content.get("status") == "ok":
-                self._set_engines(reply.content)
+                self._take_engines(reply.content)
             else:
                 log.warning("the restarted controller at %s refused this client: %s", self._url,
                             reply.content.get("reason", "no reason given"))
@@ -432,6 +441,8 @@ class Client:
         parent_id = msg.parent.get("msg_id")
         if msg.msg_type == "connect_reply" and parent_id == self._connect_id:
             self._connect_reply = msg.content
+            if msg.content.get("status") == "ok":
+                self._take_engines(msg.content)
             self._connected.set()
             return
         ar = self._futures.pop(parent_id, None)
@@ -489,16 +500,11 @@ class Client:
             if ar is not None:
                 c = msg.content
                 ar._stream(msg.parent["msg_id"], c.get("name", "stdout"), c.get("text", ""), c.get("engine_id"))
-        elif t == "registration_notification":
+        elif t == "registration_notification" or t == "unregistration_notification":
             self._check_controller(msg)
-            with self._engines_changed:
-                self._engines[msg.content["id"]] = msg.content["uuid"]
-                self._engines_changed.notify_all()
-        elif t == "unregistration_notification":
-            self._check_controller(msg)
-            with self._engines_changed:
-                self._engines.pop(msg.content["id"], None)
-                self._engines_changed.notify_all()
+            c = msg.content
+            if self._engines.news(t == "registration_notification", c["id"], c.get("uuid"), c.get("version")):
+                self._refresh_engines(via_io_sender=True)
         elif t == "shutdown_notification":
             log.info("the controller is shutting down")
 
@@ -544,8 +550,7 @@ class Client:
 
     @property
     def ids(self) -> list:
-        with self._engines_changed:
-            return sorted(self._engines)
+        return self._engines.ids()
 
     def wait_for_engines(self, n=None, timeout=WAIT_FOR_ENGINES_TIMEOUT, block=True):
         """Wait until at least n engines are registered (default: any)."""
@@ -553,14 +558,17 @@ class Client:
         if timeout is None or timeout < 0:
             timeout = float("inf")
         deadline = time.monotonic() + timeout
-        with self._engines_changed:
-            while len(self._engines) < n:
+        while True:
+            with self._engines.changed:
+                if len(self._engines) >= n:
+                    return None
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise TimeoutError("%d of %d engines registered within %gs with the controller at %s; "
                                        "check the engines' logs" % (len(self._engines), n, timeout, self._url))
-                self._engines_changed.wait(min(left, 3600))
-        return None
+                changed = self._engines.changed.wait(min(left, ENGINE_TABLE_REFRESH))
+            if not changed:
+                self._refresh_engines()
 
     def __len__(self):
         return len(self.ids)

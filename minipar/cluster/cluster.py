@@ -48,6 +48,7 @@ from pathlib import Path
 from ..config import ConfigError, load_config, override_arg, split_overrides
 from ..connection import connection_file_path
 from ..error import CannotSignal, ClusterError, JobQueryError, MiniparError, TimeoutError
+from ..client.engines import ENGINE_TABLE_REFRESH
 from ..jobs import job_end_time
 from ..pidfile import same_process
 from ..profile import locate_profile_dir
@@ -696,6 +697,7 @@ class Cluster:
         known = set(client.ids) if fresh else set()
         deadline = time.monotonic() + timeout
         next_job_check = time.monotonic() + JOB_CHECK_INTERVAL
+        next_table_refresh = time.monotonic() + ENGINE_TABLE_REFRESH
         progress = Progress(n)
         self._poller.interval = min(self.cfg.poll_interval, JOB_CHECK_INTERVAL)
         try:
@@ -714,6 +716,9 @@ class Cluster:
                 if time.monotonic() > deadline:
                     raise TimeoutError(self._engines_problem(
                         "engines did not register within %gs (cluster.engine_timeout)" % timeout, count, n))
+                if time.monotonic() > next_table_refresh:  # as Client.wait_for_engines does
+                    next_table_refresh = time.monotonic() + ENGINE_TABLE_REFRESH
+                    client._refresh_engines()
                 time.sleep(PROGRESS_INTERVAL)
         finally:
             self._poller.interval = self.cfg.poll_interval

@@ -117,6 +117,7 @@ class Hub(RecordRequests):
         self.stopping = False
         self.drops = DropLog(log)
         self.python = ClusterPython()
+        self.engines_version = 0  # engine (un)registrations so far: clients order what they hear by it
         self.deaths = None  # engine_died messages met while another one drains the engine socket
         self.info: dict = {}
 
@@ -425,7 +426,8 @@ class Hub(RecordRequests):
             self.python.admitted(c, who)
             note_other_minipar(who, c)
             reply = {"status": "ok", "engines": {str(i): e.uuid for i, e in self.engines.items()},
-                     "session": self.session.id, **versions(), **self.python.as_content()}
+                     "engines_version": self.engines_version, "session": self.session.id, **versions(),
+                     **self.python.as_content()}
         else:
             reply = {"status": "error", "reason": refusal}
             log.warning("refused %s: %s", who, refusal)
@@ -479,7 +481,8 @@ class Hub(RecordRequests):
                 "remaining": None if e.end_time is None else e.end_time - wall_now,
                 "drain_at": None if e.drain_at is None else e.drain_at - now + wall_now,
                 "draining": e.draining, "load": e.load, "completed": e.completed}
-        self._reply(msg, "engine_info_reply", {"status": "ok", "engines": engines})
+        self._reply(msg, "engine_info_reply", {"status": "ok", "engines": engines,
+                                               "engines_version": self.engines_version})
 
     def on_abort(self, msg):
         """Abort tasks not yet running: the hub answers those it still holds; engines those
@@ -646,8 +649,10 @@ class Hub(RecordRequests):
                            "controller": self.session.id},
                           parent=msg.header, idents=[ident])
         if new:  # after the reply, so clients never know of an engine that does not know its id
+            self.engines_version += 1
             self.session.send(self.sockets["notification"], "registration_notification",
-                              {"id": engine.id, "uuid": engine.uuid}, idents=[b"engine"])
+                              {"id": engine.id, "uuid": engine.uuid, "version": self.engines_version},
+                              idents=[b"engine"])
             self.scheduler.engine_registered(engine.id)
             self.engine_idle(time.monotonic())
 
@@ -727,8 +732,10 @@ class Hub(RecordRequests):
             self.fail_task(task, "EngineError",
                            "engine %d died or left before finishing this task (%s)%s"
                            % (engine.id, reason, JOB_END_NOTE if job_ended else ""), engine)
+        self.engines_version += 1
         self.session.send(self.sockets["notification"], "unregistration_notification",
-                          {"id": engine.id, "uuid": engine.uuid, "reason": reason}, idents=[b"engine"])
+                          {"id": engine.id, "uuid": engine.uuid, "reason": reason, "version": self.engines_version},
+                          idents=[b"engine"])
 
     # -- tasks -------------------------------------------------------------------------
 
