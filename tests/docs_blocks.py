@@ -19,10 +19,12 @@ The convention (docs/README.md tells writers the same):
                          fakes (the fake PBS, LSF, HTCondor and Windows HPC commands on PATH) or
                          a service of the test bed: sshd, mpi, slurm, sge, netns
   ``file PATH``          also write the block to PATH (``~`` is the test's home)
+  ``same as PATH``       the block is exactly the repository's file PATH (an example shown whole)
   ``background``         console: the commands keep running (stopped when the document ends);
                          the lines shown under each must appear in its output
   ``exit N``             sh/console: the last command exits with status N
-  ``raises NAME``        python: the block raises exception NAME (its traceback is the output)
+  ``raises NAME``        python: the block raises exception NAME (its traceback is the output);
+                         toml: ``raises ConfigError``, a file shown wrong on purpose
   ``sub A => B``         run with B where the block says A (a host, an address, a path), and
                          read B back as A in output; B may use {python} {repo} {home} {hostname}
   ``timeout SECONDS``    instead of 120 per command or block
@@ -131,6 +133,8 @@ def parse_directives(body: str, where: str) -> dict:
             d["any"] = arg.split()
         elif word in ("file", "raises"):
             d[word] = arg.strip()
+        elif word == "same" and arg.startswith("as "):
+            d["same"] = arg[3:].strip()
         elif word in ("exit", "timeout"):
             d[word] = float(arg) if word == "timeout" else int(arg)
         elif word == "sub" and " => " in arg:
@@ -421,6 +425,8 @@ class GroupRun:
             for block in blocks:
                 if block.kind in ("python", "pycon", "sh", "console") and not block.d.get("continues"):
                     self.end_session()      # the document's story starts again
+                if "same" in block.d and (ROOT / block.d["same"]).read_text() != block.text:
+                    raise DocError("%s: the block is not the same as %s" % (block.where, block.d["same"]))
                 if "cluster" in block.needs:
                     self.start_cluster()
                 getattr(self, "run_" + block.kind)(block)
@@ -446,8 +452,13 @@ class GroupRun:
             config = load_config(check_dir)
             launcher_class(config.cluster.engines, "engines")
             launcher_class(config.cluster.controller, "controller")
+            problem = ""
         except ConfigError as e:
-            raise DocError("%s: %s" % (block.where, e)) from None
+            problem = str(e)
+        if block.d.get("raises") not in (None, "ConfigError"):
+            raise DocError("%s: a toml block can only raise ConfigError" % block.where)
+        if bool(problem) != ("raises" in block.d):
+            raise DocError("%s: %s" % (block.where, problem or "loads, but should raise ConfigError"))
         self.write_file(block)
 
     def run_output(self, block: Block):
