@@ -18,7 +18,8 @@ The convention (docs/README.md tells writers the same):
                          connected to it), repository (run in a fresh copy of the repository),
                          fakes (the fake PBS, LSF, HTCondor and Windows HPC commands on PATH) or
                          a service of the test bed: sshd, mpi, slurm, sge, netns
-  ``file PATH``          also write the block to PATH (``~`` is the test's home)
+  ``file PATH``          write the block to PATH (``~`` is the test's home) instead of running it
+                         (a toml block is still loaded, a python one compiled)
   ``same as PATH``       the block is exactly the repository's file PATH (an example shown whole)
   ``background``         console: the commands keep running (stopped when the document ends);
                          the lines shown under each must appear in its output
@@ -88,12 +89,12 @@ class Block:
             return "skip"
         if self.d.get("output"):
             return "output"
+        if "file" in self.d and self.lang != "toml":
+            return "file"
         if self.lang == "python" and self.text.lstrip().startswith(">>>"):
             return "pycon"
         if self.lang in RUNNABLE:
             return self.lang
-        if "file" in self.d:
-            return "file"
         raise DocError("%s: a ```%s block must say what it is: <!-- test: output -->, file PATH or skip: REASON"
                        % (self.where, self.lang))
 
@@ -440,6 +441,8 @@ class GroupRun:
             target.write_text(self.expand(block.text, block))
 
     def run_file(self, block: Block):
+        if block.lang == "python":
+            compile(block.text, block.where, "exec")    # a module the next blocks import: valid at least
         self.write_file(block)
 
     def run_toml(self, block: Block):

@@ -57,6 +57,7 @@ def traceback_text():
 
 def main():
     replies = os.fdopen(int(sys.argv[1]), "w")
+    sys.path[0] = os.getcwd()        # as for `python` at a prompt, not this file's directory
     main_module = types.ModuleType("__main__")    # what a script's functions are pickled against
     sys.modules["__main__"] = main_module
     namespace = main_module.__dict__
