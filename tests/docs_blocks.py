@@ -13,7 +13,10 @@ The convention (docs/README.md tells writers the same):
                          anything in a line, or any lines when alone on one; runs of spaces match
                          any run of spaces)
   ``any A B``            in that output, A and B stand for any word (ids, pids, ports, times)
-  ``continues``          python: run in the session of the python block before (its names kept)
+  ``continues``          the block goes on with what the blocks before it started: their python
+                         session (its names kept) and background commands. Without it, a python,
+                         sh or console block starts afresh: the session ends, its clusters stop,
+                         background commands are stopped
   ``needs X, Y``         cluster (a local cluster of 4 engines in the default profile, and ``rc``
                          connected to it), repository (run in a fresh copy of the repository),
                          fakes (the fake PBS, LSF, HTCondor and Windows HPC commands on PATH) or
@@ -21,7 +24,7 @@ The convention (docs/README.md tells writers the same):
   ``file PATH``          write the block to PATH (``~`` is the test's home) instead of running it
                          (a toml block is still loaded, a python one compiled)
   ``same as PATH``       the block is exactly the repository's file PATH (an example shown whole)
-  ``background``         console: the commands keep running (stopped when the document ends);
+  ``background``         console: the commands keep running (until a block that does not continue);
                          the lines shown under each must appear in its output
   ``exit N``             sh/console: the last command exits with status N
   ``raises NAME``        python: the block raises exception NAME (its traceback is the output);
@@ -39,6 +42,7 @@ The convention (docs/README.md tells writers the same):
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -367,6 +371,7 @@ class GroupRun:
         self.cluster_up = False
         self.repository: Optional[Path] = None
         self.teardowns: List[tuple] = []
+        self.counter = itertools.count()
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -405,10 +410,7 @@ class GroupRun:
             self.cluster_up = True
 
     def command(self, cmd: str, cwd: Path, where: str, timeout: float, host: str = "") -> tuple:
-        args = ["bash", "-c", cmd]
-        if host in NETNS_HOSTS:
-            args = ["ip", "netns", "exec", host] + args
-        proc = subprocess.Popen(args, env=self.env, cwd=str(cwd), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        proc = subprocess.Popen(on_host(host, ["bash", "-c", cmd]), env=self.env, cwd=str(cwd), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         try:
             out, _ = proc.communicate(timeout=timeout)
@@ -425,7 +427,7 @@ class GroupRun:
         try:
             for block in blocks:
                 if block.kind in ("python", "pycon", "sh", "console") and not block.d.get("continues"):
-                    self.end_session()      # the document's story starts again
+                    self.end_story()
                 if "same" in block.d and (ROOT / block.d["same"]).read_text() != block.text:
                     raise DocError("%s: the block is not the same as %s" % (block.where, block.d["same"]))
                 if "cluster" in block.needs:
@@ -490,10 +492,15 @@ class GroupRun:
             self.check_prompts(block, reply["outputs"])
         self.last = (block, reply["stdout"] + reply["error"])
 
-    def end_session(self):
+    def end_story(self):
+        """A runnable block that does not continue the one before starts the story again: the
+        python session ends (its clusters stop) and background commands are stopped."""
         if self.session is not None:
             self.session.close()
             self.session = None
+        for bg in self.background:
+            bg.stop()
+        self.background = []
 
     def call(self, block: Block, code: str, what: str):
         reply = self.session.run(self.expand(code, block), block.doc + " (" + what + ")", 1)
@@ -535,10 +542,8 @@ class GroupRun:
             cmd = self.expand(cmd, block)
             host = self.expand("[%s]" % host, block)[1:-1] if host else ""
             if block.d.get("background"):
-                args = ["bash", "-c", "exec " + cmd]
-                if host in NETNS_HOSTS:
-                    args = ["ip", "netns", "exec", host] + args
-                bg = Background(args, self.env, self.cwd(block), self.tmp / ("background-%d.out" % len(self.background)))
+                bg = Background(on_host(host, ["bash", "-c", "exec " + cmd]), self.env, self.cwd(block),
+                                self.tmp / ("background-%d.out" % next(self.counter)))
                 self.background.append(bg)
                 if shown:
                     self.wait_for_output(block, bg, shown, timeout)
@@ -570,7 +575,7 @@ class GroupRun:
     def close(self):
         """Stop what the blocks started: sessions, clusters of every profile, background
         commands; then fail if any process of this home is left."""
-        self.end_session()
+        self.end_story()
         for block, teardown in self.teardowns:
             self.command(teardown, self.cwd(block), block.where + " (teardown)", DEFAULT_TIMEOUT)
         profiles = self.home / ".minipar"
@@ -578,8 +583,6 @@ class GroupRun:
             if list((profile / "security").glob("cluster-*.json")):
                 self.command("python -m minipar.cluster stop --all --profile-dir %s" % shlex.quote(str(profile)),
                              self.home, "cleanup", 120)
-        for bg in self.background:
-            bg.stop()
         ours = set(processes_of(self.home))
         for pid_file in profiles.glob("profile_*/pid/controller*.pid"):   # controllers started by hand
             try:
@@ -595,6 +598,14 @@ class GroupRun:
         if left:
             raise DocError("processes of the documents' home still ran after cleanup (killed):\n%s"
                            % "\n".join(said))
+
+
+def on_host(host: str, args: list) -> list:
+    """args run on a host of the test bed: a network namespace, with its host name (as its sshd
+    gives it) in a UTS namespace of its own; any other host is this one."""
+    if host not in NETNS_HOSTS:
+        return args
+    return ["ip", "netns", "exec", host, "unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', host] + args
 
 
 def split_console(text: str) -> list:
