@@ -18,7 +18,7 @@ The convention (docs/README.md tells writers the same):
                          sh or console block starts afresh: the session ends, its clusters stop,
                          background commands are stopped
   ``needs X, Y``         cluster (a local cluster of 4 engines in the default profile, and ``rc``
-                         connected to it), repository (run in a fresh copy of the repository),
+                         connected to it; kept for the next block if that needs it too), repository (run in a fresh copy of the repository),
                          fakes (the fake PBS, LSF, HTCondor and Windows HPC commands on PATH) or
                          a service of the test bed: sshd, mpi, slurm, sge, netns
   ``file PATH``          write the block to PATH (``~`` is the test's home) instead of running it
@@ -427,7 +427,7 @@ class GroupRun:
         try:
             for block in blocks:
                 if block.kind in ("python", "pycon", "sh", "console") and not block.d.get("continues"):
-                    self.end_story()
+                    self.end_story(keep_cluster="cluster" in block.needs)
                 if "same" in block.d and (ROOT / block.d["same"]).read_text() != block.text:
                     raise DocError("%s: the block is not the same as %s" % (block.where, block.d["same"]))
                 if "cluster" in block.needs:
@@ -492,15 +492,19 @@ class GroupRun:
             self.check_prompts(block, reply["outputs"])
         self.last = (block, reply["stdout"] + reply["error"])
 
-    def end_story(self):
+    def end_story(self, keep_cluster=False):
         """A runnable block that does not continue the one before starts the story again: the
-        python session ends (its clusters stop) and background commands are stopped."""
+        python session ends (its clusters stop) and background commands are stopped. The shared
+        cluster stays for a story that needs it too, so consecutive ones share it."""
         if self.session is not None:
             self.session.close()
             self.session = None
         for bg in self.background:
             bg.stop()
         self.background = []
+        if self.cluster_up and not keep_cluster:
+            self.command("python -m minipar.cluster stop", self.home, "stopping the shared cluster", 120)
+            self.cluster_up = False
 
     def call(self, block: Block, code: str, what: str):
         reply = self.session.run(self.expand(code, block), block.doc + " (" + what + ")", 1)
