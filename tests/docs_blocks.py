@@ -180,7 +180,8 @@ def parse_document(doc: str, text: Optional[str] = None) -> List[Block]:
         indent, fence, lang = m.groups()
         start = i + 1
         j = start
-        while j < len(lines) and not (lines[j].strip() == fence and lines[j].startswith(indent)):
+        closing = re.compile(r"^ {0,%d}%s+[ \t]*$" % (len(indent) + 3, re.escape(fence[0]) * len(fence)))
+        while j < len(lines) and not closing.match(lines[j]):    # an indented fence inside is text
             j += 1
         if j == len(lines):
             raise DocError("%s:%d: the block never ends" % (doc, i + 1))
@@ -240,6 +241,15 @@ def groups(blocks: List[Block]) -> Dict[frozenset, List[Block]]:
 
 def group_id(doc: str, key: frozenset) -> str:
     return "%s[%s]" % (doc, "+".join(sorted(key)) or "local")
+
+
+def heading_anchors(text: str) -> set:
+    """The anchors GitHub makes of a Markdown text's headings: lower case, punctuation but
+    hyphens dropped, spaces made hyphens."""
+    anchors = set()
+    for heading in re.findall(r"^#+ (.+)$", re.sub(r"(?ms)^```.*?^```", "", text), re.M):
+        anchors.add(re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-"))
+    return anchors
 
 
 # ----------------------------------------------------------------------------- matching output
