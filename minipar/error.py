@@ -4,8 +4,10 @@ The tree is ipyparallel's (9.2): ``IPythonError`` (minipar calls it MiniparError
 ``KernelError`` > the task errors (EngineError, TaskAborted, TaskTimeout, the dependency
 family: UnmetDependency > ImpossibleDependency > DependencyTimeout, InvalidDependency)
 and RemoteError > CompositeError, so ``except`` clauses written for ipyparallel catch
-the same things here. minipar's own errors (connection files, protocol, serialization)
-hang off MiniparError. An error the controller reports for a task (EngineError,
+the same things here. minipar's own errors hang off MiniparError in families:
+SetupError (profiles, settings, connection files, keys), ProtocolError (messages that
+cannot be trusted; ProtocolMismatch) and SerializationError, StartError (a controller,
+engine or tunnel that cannot start), ClusterError (clusters, launchers, batch jobs). An error the controller reports for a task (EngineError,
 TaskTimeout, the dependency errors, TaskAborted) arrives as a RemoteError that is also
 that class (remote_error_class), so it is caught by either name.
 
@@ -50,17 +52,101 @@ class NoEnginesRegistered(KernelError):
     """Raised when work is submitted to a view but no engine is registered."""
 
 
-class ProtocolMismatch(MiniparError):
-    """Raised when the controller refuses a peer speaking another protocol version."""
+# -- setup: profiles, configuration, connection files, keys ------------------------------
 
 
-class ConnectionFileError(MiniparError, OSError):
+class SetupError(MiniparError):
+    """Base of the errors about what a process is given before it starts: a profile, a
+    setting, a connection file, a key."""
+
+
+class ProfileError(SetupError):
+    """Raised when a profile can't be named, found or created; says how to create it."""
+
+
+class ConnectionFileError(SetupError, OSError):
     """Raised when a connection file is missing or unreadable; an OSError, as ipyparallel's
     Client raises, so ``except OSError`` around ``Client()`` keeps working."""
 
 
-class CurveError(MiniparError):
+class CurveError(SetupError):
     """Raised when encryption (CurveZMQ) is asked for and libzmq lacks it, or a stored key is unusable."""
+
+
+class ConfigError(SetupError):
+    """Raised for a bad setting (in minipar.toml, on a command line, in keyword arguments); names
+    where it came from and the key, so it can be fixed."""
+
+    def __init__(self, source: str, key, problem: str):
+        self.source = source
+        self.key = key
+        """``section.key``, or None when the problem is the whole source (an unreadable file)."""
+        self.problem = problem
+        where = "%s: %s" % (source, key) if key else source
+        super().__init__("%s: %s" % (where, problem))
+
+    def __reduce__(self):
+        return (type(self), (self.source, self.key, self.problem))
+
+
+# -- the wire: messages and payloads ---------------------------------------------------------
+
+
+class ProtocolError(MiniparError):
+    """Raised when a received message is unsigned, badly signed, replayed or malformed."""
+
+
+class ProtocolMismatch(ProtocolError):
+    """Raised when the controller refuses a peer speaking another protocol version."""
+
+
+class SerializationError(MiniparError):
+    """Raised when a payload cannot be pickled here or unpickled there."""
+
+
+# -- starting processes ------------------------------------------------------------------------
+
+
+class StartError(MiniparError):
+    """Base of the errors that keep a controller, an engine or a tunnel from starting."""
+
+
+class ControllerStartError(StartError):
+    """Raised when the controller cannot start: its ports, its files, its settings."""
+
+
+class EngineStartError(StartError):
+    """Raised when an engine cannot register with its controller; ``exit_code`` is the
+    engine process's."""
+
+    exit_code = 1
+
+
+class ControllerLost(EngineStartError):
+    """The controller's heartbeats stopped before it answered the registration."""
+
+    exit_code = 3
+
+
+class StoppedWhileRegistering(EngineStartError):
+    """SIGTERM arrived before the controller answered: a plain stop, not a failure."""
+
+    exit_code = 0
+
+
+class MPIStartError(EngineStartError):
+    """Raised when engine.mpi asks for MPI and it cannot be initialised."""
+
+
+class InitScriptFailed(MPIStartError):
+    """The MPI init script raised; the engine logs its traceback, since the bug is in that file."""
+
+
+class TunnelError(StartError):
+    """Raised when an ssh tunnel could not be opened."""
+
+
+# -- clusters, launchers and batch jobs ------------------------------------------------------
 
 
 class ClusterError(MiniparError):
@@ -68,12 +154,25 @@ class ClusterError(MiniparError):
     together (an engine pool that needs more jobs than cluster.max_jobs allows)."""
 
 
-class JobQueryError(MiniparError):
+class LauncherError(ClusterError):
+    """Raised when a launcher cannot start, find or stop its processes or jobs."""
+
+
+class CannotSignal(LauncherError):
+    """Raised by ``signal()`` when the launcher has no way to deliver a signal to its
+    engines (a batch system without one, mpiexec that would kill the job instead); the
+    Cluster then asks the controller to have the engines signal themselves."""
+
+
+class TemplateError(LauncherError):
+    """Raised when a batch template cannot be rendered; says which field and why."""
+
+
+class JobQueryError(ClusterError):
     """Raised when a batch system's command cannot tell about a job (its end time, its state)."""
 
 
-class SerializationError(MiniparError):
-    """Raised when a payload cannot be pickled here or unpickled there."""
+# -- tasks (ipyparallel's tree) ------------------------------------------------------------
 
 
 class EngineError(KernelError):

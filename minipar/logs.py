@@ -38,15 +38,6 @@ def setup_logging(role: str, level: str = "INFO", logfile=None) -> logging.Logge
     return root
 
 
-def add_log_to_file_args(parser, key: str) -> None:
-    """--log-to-file / --no-log-to-file, as ipyparallel's flag; None when neither is given."""
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--log-to-file", dest="log_to_file", action="store_true", default=None,
-                       help="also log to a file in the profile's log/ dir (%s = true)" % key)
-    group.add_argument("--no-log-to-file", dest="log_to_file", action="store_false", default=None,
-                       help="log to stderr only (%s = false)" % key)
-
-
 def level_number(level) -> int:
     if isinstance(level, int):
         return level

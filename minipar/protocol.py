@@ -60,10 +60,10 @@ abort_request              C→H→E     ``{msg_ids | null, targets}``: tasks no
                                      ``{status, aborted_in_hub}``
 clear_request              C→H→E     ``{targets}``: the engines' namespaces are reset; clear_reply
                                      ``{status, engines}``
-signal_request             C→H→E     ``{signal}``, delivered to each engine's output thread
+signal_request             C→H→E     ``{signal}``, delivered to each engine's side channel
                                      (identity ``<uuid>:out``), free while a task runs;
                                      signal_reply ``{status, engines}``
-steal_request              H→E       ``{msg_ids, thief}`` to the engine's output thread: give
+steal_request              H→E       ``{msg_ids, thief}`` to the engine's side channel: give
                                      back those of these prefetched tasks not yet started
 steal_reply                E→H       ``{msg_ids}``: the tasks given back, removed from the
                                      engine's queue (never run there); parent is the request
@@ -135,7 +135,6 @@ import hmac
 import itertools
 import json
 import json.scanner
-import os
 import re
 import sys
 import time
@@ -143,6 +142,7 @@ import uuid
 
 import zmq
 
+from .error import ProtocolError
 from .replay import ReplayGuard
 
 PROTOCOL_VERSION = "1"
@@ -188,9 +188,6 @@ def python_version() -> str:
 def new_key() -> str:
     return str(uuid.uuid4())
 
-
-class ProtocolError(Exception):
-    """Raised when a received message is unsigned, badly signed, replayed or malformed."""
 
 
 class Message:
@@ -272,7 +269,6 @@ class Session:
         self._header_format = ('{"msg_id":"%s%%s","msg_type":"%%s","session":"%s","date":%%r}' % (self._prefix, self.id)
                                if json_bytes(self.id) == b'"%s"' % self.bid else None)
         self._replays = ReplayGuard(REPLAY_HISTORY)
-        self.rejected = 0
 
     # -- signing -------------------------------------------------------------------------
 
@@ -463,5 +459,3 @@ def frame_bytes(frame) -> bytes:
     return frame if isinstance(frame, bytes) else frame.bytes
 
 
-def default_identity() -> bytes:
-    return ("%s-%d" % (uuid.uuid4().hex[:12], os.getpid())).encode("ascii")

@@ -6,14 +6,11 @@ import socket
 import subprocess
 import time
 
-from .error import MiniparError
+from .error import TunnelError
 
 TUNNEL_TIMEOUT = 20.0
 """Seconds for ssh to log in and open its forwards; logins through a bastion are slow."""
 
-
-class TunnelError(MiniparError):
-    """Raised when an ssh tunnel could not be opened."""
 
 
 def free_local_port() -> int:

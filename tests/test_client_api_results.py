@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import io
-import os
 import threading
 import time
 from datetime import datetime

@@ -1,6 +1,7 @@
 """minipar.config (TOML profiles) and minipar.profile (profile directories)."""
 from __future__ import annotations
 
+import argparse
 import os
 import pickle
 import re
@@ -10,10 +11,14 @@ from typing import Dict, List
 
 import pytest
 
-from minipar import config
+from minipar.config import schema
 from minipar.config import (
     Config,
     ConfigError,
+    Flag,
+    add_flags,
+    flag_keys,
+    flag_overrides,
     load_config,
     option,
     render_profile,
@@ -34,10 +39,10 @@ from minipar.profile import (
 @pytest.fixture
 def registry():
     """Lets a test declare sections without leaking them into other tests."""
-    saved = dict(config._SECTIONS)
+    saved = dict(schema.REGISTRY)
     yield
-    config._SECTIONS.clear()
-    config._SECTIONS.update(saved)
+    schema.REGISTRY.clear()
+    schema.REGISTRY.update(saved)
 
 
 def write_profile(tmp_path: Path, text: str) -> Path:
@@ -553,6 +558,15 @@ def test_rendered_profile_lists_every_key_with_help():
     assert lines.index("[engine]") < lines.index("# registration_timeout = 20.0") < lines.index("[db.sqlite]")
 
 
+GOLDEN_PROFILE = Path(__file__).parent / "golden" / "minipar.toml"
+
+
+def test_rendered_profile_is_the_golden_copy():
+    """The file users get from `profile create`, byte for byte: a change to a section, a help
+    text or a default shows here, to be made on purpose (then copy render_profile() over it)."""
+    assert render_profile() == GOLDEN_PROFILE.read_text(encoding="utf-8")
+
+
 def test_render_and_load_tricky_values(tmp_path, registry):
     @section("tricky")
     class Tricky:
@@ -640,7 +654,7 @@ def test_declaration_errors(registry):
         class Clash:
             x: int = option(1, "X.")
 
-    with pytest.raises(ValueError, match=r"section \[engine\] is already declared by minipar.config.EngineConfig"):
+    with pytest.raises(ValueError, match=r"section \[engine\] is already declared by minipar.config.builtin_sections.EngineConfig"):
         @section("engine")
         class Again:
             x: int = option(1, "X.")
@@ -673,6 +687,123 @@ def test_typing_and_builtin_annotations_agree(registry):
         with pytest.raises(ConfigError, match="expected a list of integers"):
             load_config(overrides={key: "x"})
     assert load_config(overrides={"ann.c": "{a = 1}", "ann.d": "{b = 'x'}"}).ann.c == {"a": 1}
+
+
+# ---------------------------------------------------------------- short flags
+
+
+def option_strings(parser) -> set:
+    return {name for action in parser._actions for name in action.option_strings}
+
+
+def subparser(parser, command):
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+
+
+def test_programs_offer_the_flags_they_always_had():
+    from minipar.cluster.__main__ import build_parser as cluster_parser
+    from minipar.controller.__main__ import build_parser as controller_parser
+    from minipar.doctor.__main__ import build_parser as doctor_parser
+    from minipar.engine.__main__ import build_parser as engine_parser
+
+    assert option_strings(controller_parser()) == {
+        "-h", "--help", "--profile", "--profile-dir", "--cluster-id", "--ip", "--location", "--reuse", "--nodb",
+        "--db", "--enginessh", "--ssh", "--log-level", "--log-to-file", "--no-log-to-file"}
+    assert option_strings(engine_parser()) == {
+        "-h", "--help", "--file", "--profile", "--profile-dir", "--cluster-id", "--ssh", "--work-dir",
+        "--startup-script", "--startup-command", "--log-level", "--id", "--tags", "--end-time", "--drain-before",
+        "--log-to-file", "--no-log-to-file"}
+    assert option_strings(doctor_parser()) == {
+        "-h", "--help", "--file", "--profile", "--profile-dir", "--cluster-id", "--ssh", "--timeout", "--submit",
+        "--submit-timeout"}
+    start = {"-h", "--help", "--profile", "--profile-dir", "--cluster-id", "-n", "--n", "--engines", "--controller",
+             "--ip", "--location", "--reuse", "--jobs", "--keep-engines", "--engine-args"}
+    parser = cluster_parser()
+    assert option_strings(subparser(parser, "start")) == start | {"--daemonize", "--log-level", "--log-to-file",
+                                                                  "--no-log-to-file"}
+    assert option_strings(subparser(parser, "render")) == start | {"--log-level"}
+    assert option_strings(subparser(parser, "stop")) == {
+        "-h", "--help", "--profile", "--profile-dir", "--cluster-id", "--all", "--log-to-file", "--no-log-to-file"}
+
+
+def test_flags_are_read_back_as_the_settings_they_stand_for():
+    from minipar.controller.__main__ import FLAGS, build_parser
+
+    parser = build_parser()
+    assert flag_overrides(parser.parse_args([]), FLAGS) == {}
+    args = parser.parse_args(["--ip", "*", "--reuse", "--db", "sqlite", "--nodb", "--enginessh", "u@h",
+                              "--no-log-to-file", "--cluster-id", "c"])
+    assert flag_overrides(args, FLAGS) == {
+        "controller.ip": "*", "controller.reuse": True, "controller.db": "nodb",
+        "controller.engine_ssh_server": "u@h", "controller.log_to_file": False, "controller.cluster_id": "c"}
+    assert flag_overrides(parser.parse_args(["--nodb", "--db", "sqlite"]), FLAGS) == {"controller.db": "nodb"}
+
+
+def test_flag_values_are_typed_as_their_settings():
+    from minipar.engine.__main__ import FLAGS, build_parser
+
+    parser = build_parser()
+    overrides = flag_overrides(parser.parse_args(["--id", "3", "--drain-before", "2.5", "--tags", "a,b",
+                                                  "--work-dir", "/w", "--log-to-file"]), FLAGS)
+    assert overrides == {"engine.id": 3, "engine.drain_before": 2.5, "engine.tags": "a,b", "engine.work_dir": "/w",
+                         "engine.log_to_file": True}
+    cfg = load_config(overrides=overrides).engine
+    assert (cfg.id, cfg.drain_before, cfg.tags, cfg.log_to_file) == (3, 2.5, ["a", "b"], True)
+    for argv in (["--id", "x"], ["--drain-before", "soon"], ["--log-to-file", "--no-log-to-file"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(argv)
+
+
+def test_flag_keys_follow_the_declaration():
+    assert flag_keys("controller") == [
+        "controller.ip", "controller.location", "controller.reuse", "controller.db", "controller.ssh_server",
+        "controller.engine_ssh_server", "controller.cluster_id", "controller.log_level", "controller.log_to_file"]
+    assert flag_keys("db.sqlite") == []
+
+
+def test_a_declared_flag_with_metavar_type_and_a_program_s_own_help(registry):
+    @section("site")
+    class Site:
+        nodes: int = option(1, "Nodes to ask for.", flag=Flag("-N", "--nodes", metavar="COUNT", help="how many nodes"))
+        exclusive: bool = option(False, "Whole nodes.", flag=Flag("--exclusive", help="whole nodes",
+                                                                   negative_help="share nodes"))
+        plain: str = option("", "No flag.")
+
+    parser = argparse.ArgumentParser(prog="p")
+    add_flags(parser, flag_keys("site"), help={"--nodes": "nodes for this run", "--no-exclusive": "share them"})
+    text = parser.format_help()
+    assert "-N COUNT, --nodes COUNT" in text and "nodes for this run" in text and "how many nodes" not in text
+    assert "[--exclusive | --no-exclusive]" in " ".join(text.split()) and "share them" in text
+    assert flag_overrides(parser.parse_args(["-N", "4", "--no-exclusive"]), flag_keys("site")) == {
+        "site.nodes": 4, "site.exclusive": False}
+
+
+def test_flag_declaration_errors(registry):
+    with pytest.raises(ValueError, match="flag names start with '-'"):
+        Flag("ip", help="x")
+    with pytest.raises(TypeError, match="bad.x: --x: only a bool setting has a --no- flag"):
+        @section("bad")
+        class Negated:
+            x: int = option(1, "X.", flag=Flag("--x", help="x", negative_help="not x"))
+    with pytest.raises(TypeError, match="bad.x: --none: bad const: expected an integer"):
+        @section("bad")
+        class BadConst:
+            x: int = option(1, "X.", flag=Flag("--none", help="none", const="none"))
+    with pytest.raises(TypeError, match="bad.x: --mode: bad const: expected one of 'a', 'b'"):
+        @section("bad")
+        class BadChoice:
+            x: str = option("a", "X.", choices=("a", "b"), flag=Flag("--mode", help="m", const="c"))
+    with pytest.raises(ValueError, match="bad.y: flag --x clashes with bad.x's"):
+        @section("bad")
+        class Twice:
+            x: int = option(1, "X.", flag=Flag("--x", help="x"))
+            y: int = option(1, "Y.", flag=Flag("--x", help="y"))
+    with pytest.raises(ValueError, match="bad.y: flag a_b clashes with bad.x's"):
+        @section("bad")
+        class SameDest:
+            x: int = option(1, "X.", flag=Flag("--a-b", help="x"))
+            y: int = option(1, "Y.", flag=Flag("--a_b", help="y"))
+    assert "bad" not in sections()
 
 
 # ------------------------------------------------------------------ profiles

@@ -11,7 +11,8 @@ import pytest
 
 from conftest import pid_gone, wait_for
 from minipar.controller.hub import EngineState, grant_engine_id
-from minipar.engine.mpi import MPIStartError, run_init_script
+from minipar.engine.mpi import run_init_script
+from minipar.error import MPIStartError
 
 
 def registered(rc, n):

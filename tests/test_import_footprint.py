@@ -54,10 +54,10 @@ def test_client_loads_neither_cluster_nor_config_nor_asyncio():
 def test_every_public_name_resolves_and_is_listed():
     found = run("""
 import json, minipar
-import minipar.error, minipar.client.remote, minipar.cluster.cluster
+import minipar.error, minipar.dependency, minipar.cluster.cluster
 names = {n: getattr(minipar, n) for n in minipar.__all__}
 same = {"Cluster": names["Cluster"] is minipar.cluster.cluster.Cluster,
-        "depend": names["depend"] is minipar.client.remote.depend,
+        "depend": names["depend"] is minipar.dependency.depend,
         "RemoteError": names["RemoteError"] is minipar.error.RemoteError}
 ns = {}
 exec("from minipar import *", ns)

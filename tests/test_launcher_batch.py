@@ -22,8 +22,9 @@ from batch_systems import (CANCEL, SUBMIT, engine_facts, job_listed, jobs_named,
                            system)  # noqa: F401 - system is a fixture
 from conftest import FAST_HEARTBEAT, ROOT, announce_then_sleep, pid_gone, wait_for
 from minipar.cluster.cluster import ClusterError
-from minipar.cluster.launchers import LauncherError, batch
-from minipar.cluster.launchers.template import BatchTemplate, TemplateError
+from minipar.cluster.launchers import batch
+from minipar.error import LauncherError, TemplateError
+from minipar.cluster.launchers.template import BatchTemplate
 from fakes.batch import fake_batch_env, stop_all_jobs
 
 

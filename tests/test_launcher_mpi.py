@@ -20,7 +20,7 @@ import pytest
 import minipar
 from conftest import ROOT, pid_gone, wait_for
 from minipar.cluster.cluster import ClusterError
-from minipar.cluster.launchers import CannotSignal, LauncherError
+from minipar.error import CannotSignal, LauncherError
 from minipar.cluster.launchers.mpi import MPIEngineSetLauncher, job_pids
 from test_services import mpi, read_env  # noqa: F401 - mpi is a fixture
 

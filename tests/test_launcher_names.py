@@ -9,7 +9,8 @@ import pytest
 
 from conftest import ROOT
 from minipar.cluster.launchers import CONTROLLER_LAUNCHERS, ENGINE_LAUNCHERS, launcher_class
-from minipar.cluster.launchers.template import BatchTemplate, TemplateError
+from minipar.cluster.launchers.template import BatchTemplate
+from minipar.error import TemplateError
 from minipar.config import ConfigError
 
 SPELLINGS = [

@@ -21,7 +21,7 @@ import pytest
 
 import minipar
 from conftest import ROOT, pid_gone, wait_for
-from minipar.cluster.launchers.base import LauncherError
+from minipar.error import LauncherError
 from minipar.cluster.launchers.ssh import SSHEngineSetLauncher, same_file
 from minipar.config import ConfigError
 from services import sshd  # noqa: F401 - the fixture

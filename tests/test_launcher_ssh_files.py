@@ -63,7 +63,7 @@ def test_files_to_send_are_the_connection_file_unless_the_profile_sets_them(bed)
                          "to_send": [], "configured": ["to_send"]}
     launcher = SSHEngineSetLauncher(bed.profile_dir, "x", settings=launcher_settings)
     assert launcher.files_to_send() == {"localhost": ([], [])}
-    launcher_settings["configured"] = []
+    launcher = SSHEngineSetLauncher(bed.profile_dir, "x", settings=dict(launcher_settings, configured=[]))
     (bed.profile_dir / "security").mkdir(exist_ok=True)
     (bed.profile_dir / "security" / "controller-x-engine.json").write_text("{}")
     assert launcher.files_to_send() == {"localhost": (

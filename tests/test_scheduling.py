@@ -9,7 +9,7 @@ import pytest
 
 import minipar
 from conftest import announce_then_sleep, print_pid_then_sleep, start_cluster, wait_for
-from minipar.client.remote import Dependency
+from minipar.dependency import Dependency
 
 
 def slow(seconds, value=None):

@@ -17,7 +17,7 @@ from IPython.core import magic_arguments
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics
 
-from .remote import _execute_cell
+from ..engine_calls import _execute_cell
 
 NO_LAST_RESULT = "%pxresult recalls the last %px result, and there is none yet"
 

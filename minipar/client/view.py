@@ -17,7 +17,9 @@ from .. import serialize
 from ..serialize import pack_apply_message
 from .asyncresult import AsyncMapResult, AsyncResult, _timeout
 from .map import cut, partition
-from .remote import Dependency, _import, _map_chunk, _pull, _push, msg_ids, parallel, remote
+from ..dependency import Dependency, msg_ids
+from ..engine_calls import _import, _map_chunk, _pull, _push
+from .remotefunction import parallel, remote
 
 
 FANOUT_BYTES = 1 << 20

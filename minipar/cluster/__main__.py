@@ -14,12 +14,12 @@ import time
 from pathlib import Path
 
 from ..commands import both_forms, program_name
-from ..config import ConfigError, load_config, split_overrides
+from ..config import ConfigError, add_flags, flag_overrides, load_config, split_overrides
 from ..connection import connection_file_path
-from ..error import MiniparError
-from ..logs import add_log_to_file_args, setup_logging
+from ..error import MiniparError, ProfileError
+from ..logs import setup_logging
 from ..pidfile import same_process, start_time
-from ..profile import ProfileError, locate_profile_dir, minipar_dir
+from ..profile import locate_profile_dir, minipar_dir
 from .cluster import SUBMISSION_WAIT, Cluster, ClusterError, split_by_owner, state_file_path
 from .statelock import state_file_lock
 from .launchers.base import child_env, tail
@@ -28,11 +28,23 @@ PROG = program_name("cluster")
 log = logging.getLogger("minipar.cluster")
 
 
+PROGRAM_FLAGS = ("cluster.log_level", "cluster.log_to_file")
+"""How this command itself logs (--log-level, --log-to-file): start and engines take both, stop
+--log-to-file only, render --log-level only (for the programs in its scripts)."""
+
+START_FLAGS = ("cluster.n", "cluster.engines", "cluster.controller", "cluster.controller_ip",
+               "cluster.controller_location", "controller.reuse")
+"""What start and render take: the flags of these settings, read as Cluster() arguments."""
+
+POOL_FLAGS = ("cluster.jobs", "cluster.keep_engines")
+
+REUSE_HELP = ("the controller reuses the ports and key of the existing connection files (and keeps them when it "
+              "stops)")
+
+
 def add_program_args(p, log_level=True):
     """Flags every subcommand that starts or stops processes takes."""
-    if log_level:
-        p.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
-    add_log_to_file_args(p, "cluster.log_to_file")
+    add_flags(p, PROGRAM_FLAGS if log_level else ["cluster.log_to_file"])
 
 
 def add_engine_args(p):
@@ -42,24 +54,12 @@ def add_engine_args(p):
 
 
 def add_pool_args(p):
-    p.add_argument("--jobs", type=int, metavar="N",
-                   help="split the engines into N engine sets, one batch job each (default: [cluster] jobs)")
-    p.add_argument("--keep-engines", action="store_true", default=None,
-                   help="while the cluster runs, replace an engine job that ends or drains ([cluster] "
-                        "keep_engines); this command (with --daemonize: a copy of it in the background) "
-                        "stays to do it")
+    add_flags(p, POOL_FLAGS)
 
 
 def add_start_args(p):
     """What start and render take: render prints the scripts start would submit."""
-    p.add_argument("-n", "--n", type=int, help="number of engines (default: [cluster] n, or one per core)")
-    p.add_argument("--engines", help="engine launcher: local, mpi, ssh, sshproxy, pbs, sge, lsf, slurm, htcondor or pkg.mod.Class")
-    p.add_argument("--controller", help="controller launcher: local, mpi, ssh, pbs, sge, lsf, slurm, htcondor or pkg.mod.Class")
-    p.add_argument("--ip", help="interface the controller listens on ('*' = all)")
-    p.add_argument("--location", help="address written into the connection files")
-    p.add_argument("--reuse", action="store_true", default=None,
-                   help="the controller reuses the ports and key of the existing connection files "
-                        "(and keeps them when it stops)")
+    add_flags(p, START_FLAGS, help={"--reuse": REUSE_HELP})
     add_pool_args(p)
     add_engine_args(p)
 
@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "host.")
     add_profile_args(eng)
     eng.add_argument("-n", "--n", type=int, default=1, help="how many engines to add (default 1)")
-    eng.add_argument("--engines", help="engine launcher (default: [cluster] engines)")
+    add_flags(eng, ["cluster.engines"], help={"--engines": "engine launcher (default: [cluster] engines)"})
     eng.add_argument("--tags", default="", metavar="TAG[,TAG...]",
                      help="labels the engines register with: rc.load_balanced_view(tags=[...]) picks them")
     add_pool_args(eng)
@@ -131,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
                                         "differs from the one start draws.")
     add_profile_args(render)
     add_start_args(render)
-    render.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (the programs' --log-level in the scripts)")
+    add_flags(render, ["cluster.log_level"],
+              help={"--log-level": "DEBUG, INFO, WARNING or ERROR (the programs' --log-level in the scripts)"})
     return p
 
 
@@ -158,8 +159,7 @@ def main(argv=None) -> int:
         print("%s: error: %s" % (PROG, e), file=sys.stderr)
         return 2
     args = build_parser().parse_args(rest)
-    if getattr(args, "reuse", None):
-        overrides["controller.reuse"] = True
+    overrides.update(flag_overrides(args, ["controller.reuse"]))
     args.argv = argv
     setup_logging("Cluster", getattr(args, "log_level", None) or "INFO")
     try:
@@ -176,9 +176,7 @@ def main(argv=None) -> int:
 def program_config(args, overrides: dict, create: bool):
     """The profile dir and its settings with the command line's, checked before anything starts."""
     pdir = locate_profile_dir(args.profile, args.profile_dir, create=create)
-    flags = {"cluster.log_level": getattr(args, "log_level", None),
-             "cluster.log_to_file": getattr(args, "log_to_file", None)}
-    return pdir, load_config(pdir, dict(overrides, **{k: v for k, v in flags.items() if v is not None}))
+    return pdir, load_config(pdir, dict(overrides, **flag_overrides(args, PROGRAM_FLAGS)))
 
 
 def start_logging(args, overrides: dict) -> None:

@@ -47,13 +47,13 @@ from pathlib import Path
 
 from ..config import ConfigError, load_config, override_arg, split_overrides
 from ..connection import connection_file_path
-from ..error import ClusterError, JobQueryError, MiniparError, TimeoutError
+from ..error import CannotSignal, ClusterError, JobQueryError, MiniparError, TimeoutError
 from ..jobs import job_end_time
 from ..pidfile import same_process
 from ..profile import locate_profile_dir
 from . import pool
 from .launchers import import_launcher, launcher_class, launcher_settings
-from .launchers.base import CannotSignal, ControllerLauncher, EngineSetLauncher, tail
+from .launchers.base import ControllerLauncher, EngineSetLauncher, tail
 from .launchers.batch import COMMAND_TIMEOUT, DONE, FIND_BY_NAME_TIMEOUT, RUNNING, BatchLauncher, JobPoller
 from .statelock import lock_path, state_file_lock
 

@@ -8,14 +8,15 @@ import signal
 import sys
 
 from ..commands import both_forms, program_name
-from ..config import ConfigError, flag_overrides, load_config, split_overrides
+from ..config import ConfigError, add_flags, flag_keys, flag_overrides, load_config, split_overrides
 from .. import curve
 from ..connection import remove_connection_files
-from ..logs import add_log_to_file_args, setup_logging
+from ..logs import setup_logging
 from ..pidfile import pid_alive, read_pid, remove_pid, write_pid
-from ..profile import ProfileError, locate_profile_dir
+from ..profile import locate_profile_dir
 from .db import db_class, open_db
-from .hub import Hub, HubError
+from ..error import ControllerStartError, ProfileError
+from .hub import Hub
 
 PROG = program_name("controller")
 
@@ -52,35 +53,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--profile", help="profile name (default: 'default')")
     p.add_argument("--profile-dir", help="profile directory (overrides --profile)")
-    p.add_argument("--cluster-id", help="tell apart several controllers in one profile")
-    p.add_argument("--ip", help="interface to listen on (default 127.0.0.1; '*' = all)")
-    p.add_argument("--location", help="host or IP written into the connection files")
-    p.add_argument("--reuse", action="store_true", default=None,
-                   help="reuse the ports and key of the existing connection files")
-    p.add_argument("--nodb", action="store_true", help="keep no task records (db = 'nodb')")
-    p.add_argument("--db", help="task database: dict, nodb, sqlite, mongodb or pkg.mod.Class")
-    p.add_argument("--enginessh", metavar="USER@HOST", help="ssh server engines tunnel through")
-    p.add_argument("--ssh", metavar="USER@HOST", help="ssh server clients tunnel through")
-    p.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
-    add_log_to_file_args(p, "controller.log_to_file")
+    add_flags(p, FLAGS)
     return p
 
 
-FLAG_KEYS = {
-    "cluster_id": "controller.cluster_id", "ip": "controller.ip", "location": "controller.location",
-    "reuse": "controller.reuse", "db": "controller.db", "enginessh": "controller.engine_ssh_server",
-    "ssh": "controller.ssh_server", "log_level": "controller.log_level",
-    "log_to_file": "controller.log_to_file",
-}
+FLAGS = flag_keys("controller")
+"""The settings with a short flag (--ip, --reuse, --nodb...), as [controller] declares them."""
 
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     rest, overrides = split_overrides(argv)
     args = build_parser().parse_args(rest)
-    overrides.update(flag_overrides(args, FLAG_KEYS))
-    if args.nodb:
-        overrides["controller.db"] = "nodb"
+    overrides.update(flag_overrides(args, FLAGS))
     try:
         profile_dir = locate_profile_dir(args.profile, args.profile_dir, create=True)
         config = load_config(profile_dir, overrides)
@@ -103,7 +88,7 @@ def main(argv=None) -> int:
         db_class(cfg.db, config.source_of("controller.db"))
         hub = Hub(cfg, profile_dir, lambda session: open_db(config, session=session, profile_dir=profile_dir))
         hub.bind()
-    except (ConfigError, HubError, OSError) as e:
+    except (ConfigError, ControllerStartError, OSError) as e:
         log.error("%s", e)
         return 1
 

@@ -21,7 +21,7 @@ forwarded at once to that engine, whose socket keeps them in order; a load-balan
 goes to the :class:`~.scheduler.Scheduler`, pure policy that returns decisions (assign a
 task to an engine, steal prefetched tasks for an idle engine, fail a task that can never
 run), which :meth:`Hub.carry_out` performs on the sockets and the
-:class:`~.tasks.TaskTable`. A steal asks the victim engine's output thread for tasks it
+:class:`~.tasks.TaskTable`. A steal asks the victim engine's side channel for tasks it
 has not started (``steal_request``); its ``steal_reply`` names those it gave back, which
 go to the thief. Requests are forwarded as the very frames that arrived: the hub
 verifies the signature and reads the JSON header and metadata, but never touches a
@@ -56,16 +56,17 @@ from .. import protocol
 from ..connection import (PORT_NAMES, bind_address, connection_file_path, default_location,
                           read_connection_file, write_connection_file)
 from .. import curve
-from ..error import ConnectionFileError, CurveError
-from ..protocol import PROTOCOL_VERSION, ProtocolError, Session, id_list, python_version, recv_frames, send_frames
+from ..error import ConnectionFileError, ControllerStartError, CurveError, ProtocolError
+from ..protocol import PROTOCOL_VERSION, Session, id_list, python_version, recv_frames, send_frames
 from ..logs import DropLog, problem_kind
 from ..signals import drain_fd, signal_wakeup_fd
 from ..heap import TRIM_INTERVAL, return_free_memory
 from .broadcast import Coalescer, broadcast_targets
 from .heartbeat import HeartMonitor
 from .db.base import NoRecords
-from .queries import QueryHandlers, now_utc, utc
-from .scheduler import SCHEMES, Assign, Dependency, Fail, Scheduler, Steal
+from .record_requests import RecordRequests, now_utc, utc
+from ..dependency import Dependency
+from .scheduler import SCHEMES, Assign, Fail, Scheduler, Steal
 from .tasks import EngineState, Task, TaskTable
 
 log = logging.getLogger("minipar.controller")
@@ -93,11 +94,8 @@ up one of its retries: more, and the task itself is likely too long for the jobs
 JOB_END_NOTE = "; the end of a batch job does not count against a task's retries"
 
 
-class HubError(Exception):
-    """Raised when the controller cannot start (ports, files, pid)."""
 
-
-class Hub(QueryHandlers):
+class Hub(RecordRequests):
     def __init__(self, cfg, profile_dir, open_db):
         self.cfg = cfg
         self.profile_dir = profile_dir
@@ -107,7 +105,7 @@ class Hub(QueryHandlers):
         self.cluster_id = cfg.cluster_id
         self.hwm = max(1, cfg.engine_hwm)
         if cfg.scheme not in SCHEMES:
-            raise HubError("controller.scheme: %r is not a scheme; use one of %s" % (cfg.scheme, ", ".join(SCHEMES)))
+            raise ControllerStartError("controller.scheme: %r is not a scheme; use one of %s" % (cfg.scheme, ", ".join(SCHEMES)))
         self.scheduler = Scheduler(cfg.scheme, self.hwm)
         self.table = TaskTable()
         self.trim_due, self.trimmed_at = False, 0.0
@@ -129,7 +127,7 @@ class Hub(QueryHandlers):
                 try:
                     return read_connection_file(path)
                 except ConnectionFileError as e:
-                    raise HubError("--reuse: %s" % e) from None
+                    raise ControllerStartError("--reuse: %s" % e) from None
         return None
 
     def bind(self):
@@ -143,7 +141,7 @@ class Hub(QueryHandlers):
             curve_keys = curve.server_keys(self.profile_dir, self.cluster_id, reuse=previous is not None) \
                 if encrypt else None
         except CurveError as e:
-            raise HubError(str(e)) from None
+            raise ControllerStartError(str(e)) from None
         self.session = Session(key)
         # --reuse is the same controller back (after a crash, say): it keeps recording where
         # the last one did, so get_result finds what finished before the restart
@@ -196,7 +194,7 @@ class Hub(QueryHandlers):
             return [previous["ports"][n] for n in PORT_NAMES]
         if self.cfg.ports:
             if len(self.cfg.ports) != len(PORT_NAMES):
-                raise HubError("controller.ports: give %d ports (%s), got %d"
+                raise ControllerStartError("controller.ports: give %d ports (%s), got %d"
                                % (len(PORT_NAMES), ", ".join(PORT_NAMES), len(self.cfg.ports)))
             return list(self.cfg.ports)
         return None
@@ -207,7 +205,7 @@ class Hub(QueryHandlers):
             try:
                 sock.bind("tcp://%s:%d" % (ip, port))
             except zmq.ZMQError as e:
-                raise HubError("cannot bind the %s port tcp://%s:%d: %s. Is another controller using "
+                raise ControllerStartError("cannot bind the %s port tcp://%s:%d: %s. Is another controller using "
                                "this profile's ports (see its pid/ dir), or pick other ports."
                                % (name, ip, port, e.strerror)) from None
             return port
@@ -217,13 +215,13 @@ class Hub(QueryHandlers):
                 low, high = (int(x) for x in self.cfg.port_range.split("-"))
                 high += 1
             except ValueError:
-                raise HubError("controller.port_range: expected 'LOW-HIGH', got %r" % self.cfg.port_range) from None
+                raise ControllerStartError("controller.port_range: expected 'LOW-HIGH', got %r" % self.cfg.port_range) from None
         try:
             return sock.bind_to_random_port("tcp://%s" % ip, min_port=low, max_port=high, max_tries=200)
         except zmq.ZMQBindError:
-            raise HubError("no free port for %s in range %d-%d (controller.port_range)" % (name, low, high - 1)) from None
+            raise ControllerStartError("no free port for %s in range %d-%d (controller.port_range)" % (name, low, high - 1)) from None
         except zmq.ZMQError as e:
-            raise HubError("cannot bind tcp://%s: %s (controller.ip = %r)" % (ip, e.strerror, self.cfg.ip)) from None
+            raise ControllerStartError("cannot bind tcp://%s: %s (controller.ip = %r)" % (ip, e.strerror, self.cfg.ip)) from None
 
     # -- main loop ---------------------------------------------------------------------
 
@@ -371,7 +369,7 @@ class Hub(QueryHandlers):
     def _recall_dependencies(self, task):
         """Finished tasks the scheduler no longer remembers are looked up in the database."""
         for dep in (task.after, task.follow):
-            for msg_id in dep.ids if dep is not None else ():
+            for msg_id in dep if dep is not None else ():
                 if self.scheduler.knows(msg_id, self.table):
                     continue
                 try:
@@ -504,7 +502,7 @@ class Hub(QueryHandlers):
         self._reply(msg, "clear_reply", {"status": "ok", "engines": ids})
 
     def on_signal(self, msg):
-        """Signals go to each engine's output thread, which is free while the main thread runs a task."""
+        """Signals go to each engine's side channel, which is free while the main thread runs a task."""
         c = msg.content
         ids = self._targets(c)
         for i in ids:
@@ -529,12 +527,12 @@ class Hub(QueryHandlers):
         "signal_request": on_signal,
         "sync_request": on_sync,
         "engine_info_request": on_engine_info,
-        "result_request": QueryHandlers.on_result_request,
-        "result_status_request": QueryHandlers.on_result_status,
-        "history_request": QueryHandlers.on_history,
-        "db_request": QueryHandlers.on_db_query,
-        "purge_request": QueryHandlers.on_purge,
-        "resubmit_request": QueryHandlers.on_resubmit,
+        "result_request": RecordRequests.on_result_request,
+        "result_status_request": RecordRequests.on_result_status,
+        "history_request": RecordRequests.on_history,
+        "db_request": RecordRequests.on_db_query,
+        "purge_request": RecordRequests.on_purge,
+        "resubmit_request": RecordRequests.on_resubmit,
     }
 
     # -- engines -----------------------------------------------------------------------

@@ -38,9 +38,10 @@ from __future__ import annotations
 
 import heapq
 import random
-import time
 from collections import OrderedDict, deque
 from typing import NamedTuple
+
+from ..dependency import IMPOSSIBLE, MET, UNMET
 
 PIPELINE_WINDOW = 0.05
 """Seconds since an engine's last answer within which it may take more than one task.
@@ -106,51 +107,6 @@ SCHEMES = {"leastload": least_loaded, "lru": least_recently_used, "plainrandom":
            "twobin": two_bin, "weighted": weighted}
 
 
-class Dependency:
-    """Task ids plus ipyparallel's flags: all (or any) of them, counting successes and/or
-    failures as meeting it."""
-
-    __slots__ = ("ids", "all", "success", "failure")
-
-    def __init__(self, ids, all=True, success=True, failure=False):
-        self.ids = list(ids)
-        self.all = all
-        self.success = success
-        self.failure = failure
-
-    @classmethod
-    def from_metadata(cls, value):
-        if not value:
-            return None
-        if isinstance(value, dict):
-            ids = value.get("dependencies", value.get("ids", []))
-            return cls(ids, bool(value.get("all", True)), bool(value.get("success", True)),
-                       bool(value.get("failure", False)))
-        if isinstance(value, str):
-            value = [value]
-        return cls(value)
-
-    def state(self, finished) -> str:
-        """'met', 'unmet' (still possible) or 'impossible'."""
-        matched = failed = pending = 0
-        for msg_id in self.ids:
-            done = finished.get(msg_id)
-            if done is None:
-                pending += 1
-            elif (done[1] and self.success) or (not done[1] and self.failure):
-                matched += 1
-            else:
-                failed += 1
-        if self.all:
-            return "impossible" if failed else ("unmet" if pending else "met")
-        if not self.ids or matched:
-            return "met"
-        return "unmet" if pending else "impossible"
-
-    def engines(self, finished) -> set:
-        return {finished[m][0] for m in self.ids if m in finished}
-
-
 class Assign(NamedTuple):
     """Send ``task`` to ``engine``."""
     task: object
@@ -212,7 +168,7 @@ class Scheduler:
         """Take a new load-balanced task; returns failures (a dependency it can never meet)."""
         deps = [d for d in (task.after, task.follow) if d is not None]
         if deps:
-            unknown = list(dict.fromkeys(m for d in deps for m in d.ids if not self.knows(m, table)))
+            unknown = sorted({m for d in deps for m in d if not self.knows(m, table)})
             if unknown:
                 return [Fail(task, "InvalidDependency", "dependency on task(s) this controller does not know "
                              "(never submitted to it, or finished so long ago that neither the scheduler nor "
@@ -236,16 +192,16 @@ class Scheduler:
     def _evaluate(self, task) -> list:
         """Move a waiting task on if its dependencies are decided either way."""
         finished = self.finished
-        after = task.after.state(finished) if task.after is not None else "met"
-        follow = task.follow.state(finished) if task.follow is not None else "met"
-        if after == "impossible" or follow == "impossible":
+        after = task.after.state(finished) if task.after is not None else MET
+        follow = task.follow.state(finished) if task.follow is not None else MET
+        if after == IMPOSSIBLE or follow == IMPOSSIBLE:
             self._take_out(task)
             return [Fail(task, "ImpossibleDependency", "the tasks it must run %s finished in a way that can "
-                         "never meet its dependency" % ("after" if after == "impossible" else "with"))]
-        if after == "unmet" or follow == "unmet":
+                         "never meet its dependency" % ("after" if after == IMPOSSIBLE else "with"))]
+        if after == UNMET or follow == UNMET:
             for d in (task.after, task.follow):
                 if d is not None:
-                    for m in d.ids:
+                    for m in d:
                         if m not in finished:
                             self.dependents.setdefault(m, set()).add(task.msg_id)
             return []

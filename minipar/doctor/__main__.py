@@ -6,10 +6,11 @@ import argparse
 import sys
 
 from ..commands import both_forms, program_name
-from ..config import ConfigError, flag_overrides, load_config, split_overrides
+from ..config import ConfigError, add_flags, flag_overrides, load_config, split_overrides
 from ..connection import engine_file_path
 from ..error import MiniparError
-from ..profile import ProfileError, locate_profile_dir
+from ..error import ProfileError
+from ..profile import locate_profile_dir
 from .checks import Doctor
 from .report import exit_code
 from .submit import SUBMIT_SYSTEMS
@@ -33,13 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "per check (OK, WARN or FAIL, with the setting to change) and a verdict; exits 0 when "
                     "engines can register, 1 when not, 2 on bad arguments.",
     )
-    p.add_argument("--file", help="engine connection file (default: the profile's "
-                                  "security/controller[-ID]-engine.json)")
     p.add_argument("--profile", help="profile name (default: 'default')")
     p.add_argument("--profile-dir", help="profile directory (overrides --profile)")
-    p.add_argument("--cluster-id", help="which controller of the profile to check")
-    p.add_argument("--ssh", metavar="USER@HOST", help="check tunnelling through this ssh server, as engine --ssh "
-                                                       "would (default: the one in the file, from --enginessh)")
+    add_flags(p, FLAGS, help=FLAG_HELP)
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                    help="how long each check may take (default %g)" % DEFAULT_TIMEOUT)
     p.add_argument("--submit", choices=SUBMIT_SYSTEMS, metavar="SYSTEM",
@@ -51,8 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-FLAG_KEYS = {"file": "engine.file", "cluster_id": "engine.cluster_id", "ssh": "engine.ssh_server"}
-"""The doctor looks where an engine would: these flags are the engine's settings."""
+FLAGS = ("engine.file", "engine.cluster_id", "engine.ssh_server")
+"""The doctor looks where an engine would: its --file, --cluster-id and --ssh are the engine's."""
+
+FLAG_HELP = {
+    "--file": "engine connection file (default: the profile's security/controller[-ID]-engine.json)",
+    "--cluster-id": "which controller of the profile to check",
+    "--ssh": "check tunnelling through this ssh server, as engine --ssh would (default: the one in the file, "
+             "from --enginessh)",
+}
+"""The doctor's words for them: it checks where the engine would connect."""
 
 
 def fail(message: str, code: int = 1) -> int:
@@ -71,7 +76,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(rest)
     if args.timeout <= 0 or args.submit_timeout <= 0:
         parser.error("--timeout and --submit-timeout take a number of seconds above 0")
-    overrides.update(flag_overrides(args, FLAG_KEYS))
+    overrides.update(flag_overrides(args, FLAGS))
     try:
         if args.file and not (args.profile or args.profile_dir or args.submit):
             profile_dir = None  # a copied file needs no profile, as for the engine

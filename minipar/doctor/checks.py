@@ -17,7 +17,8 @@ from ..connection import PORT_NAMES, read_connection_file, shared_mode, url
 from ..curve import SERVER_KEY_FIELD
 from ..error import ConnectionFileError
 from ..protocol import PROTOCOL_VERSION, python_version
-from ..tunnel import TunnelError, open_tunnel, split_server
+from ..error import TunnelError
+from ..tunnel import open_tunnel, split_server
 from .network import (ANSWERED, CLOSED, OTHER, REFUSED, SILENT, TIMEOUT, UNREACHABLE, ZMQ, in_parallel,
                       ipv4_interfaces, is_loopback, resolve, route_source, tcp_probe)
 from .probe import ANSWERED as KEY_ANSWERED

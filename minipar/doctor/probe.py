@@ -17,7 +17,8 @@ import zmq
 
 from ..curve import ClientKeys
 from ..error import CurveError
-from ..protocol import PROTOCOL_VERSION, ProtocolError, Session, python_version
+from ..error import ProtocolError
+from ..protocol import PROTOCOL_VERSION, Session, python_version
 
 HANDSHAKE_SUCCEEDED = getattr(zmq, "EVENT_HANDSHAKE_SUCCEEDED", 0)
 HANDSHAKE_FAILED = (getattr(zmq, "EVENT_HANDSHAKE_FAILED_NO_DETAIL", 0) | getattr(zmq, "EVENT_HANDSHAKE_FAILED_PROTOCOL", 0)

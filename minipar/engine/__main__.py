@@ -11,15 +11,15 @@ import time
 from pathlib import Path
 
 from ..commands import both_forms, program_name
-from ..config import ConfigError, flag_overrides, load_config, split_overrides
+from ..config import ConfigError, add_flags, flag_keys, flag_overrides, load_config, split_overrides
 from ..connection import engine_file_path, read_connection_file, wait_for_connection_file
 from ..error import ConnectionFileError
-from ..logs import add_log_to_file_args, setup_logging
-from ..profile import ProfileError, locate_profile_dir
-from ..tunnel import TunnelError
-from .engine import Engine, EngineStartError, exit_engine, run_startup
+from ..logs import setup_logging
+from ..error import EngineStartError, InitScriptFailed, MPIStartError, ProfileError, TunnelError
+from ..profile import locate_profile_dir
+from .engine import Engine, exit_engine, run_startup
 from .execute import new_namespace
-from .mpi import InitScriptFailed, MPIStartError, init_mpi
+from .mpi import init_mpi
 from .nanny import fork_engine
 from .walltime import plan_walltime
 
@@ -34,38 +34,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "runs what clients send. Settings come from [engine] in minipar.toml; any of them "
                     "can be given as --engine.KEY=VALUE.",
     )
-    p.add_argument("--file", help="engine connection file (default: from the profile's security dir)")
     p.add_argument("--profile", help="profile name (default: 'default')")
     p.add_argument("--profile-dir", help="profile directory (overrides --profile)")
-    p.add_argument("--cluster-id", help="which controller of the profile to join")
-    p.add_argument("--ssh", metavar="USER@HOST", help="tunnel the connections through this ssh server")
-    p.add_argument("--work-dir", help="directory to chdir into before anything else")
-    p.add_argument("--startup-script", help="Python file run once in the engine's namespace")
-    p.add_argument("--startup-command", help="Python code run once in the engine's namespace")
-    p.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
-    p.add_argument("--id", type=int, metavar="N",
-                   help="ask the controller for engine id N; registration fails if a live engine has it "
-                        "(default: the MPI rank with engine.mpi, else the next free id)")
-    p.add_argument("--tags", metavar="TAG,...",
-                   help="labels of this engine, comma-separated (engine.tags): load-balanced views with "
-                        "tags=[...] send tasks only to engines that have them")
-    p.add_argument("--end-time", metavar="WHEN",
-                   help="when this engine's allocation ends (engine.end_time): seconds since the epoch, an "
-                        "ISO date and time, or +DURATION (+3600, +2:00:00); by default asked of the batch "
-                        "system it runs in")
-    p.add_argument("--drain-before", type=float, metavar="SECONDS",
-                   help="drain this long before the end (engine.drain_before, default 300; 0: never)")
-    add_log_to_file_args(p, "engine.log_to_file")
+    add_flags(p, FLAGS)
     return p
 
 
-FLAG_KEYS = {
-    "file": "engine.file", "cluster_id": "engine.cluster_id", "ssh": "engine.ssh_server",
-    "work_dir": "engine.work_dir", "startup_script": "engine.startup_script",
-    "startup_command": "engine.startup_command", "log_level": "engine.log_level", "id": "engine.id",
-    "log_to_file": "engine.log_to_file", "tags": "engine.tags", "end_time": "engine.end_time",
-    "drain_before": "engine.drain_before",
-}
+FLAGS = flag_keys("engine")
+"""The settings with a short flag (--file, --ssh, --work-dir, --id, --tags...), as [engine] declares them."""
 
 
 def fail(message: str, code: int = 1) -> int:
@@ -108,7 +84,7 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     rest, overrides = split_overrides(argv)
     args = build_parser().parse_args(rest)
-    overrides.update(flag_overrides(args, FLAG_KEYS))
+    overrides.update(flag_overrides(args, FLAGS))
     try:
         if args.file and not (args.profile or args.profile_dir):
             profile_dir = None

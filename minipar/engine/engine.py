@@ -6,7 +6,8 @@ Threads and sockets::
                   requests in, replies out; SUB (conflated) on the ping port to watch
                   that the controller lives
     heart         zmq device (C, no GIL): SUB on ping port -> DEALER to pong port
-    output        OutputStreamer: its own DEALER, output chunks of the running task
+    side channel  SideChannel: its own DEALER, output chunks of the running task, and
+                  signal and steal requests
 
 Requests are read into a local queue between tasks, so control messages (shutdown)
 are seen without waiting for the queued work. SIGINT interrupts the running task (the
@@ -17,10 +18,10 @@ usually come through the nanny (:mod:`.nanny`), the engine's parent, which tells
 controller when the engine dies without unregistering.
 
 The controller prefetches tasks to an engine, and may take back those it has not
-started (a steal) for an engine that is idle. The steal request comes to the output
-thread, which is free while the main thread runs a task: the main thread holds
+started (a steal) for an engine that is idle. The steal request comes to the side
+channel's thread, which is free while the main thread runs a task: the main thread holds
 ``socket_lock`` (the DEALER and the local queue) at all times except while user code
-runs, so the output thread then takes the lock, reads what waits on the socket into the
+runs, so the side channel then takes the lock, reads what waits on the socket into the
 queue, removes the asked tasks still queued and answers ``steal_reply`` with their ids.
 When the main thread is idle or between tasks it answers the steal itself, woken by a
 pipe. A task is taken from the queue under the lock either to run or to give back,
@@ -43,11 +44,11 @@ from zmq.devices import ThreadDevice
 
 from ..connection import url
 from ..curve import ClientKeys
-from ..error import MiniparError
+from ..error import ControllerLost, EngineStartError, ProtocolError, StoppedWhileRegistering
 from ..logs import DropLog, problem_kind
 from ..signals import drain_fd, signal_wakeup_fd, start_without_signals
-from ..protocol import PROTOCOL_VERSION, ProtocolError, Session, id_list, python_version, recv_frames
-from .execute import EngineStop, Executor, OutputStreamer, format_error, new_namespace, send_reply
+from ..protocol import PROTOCOL_VERSION, Session, id_list, python_version, recv_frames
+from .execute import EngineStop, SideChannel, TaskRunner, format_error, new_namespace, send_reply
 from ..jobs import current_job, in_batch_job
 from .walltime import Walltime, extended
 
@@ -80,22 +81,7 @@ UNANSWERED_AFTER_PINGS = 30.0
 registration_timeout is 0 (no limit); after that its key is taken to differ."""
 
 
-class EngineStartError(MiniparError):
-    """Raised when the engine cannot register with its controller."""
 
-    exit_code = 1
-
-
-class ControllerLost(EngineStartError):
-    """The controller's heartbeats stopped before it answered the registration."""
-
-    exit_code = 3
-
-
-class StoppedWhileRegistering(EngineStartError):
-    """SIGTERM arrived before the controller answered: a plain stop, not a failure."""
-
-    exit_code = 0
 
 
 class Engine:
@@ -108,7 +94,7 @@ class Engine:
         self.id = None
         self.controller_session = None
         self.queue: deque = deque()
-        self.deferred: deque = deque()  # control messages the output thread read for the main thread
+        self.deferred: deque = deque()  # control messages the side channel read for the main thread
         self.socket_lock = threading.Lock()
         self.steal_lock = threading.Lock()
         self.steal_request = None
@@ -175,10 +161,10 @@ class Engine:
         self.heart.daemon = True
         start_without_signals(self.heart)
         self.heart_id = heart_id
-        self.streamer = OutputStreamer(self.ctx, u["engine"], self.info["key"], (self.uuid + ":out").encode(),
+        self.side_channel = SideChannel(self.ctx, u["engine"], self.info["key"], (self.uuid + ":out").encode(),
                                        on_steal=self.steal_requested, curve_keys=keys)
-        start_without_signals(self.streamer)
-        self.executor = Executor(self.namespace, self.streamer)
+        start_without_signals(self.side_channel)
+        self.runner = TaskRunner(self.namespace, self.side_channel)
 
     def request_registration(self) -> dict:
         w = self.walltime
@@ -266,7 +252,7 @@ class Engine:
 
     def _drain(self, defer=False):
         """Read what waits on the socket: tasks into the queue, the rest handled now, or
-        kept for the main thread when the output thread reads (``defer``)."""
+        kept for the main thread when the side channel reads (``defer``)."""
         while self.deferred and not defer:
             self._queue_or_handle(self.deferred.popleft())
         while True:
@@ -286,7 +272,7 @@ class Engine:
     # -- steals ------------------------------------------------------------------------
 
     def steal_requested(self, msg):
-        """In the output thread: answer now if the main thread runs user code, else let it."""
+        """In the side channel: answer now if the main thread runs user code, else let it."""
         with self.steal_lock:
             self.steal_request = msg
         try:
@@ -470,9 +456,9 @@ class Engine:
         self.socket_lock.release()
         try:
             if t == "apply_request":
-                content, md, buffers = self.executor.apply(msg.header, self.id, msg.buffers)
+                content, md, buffers = self.runner.apply(msg.header, self.id, msg.buffers)
             else:
-                content, md, buffers = self.executor.execute(msg.header, self.id, msg.content.get("code", ""),
+                content, md, buffers = self.runner.execute(msg.header, self.id, msg.content.get("code", ""),
                                                              bool(msg.content.get("silent", True)))
         except ProtocolError as e:
             content, md, buffers = format_error(e, 0), {"started": time.time(), "completed": time.time()}, []
@@ -542,7 +528,7 @@ class Engine:
         def on_sigint(signum, frame):
             if self.id is None:
                 raise KeyboardInterrupt
-            if not self.executor.executing:
+            if not self.runner.executing:
                 log.info("SIGINT while idle: ignored (send SIGTERM to stop the engine)")
                 return
             now = time.monotonic()
@@ -558,7 +544,7 @@ class Engine:
             self.stop_reason = "engine shut down: stopped by SIGTERM%s" % (
                 self.at_walltime() or in_batch_job("SIGTERM"))
             self.stopping = True
-            if self.executor.executing:
+            if self.runner.executing:
                 raise EngineStop
 
         signal.signal(signal.SIGINT, on_sigint)
@@ -579,10 +565,10 @@ class Engine:
             pass
         if self.nanny is not None:
             self.nanny.tell(unregistered=True)
-        self.streamer.close()
-        self.streamer.join(1)
+        self.side_channel.close()
+        self.side_channel.join(1)
         self.drops.flush()
-        self.streamer.drops.flush()
+        self.side_channel.drops.flush()
         self.socket.close(linger=1000)
         self.pings.close(linger=0)
         self.ctx.term()

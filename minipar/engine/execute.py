@@ -2,7 +2,7 @@
 
 Output goes two ways: the whole text of stdout/stderr travels with the reply (so a
 client's ``ar.stdout`` is complete the moment the result is), and chunks are streamed
-while the task runs by :class:`OutputStreamer`, a thread with a socket of its own, so a
+while the task runs by :class:`SideChannel`, a thread with a socket of its own, so a
 task that prints and then computes for an hour shows its progress.
 """
 from __future__ import annotations
@@ -21,7 +21,8 @@ import traceback
 import zmq
 
 from ..logs import DropLog, problem_kind
-from ..protocol import ProtocolError, Session, id_list, send_frames
+from ..error import ProtocolError
+from ..protocol import Session, id_list, send_frames
 from ..serialize import serialize_object, unpack_apply_message
 
 log = logging.getLogger("minipar.engine")
@@ -39,10 +40,10 @@ def new_namespace() -> dict:
 
 
 class CapturedStream(io.TextIOBase):
-    def __init__(self, name, streamer):
+    def __init__(self, name, side_channel):
         self.name = name
         self.parts: list = []
-        self.streamer = streamer
+        self.side_channel = side_channel
 
     def writable(self):
         return True
@@ -51,17 +52,18 @@ class CapturedStream(io.TextIOBase):
         if not isinstance(text, str):
             raise TypeError("write() argument must be str, not %s" % type(text).__name__)
         self.parts.append(text)
-        if self.streamer is not None:
-            self.streamer.add(self.name, text)
+        if self.side_channel is not None:
+            self.side_channel.add(self.name, text)
         return len(text)
 
     def getvalue(self) -> str:
         return "".join(self.parts)
 
 
-class OutputStreamer(threading.Thread):
-    """Sends buffered output of the running task every STREAM_INTERVAL on its own socket, and
-    takes the controller's signal and steal requests while the main thread runs a task."""
+class SideChannel(threading.Thread):
+    """The engine's second socket and the thread that owns it: it sends the running task's
+    buffered output every STREAM_INTERVAL, and takes the controller's signal and steal
+    requests, which must be heard while the main thread runs user code."""
 
     def __init__(self, ctx, url, key, identity: bytes, on_steal=None, curve_keys=None):
         super().__init__(name="minipar-output", daemon=True)
@@ -153,21 +155,21 @@ def format_error(exc: BaseException, skip_frames: int = 1) -> dict:
     return {"status": "error", "ename": type(exc).__name__, "evalue": str(exc), "traceback": text}
 
 
-class Executor:
+class TaskRunner:
     """Runs apply and execute requests in one namespace, capturing what they print."""
 
-    def __init__(self, namespace: dict, streamer: OutputStreamer | None = None):
+    def __init__(self, namespace: dict, side_channel: SideChannel | None = None):
         self.namespace = namespace
-        self.streamer = streamer
+        self.side_channel = side_channel
         self.executing = False
         self.execution_count = 0
 
     def _run(self, parent, engine_id, body):
-        out = CapturedStream("stdout", self.streamer)
-        err = CapturedStream("stderr", self.streamer)
+        out = CapturedStream("stdout", self.side_channel)
+        err = CapturedStream("stderr", self.side_channel)
         saved = sys.stdout, sys.stderr
-        if self.streamer is not None:
-            self.streamer.begin(parent, engine_id)
+        if self.side_channel is not None:
+            self.side_channel.begin(parent, engine_id)
         started = time.time()
         sys.stdout, sys.stderr = out, err
         self.executing = True
@@ -183,8 +185,8 @@ class Executor:
         finally:
             self.executing = False
             sys.stdout, sys.stderr = saved
-            if self.streamer is not None:
-                self.streamer.end()
+            if self.side_channel is not None:
+                self.side_channel.end()
         md = {"started": started, "completed": time.time(), "stdout": out.getvalue(), "stderr": err.getvalue(),
               "status": content["status"]}
         return content, md, buffers

@@ -21,14 +21,11 @@ import os
 import sys
 from typing import Optional
 
-from ..error import MiniparError
+from ..error import InitScriptFailed, MPIStartError
 
 RANK_VARIABLES = (("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"), ("PMI_RANK", "PMI_SIZE"))
 """Where Open MPI's and MPICH's (hydra's) mpiexec tell each process its rank and the job size."""
 
-
-class MPIStartError(MiniparError):
-    """Raised when engine.mpi asks for MPI and it cannot be initialised."""
 
 
 class MPISetup:
@@ -73,9 +70,6 @@ def init_mpi4py(kind: str = "mpi4py") -> MPISetup:
     rank, size = MPI.COMM_WORLD.Get_rank(), MPI.COMM_WORLD.Get_size()
     return MPISetup(MPI.get_vendor()[0], {"MPI": MPI, "mpi_rank": rank, "mpi_size": size}, rank, size)
 
-
-class InitScriptFailed(MPIStartError):
-    """The init script raised; the engine logs its traceback, since the bug is in that file."""
 
 
 def run_init_script(path: str, namespace: dict) -> MPISetup:

@@ -4,7 +4,7 @@ A profile is ``$MINIPAR_DIR/profile_<name>`` (``MINIPAR_DIR`` defaults to
 ``~/.minipar``), or any directory given as ``profile_dir``, which HPC users use
 to keep state on a shared filesystem that engines on other nodes can read::
 
-    minipar.toml   configuration (see config.py)
+    minipar.toml   configuration (see minipar.config)
     security/      connection files and cluster state (0700: they hold the key)
     log/           controller, engine and launcher logs
     pid/           controller pid files
@@ -12,11 +12,10 @@ to keep state on a shared filesystem that engines on other nodes can read::
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
-from ..error import MiniparError
+from ..error import ProfileError
 
 __all__ = [
     "ENV_VAR",
@@ -33,9 +32,6 @@ DEFAULT_DIR = "~/.minipar"
 PROFILE_PREFIX = "profile_"
 _PACKAGE = (__package__ or "minipar.profile").rsplit(".", 1)[0]
 
-
-class ProfileError(MiniparError):
-    """Raised when a profile can't be named, found or created; says how to create it."""
 
 
 def _absolute(path: os.PathLike[str] | str) -> Path:

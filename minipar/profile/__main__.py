@@ -4,7 +4,8 @@ from __future__ import annotations
 import sys
 from typing import Optional, Sequence
 
-from . import PROFILE_PREFIX, ProfileError, locate_profile_dir, minipar_dir
+from ..error import ProfileError
+from . import PROFILE_PREFIX, locate_profile_dir, minipar_dir
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -13,11 +13,11 @@ A launcher setting may also be spelled as ipyparallel and IPython 0.13 users wri
 """
 from __future__ import annotations
 
-import dataclasses
 import importlib
 
-from ...config import ConfigError, sections
-from .base import CannotSignal, ControllerLauncher, EngineSetLauncher, Launcher, LauncherError  # noqa: F401
+from ...config import ConfigError
+from .base import ControllerLauncher, EngineSetLauncher, Launcher
+from .settings import LauncherSettings, launcher_settings  # noqa: F401
 
 _HERE = __name__
 
@@ -117,20 +117,3 @@ def import_launcher(path: str, base=Launcher, source="state file", key="class"):
     if not (isinstance(found, type) and issubclass(found, base)):
         raise ConfigError(source, key, "%r is not a %s subclass" % (path, base.__name__))
     return found
-
-
-def launcher_settings(config, cls, role: str) -> dict:
-    """The launcher's section of the profile (``[launcher.slurm]``) merged with its role's
-    sub-section (``[launcher.slurm.engines]``), as plain data for the state file.
-    ``configured`` lists the section's keys set in the profile or on the command line, for
-    launchers where an explicit value means something else than the default (ssh's to_send)."""
-    name = getattr(cls, "settings_section", "")
-    if not name:
-        return {}
-    settings = dataclasses.asdict(config.section(name))
-    configured = [key for key in settings if config.source_of("%s.%s" % (name, key)) != "default"]
-    sub = "%s.%s" % (name, role)
-    if sub in sections():
-        settings.update(dataclasses.asdict(config.section(sub)))
-    settings["configured"] = configured
-    return settings

@@ -15,8 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-from ...error import MiniparError, describe_exit
+from ...error import LauncherError, describe_exit
 from ...pidfile import pid_alive
+from .settings import LauncherSettings
 
 PACKAGE = __package__.rsplit(".", 2)[0]
 """This package's import name: 'minipar', or e.g. 'tools._vendor.minipar' when vendored."""
@@ -28,14 +29,6 @@ POLL_INTERVAL = 0.05
 """Seconds between checks while waiting for processes to go."""
 
 
-class LauncherError(MiniparError):
-    """Raised when a launcher cannot start, find or stop its processes."""
-
-
-class CannotSignal(LauncherError):
-    """Raised by ``signal()`` when the launcher has no way to deliver a signal to its
-    engines (a batch system without one, mpiexec that would kill the job instead); the
-    Cluster then asks the controller to have the engines signal themselves."""
 
 
 def signal_name(sig) -> str:
@@ -196,22 +189,25 @@ class Launcher:
     name = ""
     settings_section = ""
     """The profile section this launcher reads (``launcher.slurm``); the Cluster passes it,
-    merged with the role's sub-section, as the ``settings`` option."""
+    merged with the role's sub-section, as the ``settings`` option (see settings.py)."""
 
-    def __init__(self, profile_dir, cluster_id: str = "", log_level: str = "INFO", args=(), **options):
+    def __init__(self, profile_dir, cluster_id: str = "", log_level: str = "INFO", args=(), *, settings=None,
+                 **options):
+        """``settings``: a LauncherSettings, or its to_dict() table (from a state file); none
+        gives the section's defaults."""
         self.profile_dir = Path(profile_dir)
         self.cluster_id = cluster_id
         self.log_level = log_level
         self.args = list(args)
         self.options = options
+        if not isinstance(settings, LauncherSettings):
+            role = "controller" if isinstance(self, ControllerLauncher) else "engines"
+            settings = LauncherSettings.from_dict(self.settings_section, role, settings)
+        self.settings = settings
 
     @property
     def log_dir(self) -> Path:
         return self.profile_dir / "log"
-
-    @property
-    def settings(self) -> dict:
-        return self.options.get("settings", {})
 
     def start(self) -> None:
         raise NotImplementedError
@@ -243,7 +239,8 @@ class Launcher:
     def to_dict(self) -> dict:
         return {"class": "%s.%s" % (type(self).__module__, type(self).__qualname__),
                 "profile_dir": str(self.profile_dir), "cluster_id": self.cluster_id,
-                "log_level": self.log_level, "args": self.args, "options": self.options}
+                "log_level": self.log_level, "args": self.args,
+                "options": dict(self.options, settings=self.settings.to_dict())}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Launcher":

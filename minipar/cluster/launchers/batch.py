@@ -36,8 +36,8 @@ import threading
 import time
 from pathlib import Path
 
-from .base import (PACKAGE, CannotSignal, ControllerLauncher, EngineSetLauncher, Launcher, LauncherError, child_env,
-                   signal_name, tail)
+from ...error import CannotSignal, LauncherError
+from .base import PACKAGE, ControllerLauncher, EngineSetLauncher, Launcher, child_env, signal_name, tail
 from .template import BatchTemplate
 
 log = logging.getLogger(__name__)
@@ -139,18 +139,18 @@ class BatchLauncher(Launcher):
     def header_options(self) -> list:
         """The system's header lines for queue, account, timelimit..., before the user's own."""
         s = self.settings
-        return [line % s[key] for key, line in self.header_lines.items() if s.get(key)]
+        return [line % getattr(s, key) for key, line in self.header_lines.items() if getattr(s, key)]
 
     def fields(self) -> dict:
         s = self.settings
         program = [sys.executable, "-m", self.module]
         args = self.program_args()
         pythonpath = child_env()["PYTHONPATH"]
-        fields = dict(s.get("context", {}))
+        fields = dict(s.context)
         fields.update(
-            n=getattr(self, "n", 1), queue=s.get("queue", ""), account=s.get("account", ""),
-            timelimit=s.get("timelimit", ""), qos=s.get("qos", ""),
-            options="\n".join(self.header_options() + list(s.get("options", []))),
+            n=getattr(self, "n", 1), queue=s.queue, account=s.account, timelimit=s.timelimit,
+            qos=getattr(s, "qos", ""),  # Slurm's only; "" in every other system's templates
+            options="\n".join(self.header_options() + list(s.options)),
             profile_dir=str(self.profile_dir), cluster_id=self.cluster_id, log_level=self.log_level,
             job_name=self.job_name, output_file=self.output_file, python=sys.executable, pythonpath=pythonpath,
             program=shlex.join(program), args=shlex.join(args),
@@ -162,8 +162,8 @@ class BatchLauncher(Launcher):
     def template(self) -> BatchTemplate:
         s = self.settings
         key = "launcher.%s.%s" % (self.system, self.role)
-        if s.get("batch_template_file"):
-            path = Path(s["batch_template_file"]).expanduser()
+        if s.batch_template_file:
+            path = Path(s.batch_template_file).expanduser()
             if not path.is_absolute():
                 path = self.profile_dir / path
             try:
@@ -171,8 +171,8 @@ class BatchLauncher(Launcher):
             except OSError as e:
                 raise LauncherError("%s.batch_template_file: cannot read %s: %s" % (key, path, e.strerror or e)) \
                     from None
-        if s.get("batch_template"):
-            return BatchTemplate(s["batch_template"], key + ".batch_template")
+        if s.batch_template:
+            return BatchTemplate(s.batch_template, key + ".batch_template")
         return BatchTemplate(self.default_template, "the built-in %s %s template" % (self.system, self.role))
 
     @property
@@ -359,11 +359,6 @@ class BatchLauncher(Launcher):
         """A state a JobPoller saw, for exited() and (while fresh) running."""
         self._observed = state
         self._state = (time.monotonic(), state)
-
-    @property
-    def observed_state(self) -> str:
-        """The state the last poll saw: PENDING, RUNNING, DONE, or "" before the first."""
-        return DONE if self.ended else self._observed
 
     @property
     def watched(self) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from .base import LauncherError
+from ...error import LauncherError
 from .batch import BatchControllerLauncher, BatchEngineSetLauncher, BatchLauncher, current_user, job_number, unique
 
 HEADER = """universe = vanilla
@@ -57,9 +57,9 @@ class HTCondorLauncher(BatchLauncher):
 
     def header_options(self) -> list:
         lines = super().header_options()
-        if self.settings.get("timelimit"):
+        if self.settings.timelimit:
             lines.append("periodic_remove = (time() - EnteredCurrentStatus) > %s && JobStatus == 2"
-                         % seconds(self.settings["timelimit"]))
+                         % seconds(self.settings.timelimit))
         return lines
 
     def fields(self) -> dict:
@@ -106,7 +106,7 @@ def end_time_args(launcher, setting: str) -> list:
     """``--engine.end_time=+SECONDS`` from the launcher's timelimit, for systems whose jobs
     cannot ask when they end (HTCondor, Windows HPC): their engines then drain before the limit
     as they do under Slurm. Nothing if the engines are given an end time already."""
-    limit = launcher.settings.get("timelimit")
+    limit = launcher.settings.timelimit
     if not limit or any(a.startswith(("--end-time", "--engine.end_time")) for a in launcher.args):
         return []
     return ["--engine.end_time=+%d" % seconds(limit, setting)]

@@ -28,8 +28,9 @@ import signal
 import time
 import uuid
 
-from .base import (POLL_INTERVAL, CannotSignal, ControllerLauncher, EngineSetLauncher, LauncherError, Process,
-                   child_env, python_command, signal_name)
+from ...error import CannotSignal, LauncherError
+from .base import (POLL_INTERVAL, ControllerLauncher, EngineSetLauncher, Process, child_env, python_command,
+                   signal_name)
 
 JOB_VARIABLE = "MINIPAR_MPI_JOB"
 """Set, with a value unique to one launch, in the environment of mpiexec and so of its ranks."""
@@ -82,11 +83,11 @@ class MPIJobMixin:
     marker = ""
 
     def mpiexec_command(self, n: int) -> list:
-        command = list(self.settings.get("mpi_command", ["mpiexec"]))
+        command = list(self.settings.mpi_command)
         if not command or not command[0]:
             raise LauncherError("launcher.mpi.mpi_command is empty; set it to the MPI launcher and its "
                                 "options, e.g. mpi_command = [\"mpiexec\"]")
-        return command + ["-n", str(n)] + list(self.settings.get("mpi_args", []))
+        return command + ["-n", str(n)] + list(self.settings.mpi_args)
 
     def spawn(self, cmd: list, log_file: str) -> None:
         self.marker = "%s-%s" % (self.cluster_id or "default", uuid.uuid4().hex)
@@ -95,7 +96,7 @@ class MPIJobMixin:
         except OSError as e:
             raise LauncherError("cannot run %s (launcher.mpi.mpi_command = %r): %s; install MPI or set "
                                 "launcher.mpi.mpi_command to its mpiexec"
-                                % (cmd[0], self.settings.get("mpi_command"), e.strerror or e)) from None
+                                % (cmd[0], self.settings.mpi_command, e.strerror or e)) from None
 
     @property
     def running(self) -> bool:

@@ -24,9 +24,9 @@ from typing import Optional
 
 from ...config import CONFIG_FILE, ConfigError
 from ...connection import connection_file_path
-from .base import (PACKAGE, PACKAGE_ROOT, CannotSignal, ControllerLauncher, EngineSetLauncher, LauncherError,
-                   ProcessesMixin, tail)
-from .remote import (SSH_TIMEOUT, Remote, RemoteProcess, alive_function, end_clients, file_tag, host_name,
+from ...error import CannotSignal, LauncherError
+from .base import PACKAGE, PACKAGE_ROOT, ControllerLauncher, EngineSetLauncher, ProcessesMixin, tail
+from .ssh_processes import (SSH_TIMEOUT, Remote, RemoteProcess, alive_function, end_clients, file_tag, host_name,
                      in_parallel, restore_process, same_file, wait_started)
 
 log = logging.getLogger(__name__)
@@ -154,7 +154,7 @@ class SSHLauncher(ProcessesMixin):
     @property
     def remote_profile_dir(self) -> str:
         """The setting, or the local path; '~/x' becomes 'x', which ssh reads from the home dir."""
-        return home_relative(self.settings.get("remote_profile_dir") or str(self.profile_dir))
+        return home_relative(self.settings.remote_profile_dir or str(self.profile_dir))
 
     def profile_of(self, args) -> str:
         """The remote profile dir of a process started with args (see the module docstring)."""
@@ -166,17 +166,17 @@ class SSHLauncher(ProcessesMixin):
 
     def chosen_files(self, key: str, defaults: list) -> list:
         """The to_send or to_fetch pairs: the defaults unless the profile sets the list."""
-        if key not in self.settings.get("configured", ()):
+        if key not in self.settings.configured:
             return defaults
-        return file_pairs(self.settings.get(key) or [], self.source, "launcher.ssh." + key)
+        return file_pairs(getattr(self.settings, key), self.source, "launcher.ssh." + key)
 
     @property
     def remote_env(self) -> dict:
-        path = shlex.quote(self.settings.get("remote_pythonpath") or PACKAGE_ROOT)
+        path = shlex.quote(self.settings.remote_pythonpath or PACKAGE_ROOT)
         return {"PYTHONPATH": path + "${PYTHONPATH:+:$PYTHONPATH}"}
 
     def remote_python(self) -> list:
-        return shlex.split(self.settings.get("remote_python") or "python3")
+        return shlex.split(self.settings.remote_python or "python3")
 
     def remote_common_args(self, own_args=()) -> list:
         args = [] if named_profile(own_args) else ["--profile-dir", self.remote_profile_dir]
@@ -305,7 +305,7 @@ class SSHEngineSetLauncher(SSHLauncher, EngineSetLauncher):
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
         self.setup()
-        self.hosts = parse_engines(self.settings.get("engines") or {}, self.source)
+        self.hosts = parse_engines(self.settings.engines, self.source)
         if self.hosts:
             self.n = sum(h.n for h in self.hosts)
 
@@ -428,7 +428,7 @@ class SSHControllerLauncher(SSHLauncher, ControllerLauncher):
 
     @property
     def host(self) -> str:
-        host = self.settings.get("controller_host") or ""
+        host = self.settings.controller_host
         if not host:
             raise ConfigError(self.source, "launcher.ssh.controller_host",
                               "is empty; set it to the [user@]host the controller runs on")

@@ -17,7 +17,7 @@ import operator
 import re
 import string
 
-from .base import LauncherError
+from ...error import TemplateError
 
 _PLAIN_FIELD = re.compile(r"[A-Za-z_]\w*$")
 _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
@@ -36,9 +36,6 @@ def divide(left, right):
 
 _BINARY[ast.Div] = divide
 
-
-class TemplateError(LauncherError):
-    """Raised when a batch template cannot be rendered; says which field and why."""
 
 
 class BatchTemplate(string.Formatter):

@@ -22,7 +22,7 @@ import shlex
 import sys
 from xml.sax.saxutils import escape
 
-from .base import LauncherError
+from ...error import LauncherError
 from .batch import BatchControllerLauncher, BatchEngineSetLauncher, BatchLauncher, unique
 from .htcondor import end_time_args, seconds
 
@@ -85,14 +85,14 @@ class WindowsHPCLauncher(BatchLauncher):
     gone_text = "{system} shows it as finished, failed or canceled"
 
     def scheduler_option(self) -> list:
-        scheduler = self.settings.get("scheduler") or ""
+        scheduler = self.settings.scheduler
         return ["/scheduler:%s" % scheduler] if scheduler else []
 
     def header_options(self) -> list:
         s = self.settings
-        lines = [line % attribute(s[key]) for key, line in self.header_lines.items() if s.get(key)]
-        if s.get("timelimit"):
-            lines.append('RuntimeSeconds="%d"' % seconds(s["timelimit"], "launcher.windowshpc.timelimit"))
+        lines = [line % attribute(getattr(s, key)) for key, line in self.header_lines.items() if getattr(s, key)]
+        if s.timelimit:
+            lines.append('RuntimeSeconds="%d"' % seconds(s.timelimit, "launcher.windowshpc.timelimit"))
         return lines
 
     def fields(self) -> dict:
@@ -104,7 +104,7 @@ class WindowsHPCLauncher(BatchLauncher):
                                 "replaces by the task's instance number; leave it out of engine_args" % command_line)
         fields["command_line"] = "exec " + command_line
         fields = {k: attribute(v) if isinstance(v, str) else v for k, v in fields.items()}
-        fields["options"] = "\n".join(self.header_options() + list(self.settings.get("options", [])))
+        fields["options"] = "\n".join(self.header_options() + list(self.settings.options))
         return fields
 
     def submit_argv(self, script) -> list:

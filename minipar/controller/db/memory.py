@@ -36,7 +36,7 @@ COPY_BELOW = 65536
 frame holds on to the receive buffer it was decoded from."""
 
 SLOT = {key: i for i, key in enumerate(RECORD_KEYS)}
-MSG_ID, SUBMITTED, COMPLETED = SLOT["msg_id"], SLOT["submitted"], SLOT["completed"]
+MSG_ID, COMPLETED = SLOT["msg_id"], SLOT["completed"]
 BUFFERS, RESULT_BUFFERS = SLOT["buffers"], SLOT["result_buffers"]
 _INTERNED = frozenset(("client_uuid", "engine_uuid", "queue"))
 _EMPTY_JSON = b"{}"

@@ -28,7 +28,8 @@ import uuid
 from pathlib import Path
 
 from ...error import describe_exit
-from .base import LauncherError, Process, signal_name
+from ...error import LauncherError
+from .base import Process, signal_name
 
 log = logging.getLogger(__name__)
 
@@ -172,10 +173,11 @@ def in_parallel(function, items) -> list:
 class Remote:
     """One host, reached with the configured ssh and scp commands."""
 
-    def __init__(self, host: str, settings: dict):
+    def __init__(self, host: str, settings):
+        """``settings``: the ssh launcher's (launcher.ssh's ssh_command and scp_command)."""
         self.host = host
-        self.ssh_command = list(settings.get("ssh_command") or ["ssh"])
-        self.scp_command = list(settings.get("scp_command") or ["scp"])
+        self.ssh_command = list(settings.ssh_command or ["ssh"])
+        self.scp_command = list(settings.scp_command or ["scp"])
         self.watched: set = set()
         self._alive = (0.0, frozenset(), set())
         self._lock = threading.Lock()

@@ -27,7 +27,7 @@ def utc(ts):
     return datetime.fromtimestamp(ts, UTC) if ts is not None else None
 
 
-class QueryHandlers:
+class RecordRequests:
     """Mixed into Hub: handlers of the client messages that read the task database."""
 
     def _running(self, msg_id) -> bool:
