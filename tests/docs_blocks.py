@@ -2,43 +2,47 @@
 
 The convention (docs/README.md tells writers the same):
 
-- The info string says what a block is. ``python`` runs in a Python session (a block that starts
-  with ``>>>``, or ``pycon``, runs statement by statement, each output compared as at a prompt);
-  ``sh`` and ``console`` run in bash: lines starting with ``$`` (or ``[HOST] $``) are commands and
-  the lines under one are its output, checked; a block without prompts is one script. ``toml`` is
-  loaded with minipar's own loader (every key must be valid, launcher names must resolve).
-  Anything else (``text``, ``json``, no info string) must be annotated as output, a file or a skip.
-- An HTML comment right before a block annotates it: ``<!-- test: DIRECTIVE; DIRECTIVE -->``.
-  ``output``             the block shows the output of the block above (checked: ``...`` stands for
-                         anything in a line, or any lines when alone on one; runs of spaces match
-                         any run of spaces)
-  ``any A B``            in that output, A and B stand for any word (ids, pids, ports, times)
-  ``continues``          the block goes on with what the blocks before it started: their python
-                         session (its names kept) and background commands. Without it, a python,
-                         sh or console block starts afresh: the session ends, its clusters stop,
-                         background commands are stopped
-  ``needs X, Y``         cluster (a local cluster of 4 engines in the default profile, and ``rc``
-                         connected to it; kept for the next block if that needs it too), repository (run in a fresh copy of the repository),
-                         fakes (the fake PBS, LSF, HTCondor and Windows HPC commands on PATH) or
-                         a service of the test bed: sshd, mpi, slurm, sge, netns
-  ``file PATH``          write the block to PATH (``~`` is the test's home) instead of running it
-                         (a toml block is still loaded, a python one compiled)
-  ``same as PATH``       the block is exactly the repository's file PATH (an example shown whole)
-  ``background``         console: the commands keep running (until a block that does not continue);
-                         the lines shown under each must appear in its output
-  ``exit N``             sh/console: the last command exits with status N
-  ``raises NAME``        python: the block raises exception NAME (its traceback is the output);
-                         toml: ``raises ConfigError``, a file shown wrong on purpose
-  ``sub A => B``         run with B where the block says A (a host, an address, a path), and
-                         read B back as A in output; B may use {python} {repo} {home} {hostname}
-  ``timeout SECONDS``    instead of 120 per command or block
-  ``setup:``             the rest of the comment is Python run first in the block's session
-  ``skip: REASON``       not run; SKIPPED in test_docs.py must list it, with that reason
-  A comment ``<!-- test document: sub A => B -->`` anywhere applies its ``sub`` to every block.
-- Blocks run in document order, in a fresh home directory (HOME; MINIPAR_DIR unset, so profiles
-  are in ~/.minipar) holding a link to the repository's ``examples/``. Blocks are grouped by
-  what they need: each group runs on its own (its own home), so one document's local blocks run
-  even where Slurm is missing; toml and file blocks that need nothing go to every group.
+- The info string says what a block is. ``python`` runs in a Python session (one that starts
+  with ``>>>``, or ``pycon``, runs statement by statement, each output compared as at a prompt).
+  ``sh`` and ``console`` run in bash: lines starting with ``$`` (or ``[HOST] $``) are commands,
+  and the lines under one are its output, checked; a block without prompts is one script.
+  ``toml`` is loaded with minipar's own loader (every key must exist, launcher names must
+  resolve). Any other block (``text``, ``json``, none) must say it is output, a file or a skip.
+- An HTML comment right above a block annotates it: ``<!-- test: DIRECTIVE; DIRECTIVE -->``.
+
+  ``output``           the block shows the output of the block above (of a console block's last
+                       command): ``...`` stands for anything within a line, or for any lines when
+                       alone on one; a run of spaces matches any run of spaces
+  ``any A B``          in the output, A and B stand for any word (ids, pids, ports, times)
+  ``continues``        go on with what the blocks before started: their python session (names
+                       kept) and background commands. Without it a python, sh or console block
+                       starts afresh: the session ends (its clusters stop), background commands
+                       are stopped
+  ``needs X, Y``       ``cluster``: a local cluster of 4 engines in the default profile, and
+                       ``rc`` connected to it (kept while consecutive blocks need it);
+                       ``repository``: run in a fresh copy of the repository; ``fakes``: the fake
+                       PBS, LSF, HTCondor and Windows HPC commands on PATH; or a service of the
+                       test bed: ``sshd``, ``mpi``, ``slurm``, ``sge``, ``netns``
+  ``file PATH``        write the block to PATH (``~/`` is the test's home) instead of running it;
+                       a toml block is still loaded, a python one compiled
+  ``same as PATH``     the block is exactly the repository's file PATH (an example shown whole)
+  ``background``       console: the commands keep running, and the lines shown under each must
+                       appear in its output
+  ``exit N``           sh or console: the last command exits with status N (others with 0)
+  ``raises NAME``      python: the block raises NAME (its traceback is the output); toml:
+                       ``raises ConfigError``, a file shown wrong on purpose
+  ``sub A => B``       run with B where the block says A (a host, an address, a path), and read B
+                       back as A in the output; B may use {python} {repo} {home} {hostname}
+  ``timeout SECONDS``  instead of 120 per command or block
+  ``setup:``           the rest of the comment runs first, unseen: Python in the block's session,
+                       or bash for a shell block, whose ``teardown:`` part runs when the group ends
+  ``skip: REASON``     not run; SKIPPED in test_docs.py must list it, with the same reason
+
+  ``<!-- test document: sub A => B -->`` anywhere in a document applies to all its blocks.
+- Blocks run in document order, in a fresh home (HOME; MINIPAR_DIR unset, so profiles are in
+  ~/.minipar) that has a link to the repository's ``examples/``. A document's blocks are grouped
+  by what they need, and each group runs on its own, in its own home, so that the local blocks
+  run where Slurm is missing; toml and file blocks that need nothing are in every group.
 """
 from __future__ import annotations
 
@@ -377,7 +381,7 @@ class GroupRun:
         self.env = env
         self.session: Optional[PythonSession] = None
         self.background: List[Background] = []
-        self.last = None          # (block, its output as the document would show it)
+        self.last = None          # (the last runnable block, what it printed)
         self.cluster_up = False
         self.repository: Optional[Path] = None
         self.teardowns: List[tuple] = []
@@ -420,8 +424,9 @@ class GroupRun:
             self.cluster_up = True
 
     def command(self, cmd: str, cwd: Path, where: str, timeout: float, host: str = "") -> tuple:
-        proc = subprocess.Popen(on_host(host, ["bash", "-c", cmd]), env=self.env, cwd=str(cwd), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(on_host(host, ["bash", "-c", cmd]), env=self.env, cwd=str(cwd),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                start_new_session=True)
         try:
             out, _ = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -443,8 +448,13 @@ class GroupRun:
                 if "cluster" in block.needs:
                     self.start_cluster()
                 getattr(self, "run_" + block.kind)(block)
-        finally:
-            self.close()
+        except BaseException:
+            try:
+                self.close()
+            except DocError:
+                pass            # the block's failure is the one to report
+            raise
+        self.close()
 
     def write_file(self, block: Block):
         if "file" in block.d:
