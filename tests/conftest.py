@@ -1,165 +1,15 @@
-"""Fixtures that start real controllers and engines as processes, in throwaway profiles."""
+"""Hooks, and the fixtures that start real controllers and engines as processes in throwaway
+profiles. Plain helpers are in helpers.py; fixtures of the test bed in the plugins of fixtures/."""
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
 import weakref
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-FAST_HEARTBEAT = ["--controller.heartbeat_period=0.2", "--controller.heartbeat_misses=4"]
+from helpers import Profile, start_cluster
 
-
-def wait_for(condition, timeout=20.0, what="condition", interval=0.02):
-    """Poll until condition() is truthy; fail naming what was awaited."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %gs waiting for %s" % (timeout, what))
-        time.sleep(interval)
-
-
-def announce_then_sleep(seconds, value="slept"):
-    """A task that says it started (its output streams to the client), then takes its time."""
-    import time
-    print("started", flush=True)
-    time.sleep(seconds)
-    return value
-
-
-def print_pid_then_sleep(seconds):
-    """A task that prints its engine's pid (so a test can kill it mid-task), then sleeps."""
-    import os
-    import time
-    print(os.getpid(), flush=True)
-    time.sleep(seconds)
-    return os.getpid()
-
-
-def pid_gone(pid: int) -> bool:
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except (FileNotFoundError, ProcessLookupError):  # a read of a vanishing process fails with ESRCH
-        return True
-
-
-def with_children(pids) -> list:
-    """``pids`` and the children of each (an engine's nanny has the engine as its child)."""
-    parents = set(pids)
-    children = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open("/proc/%s/stat" % entry) as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            if ppid in parents:
-                children.append(int(entry))
-    return list(pids) + children
-
-
-class Proc:
-    """A minipar process started by a test (on this Python, or ``python``), with its combined
-    output in a file."""
-
-    def __init__(self, args, env, log_path, cwd=None, python=None):
-        self.args = args
-        self.log_path = Path(log_path)
-        self._log = open(self.log_path, "wb")
-        self.popen = subprocess.Popen([str(python or sys.executable), *args], env=env, stdout=self._log,
-                                      stderr=subprocess.STDOUT, cwd=cwd or str(ROOT), start_new_session=True)
-        self.pid = self.popen.pid
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait(self, timeout=20.0) -> int:
-        try:
-            return self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError("%s did not exit within %gs; output:\n%s"
-                                 % (" ".join(self.args), timeout, self.output())) from None
-
-    def signal(self, sig):
-        if self.popen.poll() is None:
-            os.kill(self.pid, sig)
-
-    def stop(self):
-        if self.popen.poll() is None:
-            self.signal(signal.SIGTERM)
-            try:
-                self.popen.wait(5)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(5)
-        self._log.close()
-
-
-class Profile:
-    """A profile dir in tmp_path, and the processes started in it."""
-
-    def __init__(self, tmp_path: Path):
-        self.root = tmp_path / "minipar"
-        self.dir = self.root / "profile_default"
-        self.env = dict(os.environ, MINIPAR_DIR=str(self.root),
-                        PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
-        self.procs: list = []
-        self.clients: list = []
-        self.tmp = tmp_path
-
-    def security(self, name: str) -> Path:
-        return self.dir / "security" / name
-
-    def client_file(self, cluster_id="") -> Path:
-        return self.security("controller%s-client.json" % ("-" + cluster_id if cluster_id else ""))
-
-    def engine_file(self, cluster_id="") -> Path:
-        return self.security("controller%s-engine.json" % ("-" + cluster_id if cluster_id else ""))
-
-    def run(self, module, *args, name=None, python=None) -> Proc:
-        name = name or "%s-%d" % (module.rsplit(".", 1)[-1], len(self.procs))
-        proc = Proc(["-m", module, *args], self.env, self.tmp / ("%s.out" % name), python=python)
-        self.procs.append(proc)
-        return proc
-
-    def controller(self, *args, cluster_id="", wait=True) -> Proc:
-        if cluster_id:
-            args = args + ("--cluster-id", cluster_id)
-        proc = self.run("minipar.controller", *FAST_HEARTBEAT, *args)
-        if wait:
-            pid_file = self.dir / "pid" / ("controller%s.pid" % ("-" + cluster_id if cluster_id else ""))
-            wait_for(lambda: pid_file.exists() or proc.popen.poll() is not None, what="controller to start")
-            assert proc.popen.poll() is None, "controller exited:\n" + proc.output()
-        return proc
-
-    def engine(self, *args, python=None) -> Proc:
-        return self.run("minipar.engine", *args, python=python)
-
-    def client(self, cluster_id="", **kwargs):
-        import minipar
-        rc = minipar.Client(url_file=str(self.client_file(cluster_id)), **kwargs)
-        self.clients.append(rc)
-        return rc
-
-    def stop_all(self):
-        for rc in self.clients:
-            rc.close()
-        for proc in reversed(self.procs):
-            proc.stop()
-        for proc in self.procs:
-            wait_for(lambda: pid_gone(proc.pid), 5, "pid %d to be gone" % proc.pid)
-
+pytest_plugins = ["fixtures.services", "fixtures.batch", "fixtures.ssh_bed", "fixtures.mpi_bed"]
+"""Fixtures shared by modules of several folders (only this top conftest may name plugins)."""
 
 _clients = weakref.WeakSet()
 _left_open = []
@@ -220,14 +70,6 @@ def profile(tmp_path):
     p.stop_all()
 
 
-def start_cluster(p: Profile, n: int, *controller_args):
-    p.controller(*controller_args)
-    engines = [p.engine() for _ in range(n)]
-    rc = p.client()
-    rc.wait_for_engines(n, timeout=30)
-    return rc, engines
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """One controller and two engines shared by a module's tests."""
@@ -239,12 +81,8 @@ def cluster(tmp_path_factory):
     p.stop_all()
 
 
-def read_json(path) -> dict:
-    return json.loads(Path(path).read_text())
-
-
 SERVICE_FIXTURES = {"sshd", "netns_hosts", "mpi", "slurm", "sge"}
-"""Fixtures that bring up a system service (tests/services.py)."""
+"""Fixtures that bring up a system service (fixtures/services.py)."""
 REAL_BATCH_SYSTEMS = {"slurm", "sge"}
 """Parameter values that name the test bed's real Slurm and Grid Engine."""
 

@@ -6,7 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
-from conftest import ROOT
+from helpers import ROOT
 
 
 def source_tree(dest: Path) -> Path:

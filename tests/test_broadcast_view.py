@@ -8,7 +8,7 @@ import time
 import pytest
 
 import minipar
-from conftest import Profile, announce_then_sleep, start_cluster, wait_for
+from helpers import Profile, announce_then_sleep, start_cluster, wait_for
 from minipar.controller.broadcast import Coalescer, broadcast_targets
 
 N = 3

@@ -212,7 +212,7 @@ def test_an_error_without_an_engine_is_labelled_as_in_ipyparallel():
 
 
 def test_future_result_timeout_is_minipars_timeout_error(cluster):
-    from conftest import announce_then_sleep
+    from helpers import announce_then_sleep
     ar = cluster[0].apply_async(announce_then_sleep, 1.0)
     with pytest.raises(minipar.TimeoutError):
         ar.result(timeout=0.05)

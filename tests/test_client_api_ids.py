@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import minipar
-from conftest import announce_then_sleep, wait_for
+from helpers import announce_then_sleep, wait_for
 
 
 def square(x):

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 import minipar
-from conftest import ROOT
+from helpers import ROOT
 
 pytest.importorskip("IPython")
 

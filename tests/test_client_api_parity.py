@@ -10,7 +10,7 @@ import pytest
 
 import minipar as ipp
 from minipar.cluster.launchers.local import LocalEngineSetLauncher
-from conftest import Profile, announce_then_sleep, start_cluster, wait_for
+from helpers import Profile, announce_then_sleep, start_cluster, wait_for
 
 
 def double(x):

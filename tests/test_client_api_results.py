@@ -13,7 +13,7 @@ import pytest
 
 import minipar
 from minipar import AsyncResult, CompositeError, RemoteError
-from conftest import wait_for
+from helpers import wait_for
 
 
 def wait_for_file(path, value=None):

@@ -14,7 +14,7 @@ import pytest
 
 import minipar
 from minipar import CompositeError, Dependency, Reference, RemoteError
-from conftest import ROOT, wait_for
+from helpers import ROOT, wait_for
 
 
 def sleep_and_return(t):

@@ -9,7 +9,7 @@ import threading
 import pytest
 
 import minipar
-from conftest import ROOT
+from helpers import ROOT
 
 SUBMIT_THEN_DIE = r"""
 import json, os, signal, sys, threading

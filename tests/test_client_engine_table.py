@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from conftest import start_cluster
+from helpers import start_cluster
 
 from minipar.client.engines import EngineTable
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 
-from conftest import wait_for
+from helpers import wait_for
 
 
 def wait_for_file(path, value):

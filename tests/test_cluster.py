@@ -14,7 +14,7 @@ import time
 import pytest
 
 import minipar
-from conftest import ROOT, pid_gone, wait_for
+from helpers import TEST_PYTHONPATH, pid_gone, wait_for
 from minipar.cluster.cluster import ClusterError, Progress
 from minipar.cluster.launchers.local import LocalEngineSetLauncher
 from minipar.config import ConfigError
@@ -24,7 +24,7 @@ from minipar.config import ConfigError
 def mpdir(tmp_path, monkeypatch):
     root = tmp_path / "mp"
     monkeypatch.setenv("MINIPAR_DIR", str(root))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
+    monkeypatch.setenv("PYTHONPATH", TEST_PYTHONPATH)
     return root
 
 

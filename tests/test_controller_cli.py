@@ -9,7 +9,7 @@ import stat
 import pytest
 
 import minipar
-from conftest import pid_gone, read_json, wait_for
+from helpers import pid_gone, read_json, wait_for
 
 
 def mode(path) -> int:

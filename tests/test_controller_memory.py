@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 import pytest
 import zmq
 
-from conftest import start_cluster, wait_for
+from helpers import start_cluster, wait_for
 from minipar.controller.db.memory import SLOT, DictDB
 from minipar.protocol import Session, recv_frames, send_frames
 from minipar.serialize import pack_apply_message

@@ -10,7 +10,7 @@ import pytest
 import zmq
 
 import minipar
-from conftest import read_json, start_cluster, wait_for
+from helpers import read_json, start_cluster, wait_for
 from wire import CAN_CAPTURE, Capture
 from minipar import curve
 from minipar.error import CurveError

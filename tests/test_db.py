@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from conftest import ROOT, wait_for
+from helpers import ROOT, wait_for
 from minipar.config import ConfigError, DictDBConfig, MongoDBConfig, SQLiteDBConfig, load_config
 from minipar.controller.db import NoRecords, db_class, open_db
 from minipar.controller.db import mongodb as mongodb_module

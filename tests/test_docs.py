@@ -14,9 +14,7 @@ import pytest
 import docs_blocks
 from docs_blocks import DOCUMENTS, DocError, GroupRun, group_id, groups, output_pattern, parse_document
 from fakes.batch import BIN_DIR, fake_batch_env, stop_all_jobs
-from services import netns_hosts, sshd  # noqa: F401 - fixtures
-from test_service_sge import sge  # noqa: F401 - a fixture
-from test_services import mpi, read_env, slurm  # noqa: F401 - fixtures
+from fixtures.services import read_env
 
 SKIPPED = {
     ("README.md", "scripts/run-tests"):

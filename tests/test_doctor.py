@@ -14,9 +14,9 @@ import sys
 
 import pytest
 
-from conftest import ROOT, Profile, pid_gone, wait_for
 from fakes.batch import fake_batch_env, stop_all_jobs
-from services import bring_up, netns_hosts, require  # noqa: F401 - netns_hosts is a fixture
+from fixtures.services import bring_up, require
+from helpers import ROOT, Profile, pid_gone, wait_for
 from minipar.doctor import report
 from minipar.doctor.__main__ import main
 from minipar.doctor.report import FAIL, OK, WARN, Finding

@@ -9,7 +9,7 @@ import time
 import pytest
 
 import minipar
-from conftest import announce_then_sleep, start_cluster, wait_for
+from helpers import announce_then_sleep, start_cluster, wait_for
 
 
 def test_engine_with_file_flag_from_elsewhere(profile, tmp_path):

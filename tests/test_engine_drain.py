@@ -12,7 +12,7 @@ import time
 import pytest
 
 import minipar
-from conftest import wait_for
+from helpers import wait_for
 
 
 def nap(seconds):

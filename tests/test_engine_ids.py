@@ -9,7 +9,7 @@ import socket
 
 import pytest
 
-from conftest import pid_gone, wait_for
+from helpers import pid_gone, wait_for
 from minipar.controller.hub import EngineState, grant_engine_id
 from minipar.engine.mpi import run_init_script
 from minipar.error import MPIStartError

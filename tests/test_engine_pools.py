@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 import minipar
-from batch_systems import CANCEL, SUBMIT, engine_facts, job_listed, make_profile, number, use_batch_system
-from conftest import FAST_HEARTBEAT, wait_for
+from fixtures.batch import CANCEL, SUBMIT, engine_facts, job_listed, make_profile, number, use_batch_system
+from helpers import FAST_HEARTBEAT, wait_for
 from minipar.cluster import pool
 from minipar.cluster.pool import ENDED, PENDING, RUNNING, EngineSetRecord, PoolLimits
 from minipar.config import render_profile

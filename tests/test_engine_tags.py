@@ -3,14 +3,13 @@ run only on engines with given tags (also ones that register later), direct view
 and what rc.engine_info() says of each engine."""
 from __future__ import annotations
 
-import os
 import socket
 import warnings
 
 import pytest
 
 import minipar
-from conftest import ROOT
+from helpers import TEST_PYTHONPATH
 
 
 def where(_=None):
@@ -91,7 +90,7 @@ def test_tags_must_be_words(tagged, profile):
 
 
 def test_a_cluster_engine_set_started_with_tags_is_what_a_tagged_view_picks(tmp_path, monkeypatch):
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
+    monkeypatch.setenv("PYTHONPATH", TEST_PYTHONPATH)
     cluster = minipar.Cluster(profile_dir=str(tmp_path / "p"), n=1, config_overrides={"engine.end_time": "+600"})
     with cluster as rc:
         cluster.start_engines_sync(1, tags=["gpu"])

@@ -12,10 +12,10 @@ import sys
 import pytest
 
 import minipar
-from batch_systems import engine_facts, number, system  # noqa: F401 - system is a fixture
-from conftest import ROOT
+from fixtures.batch import engine_facts, number
+from fixtures.services import read_env
+from helpers import ROOT
 from minipar.config import load_config
-from test_services import mpi, read_env  # noqa: F401 - mpi is a fixture
 
 EXAMPLES = ROOT / "examples"
 PROFILES = EXAMPLES / "profiles"

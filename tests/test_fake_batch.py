@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import pid_gone, wait_for
+from helpers import pid_gone, wait_for
 from fakes.batch import BIN_DIR, fake_batch_env, stop_all_jobs
 from fakes.batch.common import alive, read_json, start_time
 

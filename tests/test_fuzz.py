@@ -7,7 +7,7 @@ import random
 
 import zmq
 
-from conftest import read_json, start_cluster, wait_for
+from helpers import read_json, start_cluster, wait_for
 from fuzzing import dealers, hostile, rss_kb
 from minipar.protocol import Session, send_frames
 

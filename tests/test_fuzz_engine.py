@@ -15,7 +15,7 @@ import time
 
 import zmq
 
-from conftest import wait_for
+from helpers import wait_for
 from fuzzing import hostile, rss_kb
 from minipar.protocol import Session, recv_frames, send_frames
 from minipar.serialize import deserialize_object, pack_apply_message

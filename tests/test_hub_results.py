@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import pytest
 
 import minipar
-from conftest import announce_then_sleep, start_cluster, wait_for
+from helpers import announce_then_sleep, start_cluster, wait_for
 
 
 def fail():

@@ -8,7 +8,7 @@ import json
 import subprocess
 import sys
 
-from conftest import ROOT
+from helpers import ROOT
 
 HEAVY = ["asyncio", "sqlite3", "subprocess", "zmq", "json", "uuid", "hmac", "concurrent.futures",
          "tomllib", "tomli", "dataclasses", "minipar.config", "minipar.cluster", "minipar.client",

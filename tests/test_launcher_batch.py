@@ -18,9 +18,9 @@ import sys
 import pytest
 
 import minipar
-from batch_systems import (CANCEL, SUBMIT, engine_facts, job_listed, jobs_named, listed_states, make_profile, number,
-                           system)  # noqa: F401 - system is a fixture
-from conftest import FAST_HEARTBEAT, ROOT, announce_then_sleep, pid_gone, wait_for
+from fixtures.batch import (CANCEL, SUBMIT, engine_facts, job_listed, jobs_named, listed_states, make_profile,
+                            number)
+from helpers import FAST_HEARTBEAT, TEST_PYTHONPATH, announce_then_sleep, pid_gone, wait_for
 from minipar.cluster.cluster import ClusterError
 from minipar.cluster.launchers import batch
 from minipar.error import LauncherError, TemplateError
@@ -363,7 +363,7 @@ def test_windowshpc_submits_to_the_configured_head_node_and_cancels_there(tmp_pa
     for key in ("PATH", "FAKE_BATCH_SPOOL", "FAKE_BATCH_PYTHON", "FAKE_BATCH_KILL_DELAY"):
         monkeypatch.setenv(key, env[key])
     monkeypatch.setenv("FAKE_WINHPC_SCHEDULER", "head1")
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
+    monkeypatch.setenv("PYTHONPATH", TEST_PYTHONPATH)
     try:
         pdir = make_profile(tmp_path, '[cluster]\nengines = "WindowsHPC"\n[launcher.windowshpc]\nscheduler = "head1"\n')
         cluster = minipar.Cluster(profile_dir=str(pdir), n=2)

@@ -1,7 +1,7 @@
 """The MPI launchers and ``[engine] mpi = "mpi4py"``, under real Open MPI and real MPICH
 (engine ids from ranks, the stagger and ``mpi = "init_script"``: test_mpi_ids).
 
-scripts/services/mpi.sh brings both up (through the ``mpi`` fixture of test_services); each
+scripts/services/mpi.sh brings both up (through the ``mpi`` fixture of fixtures/services.py); each
 implementation runs with the environment it needs (/etc/minipar-testbed/*.env), set before the
 Cluster is made, since engines inherit the environment of the process that starts them.
 """
@@ -18,67 +18,15 @@ from pathlib import Path
 import pytest
 
 import minipar
-from conftest import ROOT, pid_gone, wait_for
+from fixtures.mpi_bed import IMPLEMENTATIONS, STARTED_HERE, Bed, assert_nothing_left, use
+from helpers import ROOT, pid_gone, wait_for
 from minipar.cluster.cluster import ClusterError
 from minipar.error import CannotSignal, LauncherError
 from minipar.cluster.launchers.mpi import MPIEngineSetLauncher, job_pids
-from test_services import mpi, read_env  # noqa: F401 - mpi is a fixture
-
-IMPLEMENTATIONS = {
-    # name: (mpiexec, env file, vendor as mpi4py names it, mpi_args that set a variable in every rank)
-    "openmpi": ("mpiexec.openmpi", "openmpi.env", "Open MPI", ["-x", "PASSED_BY_MPI_ARGS=yes"]),
-    "mpich": ("mpiexec.mpich", "mpich.env", "MPICH", ["-genv", "PASSED_BY_MPI_ARGS", "yes"]),
-}
-STARTED_HERE = "MINIPAR_DIR"
-"""Every process a test starts inherits MINIPAR_DIR=<its tmp dir>: how leftovers are found."""
-
-
-class Bed:
-    """One MPI implementation, a profile whose [launcher.mpi] uses it, and its environment."""
-
-    def __init__(self, name: str, root: Path, mpi_args=()):
-        self.name = name
-        self.mpiexec, env_file, self.vendor, _ = IMPLEMENTATIONS[name]
-        self.env = read_env(env_file)
-        self.root = root
-        self.profile_dir = root / ("profile_%s" % name)
-        self.profile_dir.mkdir(parents=True, exist_ok=True)
-        (self.profile_dir / "minipar.toml").write_text(
-            "[launcher.mpi]\nmpi_command = [%s]\nmpi_args = %s\n"
-            % (json.dumps(self.mpiexec), json.dumps(list(mpi_args))))
-
-    def environment(self) -> dict:
-        return dict(self.env, MINIPAR_DIR=str(self.root),
-                    PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
-
-
-def processes_with(variable: str, value: str) -> list:
-    """Live pids (but this one) whose environment has variable=value."""
-    needle = ("\0%s=%s\0" % (variable, value)).encode()
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != os.getpid():
-            try:
-                with open("/proc/%s/environ" % entry, "rb") as f:
-                    if needle in b"\0" + f.read():
-                        pids.append(int(entry))
-            except OSError:
-                continue
-    return pids
-
-
-def assert_nothing_left(root: Path):
-    wait_for(lambda: not processes_with(STARTED_HERE, str(root)), 10, "every process of the test to be gone")
-
 
 def assert_all_gone(pids):
     for pid in pids:
         wait_for(lambda: pid_gone(pid), 10, "pid %d to be gone" % pid)
-
-
-def use(monkeypatch, bed: Bed):
-    for key, value in bed.environment().items():
-        monkeypatch.setenv(key, value)
 
 
 def sleeper(seconds):
@@ -111,7 +59,7 @@ def catch_usr1():
 # ---------------------------------------------------------------- one cluster per implementation
 
 @pytest.fixture(scope="module", params=sorted(IMPLEMENTATIONS))
-def mpi_cluster(request, mpi, tmp_path_factory):  # noqa: F811
+def mpi_cluster(request, mpi, tmp_path_factory):
     """Three mpi4py engines under one mpiexec, and a local controller."""
     bed = Bed(request.param, tmp_path_factory.mktemp("mpi-" + request.param),
               mpi_args=IMPLEMENTATIONS[request.param][3])
@@ -192,18 +140,10 @@ def test_clear_keeps_MPI_in_the_namespace(mpi_cluster):
 
 # ---------------------------------------------------------------- stopping
 
-@pytest.fixture(params=sorted(IMPLEMENTATIONS))
-def bed(request, mpi, tmp_path, monkeypatch):  # noqa: F811
-    bed = Bed(request.param, tmp_path / "mp")
-    use(monkeypatch, bed)
-    yield bed
-    assert_nothing_left(bed.root)
-
-
-def test_a_killed_mpiexec_is_reported_and_stop_still_ends_its_engines(bed, caplog):
+def test_a_killed_mpiexec_is_reported_and_stop_still_ends_its_engines(mpi_bed, caplog):
     caplog.set_level(logging.WARNING, logger="minipar.cluster")
     # engines that have not initialised MPI: Open MPI then leaves them running when mpiexec dies
-    cluster = minipar.Cluster(profile_dir=bed.profile_dir, n=2, engines="mpi")
+    cluster = minipar.Cluster(profile_dir=mpi_bed.profile_dir, n=2, engines="mpi")
     rc = cluster.start_and_connect_sync(timeout=60)
     try:
         pids = rc[:].apply_sync(os.getpid) + rc[:].apply_sync(os.getppid)  # engines and their nannies
@@ -213,7 +153,7 @@ def test_a_killed_mpiexec_is_reported_and_stop_still_ends_its_engines(bed, caplo
                  in caplog.text, 10, "the watcher to log mpiexec's end")
         state = json.loads(cluster.state_file.read_text())
         assert [s["mpiexec"]["returncode"] for s in state["engines"].values()] == [-signal.SIGKILL]
-        if bed.name == "openmpi":
+        if mpi_bed.name == "openmpi":
             assert not any(pid_gone(pid) for pid in pids)
             assert launcher.running and sorted(job_pids(launcher.marker)) == sorted(pids)
     finally:
@@ -227,23 +167,23 @@ def run_cli(bed: Bed, *args, timeout=120):
                           cwd=str(bed.root.parent))
 
 
-def test_cli_start_daemonized_then_stop_from_another_process(bed):
+def test_cli_start_daemonized_then_stop_from_another_process(mpi_bed):
     engine_pids, mpiexec_pids, controller_pid = [], [], []
-    started = run_cli(bed, "start", "-n", "2", "--daemonize", "--engines", "mpi", "--controller", "mpi")
+    started = run_cli(mpi_bed, "start", "-n", "2", "--daemonize", "--engines", "mpi", "--controller", "mpi")
     try:
         assert started.returncode == 0, started.stdout + started.stderr
         assert "cluster '' running: 2 engines" in started.stdout
-        with minipar.Client(url_file=str(bed.profile_dir / "security" / "controller-client.json")) as rc:
+        with minipar.Client(url_file=str(mpi_bed.profile_dir / "security" / "controller-client.json")) as rc:
             engine_pids = rc[:].apply_sync(os.getpid)
-        state = json.loads((bed.profile_dir / "security" / "cluster-.json").read_text())
+        state = json.loads((mpi_bed.profile_dir / "security" / "cluster-.json").read_text())
         assert state["controller"]["class"] == "minipar.cluster.launchers.mpi.MPIControllerLauncher"
         mpiexec_pids = [state["controller"]["mpiexec"]["pid"]] + [
             s["mpiexec"]["pid"] for s in state["engines"].values()]
-        controller_pid = [int((bed.profile_dir / "pid" / "controller.pid").read_text())]
+        controller_pid = [int((mpi_bed.profile_dir / "pid" / "controller.pid").read_text())]
         assert not set(engine_pids) & set(mpiexec_pids + controller_pid)
         assert all(not pid_gone(pid) for pid in engine_pids + mpiexec_pids + controller_pid)
     finally:
-        stopped = run_cli(bed, "stop")
+        stopped = run_cli(mpi_bed, "stop")
     assert stopped.returncode == 0 and "stopped cluster ''" in stopped.stdout, stopped.stdout + stopped.stderr
     assert_all_gone(engine_pids + mpiexec_pids + controller_pid)
 
@@ -264,7 +204,7 @@ def test_a_bad_mpi_command_is_a_clear_error_and_leaves_nothing(tmp_path, monkeyp
     assert_nothing_left(tmp_path / "mp")
 
 
-def test_an_mpiexec_that_refuses_to_run_fails_the_start_with_its_output(mpi, tmp_path, monkeypatch):  # noqa: F811
+def test_an_mpiexec_that_refuses_to_run_fails_the_start_with_its_output(mpi, tmp_path, monkeypatch):
     bed = Bed("openmpi", tmp_path / "mp")
     use(monkeypatch, bed)
     for key in bed.env:  # as root, Open MPI then refuses to start anything
@@ -299,7 +239,7 @@ def test_an_engine_without_mpi4py_says_so_in_one_line(tmp_path):
         "import (No module named 'mpi4py'); install it there or unset engine.mpi" % sys.executable]
 
 
-def test_an_mpi4py_that_cannot_load_its_mpi_library_says_so_in_one_line(mpi, tmp_path):  # noqa: F811
+def test_an_mpi4py_that_cannot_load_its_mpi_library_says_so_in_one_line(mpi, tmp_path):
     # the MPICH flavour of the mpi4py wheel without the libmpi.so.12 shim (TESTBED.md, MPI)
     env = dict(os.environ, PYTHONPATH=str(ROOT), MPI4PY_MPIABI="mpich", LD_LIBRARY_PATH=str(tmp_path))
     r = run_engine(env, tmp_path)

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from helpers import ROOT
 from minipar.cluster.launchers import CONTROLLER_LAUNCHERS, ENGINE_LAUNCHERS, launcher_class
 from minipar.cluster.launchers.template import BatchTemplate
 from minipar.error import TemplateError

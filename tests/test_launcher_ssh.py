@@ -8,125 +8,21 @@ first and stops the cluster from a fresh process that has only the state file.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 import minipar
-from conftest import ROOT, pid_gone, wait_for
+from fixtures.ssh_bed import assert_all_gone, cmdline, run_cli, state_processes
+from helpers import pid_gone, wait_for
 from minipar.error import LauncherError
 from minipar.cluster.launchers.ssh import SSHEngineSetLauncher, same_file
 from minipar.config import ConfigError
-from services import sshd  # noqa: F401 - the fixture
-
-
-@pytest.fixture
-def mpdir(tmp_path, monkeypatch):
-    root = tmp_path / "mp"
-    (root / "profile_default").mkdir(parents=True)
-    monkeypatch.setenv("MINIPAR_DIR", str(root))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
-    return root
-
-
-@pytest.fixture
-def bed(sshd, mpdir, tmp_path):
-    """A profile to configure, a remote profile dir, logging ssh/scp wrappers; on teardown
-    whatever a failed test left running is stopped."""
-    b = Bed(mpdir, tmp_path)
-    yield b
-    b.clean_up()
-
-
-def wrapper(path: Path, program: str, log: Path) -> str:
-    path.write_text('#!/bin/sh\nprintf "%%s\\n%s\\n" "$*" >> %s\nexec %s "$@"\n' % (END, log, program))
-    path.chmod(0o755)
-    return str(path)
-
-
-END = "--- end of command ---"
-
-
-def toml_value(value) -> str:
-    if isinstance(value, dict):
-        return "{ %s }" % ", ".join("%s = %s" % (k, toml_value(v)) for k, v in value.items())
-    return json.dumps(value)
-
-
-class Bed:
-    def __init__(self, mpdir: Path, tmp_path: Path):
-        self.tmp = tmp_path
-        self.profile_dir = mpdir / "profile_default"
-        self.remote_dir = tmp_path / "remote"
-        self.ssh_log = tmp_path / "ssh.log"
-        self.scp_log = tmp_path / "scp.log"
-        self.ssh = wrapper(tmp_path / "logging-ssh", "ssh", self.ssh_log)
-        self.scp = wrapper(tmp_path / "logging-scp", "scp", self.scp_log)
-        self.clusters: list = []
-
-    def configure(self, engines=None, cluster=None, **ssh):
-        ssh.setdefault("remote_python", sys.executable)
-        ssh.setdefault("remote_profile_dir", str(self.remote_dir))
-        ssh.setdefault("ssh_command", [self.ssh])
-        ssh.setdefault("scp_command", [self.scp])
-        cluster = dict({"engines": "ssh", "controller_args": ["--controller.heartbeat_period=0.2"]},
-                       **(cluster or {}))
-        lines = ["[cluster]"] + ["%s = %s" % kv for kv in ((k, toml_value(v)) for k, v in cluster.items())]
-        lines += ["[launcher.ssh]"] + ["%s = %s" % (k, toml_value(v)) for k, v in ssh.items()]
-        lines += ["[launcher.ssh.engines]"] + ["%s = %s" % (json.dumps(h), toml_value(v))
-                                               for h, v in (engines or {}).items()]
-        (self.profile_dir / "minipar.toml").write_text("\n".join(lines) + "\n")
-
-    def cluster(self, **kwargs) -> minipar.Cluster:
-        c = minipar.Cluster(**kwargs)
-        self.clusters.append(c)
-        return c
-
-    def ssh_commands(self) -> str:
-        return self.ssh_log.read_text() if self.ssh_log.exists() else ""
-
-    def sent_to(self, host: str) -> list:
-        """The remote command lines of each ssh to host."""
-        commands = [c.strip() for c in self.ssh_commands().split(END)]
-        return [c.split(" %s " % host, 1)[1] for c in commands if " %s " % host in c]
-
-    def scp_commands(self) -> str:
-        return self.scp_log.read_text() if self.scp_log.exists() else ""
-
-    def leftovers(self) -> list:
-        """Pids of processes whose command line names this test's directory."""
-        return processes_mentioning(str(self.tmp))
-
-    def clean_up(self):
-        for c in self.clusters:
-            c.stop_cluster_sync()
-        for state in (self.profile_dir / "security").glob("cluster-*.json"):
-            run_cli("stop", "--cluster-id", json.loads(state.read_text())["cluster_id"])
-        for pid in self.leftovers():
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-
-
-def processes_mentioning(text: str) -> list:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != os.getpid():
-            try:
-                with open("/proc/%s/cmdline" % entry, "rb") as f:
-                    if text.encode() in f.read():
-                        found.append(int(entry))
-            except OSError:
-                pass
-    return found
 
 
 def parent(pid: int) -> int:
@@ -148,29 +44,6 @@ def started_by_sshd(pid: int) -> bool:
         if command_name(pid) == "sshd":
             return True
     return False
-
-
-def cmdline(pid: int) -> list:
-    with open("/proc/%d/cmdline" % pid, "rb") as f:
-        return f.read().decode().split("\0")
-
-
-def assert_all_gone(pids):
-    for pid in pids:
-        wait_for(lambda: pid_gone(pid), 10, "pid %d to be gone" % pid)
-
-
-def state_processes(cluster_or_path, role="engines") -> list:
-    path = cluster_or_path.state_file if hasattr(cluster_or_path, "state_file") else cluster_or_path
-    state = json.loads(Path(path).read_text())
-    if role == "controller":
-        return state["controller"]["processes"]
-    return [p for s in state["engines"].values() for p in s["processes"]]
-
-
-def run_cli(*args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "minipar.cluster", *args], capture_output=True, text=True,
-                          timeout=timeout)
 
 
 SLEEP = "import time\nprint('sleeping', flush=True)\ntime.sleep(60)"
@@ -236,19 +109,19 @@ def test_foreground_engines_cli_errors(mpdir):
 
 # ------------------------------------------------------------------------------ with sshd
 
-def test_ssh_engines_do_real_work_and_stop_over_ssh(bed):
-    extra = bed.tmp / "data.txt"
+def test_ssh_engines_do_real_work_and_stop_over_ssh(ssh_bed):
+    extra = ssh_bed.tmp / "data.txt"
     extra.write_text("payload")
-    remote_extra = bed.remote_dir / "inputs" / "data.txt"
+    remote_extra = ssh_bed.remote_dir / "inputs" / "data.txt"
     own_cmd = [sys.executable, "-X", "utf8", "-m", "minipar.engine"]
-    bed.configure({"localhost": 1,
+    ssh_bed.configure({"localhost": 1,
                    "127.0.0.1": {"n": 1, "engine_args": ["--startup-command=marker = 'own'"], "engine_cmd": own_cmd}},
                   cluster={"engine_args": ["--startup-command=marker = 'shared'"]},
                   # an explicit list replaces the default, so it names the connection file too
                   to_send=[[str(extra), str(remote_extra)],
-                           [str(bed.profile_dir / "security" / "controller-w1-engine.json"),
-                            str(bed.remote_dir / "security" / "controller-w1-engine.json")]])
-    cluster = bed.cluster(n=5, cluster_id="w1")
+                           [str(ssh_bed.profile_dir / "security" / "controller-w1-engine.json"),
+                            str(ssh_bed.remote_dir / "security" / "controller-w1-engine.json")]])
+    cluster = ssh_bed.cluster(n=5, cluster_id="w1")
     with cluster as rc:
         assert sum(s.n for s in cluster.engine_sets.values()) == 2
         pids = rc[:].apply_sync(os.getppid)  # the launched processes (each engine's nanny)
@@ -264,27 +137,27 @@ def test_ssh_engines_do_real_work_and_stop_over_ssh(bed):
             assert p["client_pid"] != pid and command_name(p["client_pid"]) == "ssh"
             assert started_by_sshd(pid)
             args = cmdline(pid)
-            assert args[args.index("--profile-dir") + 1] == str(bed.remote_dir)
+            assert args[args.index("--profile-dir") + 1] == str(ssh_bed.remote_dir)
             assert "minipar-remote-pid %d" % pid in Path(p["log_file"]).read_text()
         assert sorted(Path(p["log_file"]).name for p in recorded.values()) == [
             "engine-%s-%s.log" % (cluster.cluster_id, tag) for tag in ("127.0.0.1-1", "localhost-0")]
-        local_file = bed.profile_dir / "security" / ("controller-%s-engine.json" % cluster.cluster_id)
-        remote_file = bed.remote_dir / "security" / local_file.name
+        local_file = ssh_bed.profile_dir / "security" / ("controller-%s-engine.json" % cluster.cluster_id)
+        remote_file = ssh_bed.remote_dir / "security" / local_file.name
         assert remote_file.read_bytes() == local_file.read_bytes()
         assert (remote_file.parent.stat().st_mode & 0o777) == 0o700
         assert remote_extra.read_text() == "payload"
-        assert "localhost:%s" % remote_file in bed.scp_commands()
+        assert "localhost:%s" % remote_file in ssh_bed.scp_commands()
     assert_all_gone(pids)
     for host, pid in by_host.items():
-        assert any("kill -s TERM %d " % pid in command for command in bed.sent_to(host)), bed.sent_to(host)
+        assert any("kill -s TERM %d " % pid in command for command in ssh_bed.sent_to(host)), ssh_bed.sent_to(host)
 
 
-def test_cli_daemonized_ssh_engines_stopped_from_a_fresh_process(bed):
-    bed.configure({"localhost": 2})
+def test_cli_daemonized_ssh_engines_stopped_from_a_fresh_process(ssh_bed):
+    ssh_bed.configure({"localhost": 2})
     out = run_cli("start", "--daemonize")
     assert out.returncode == 0, out.stderr
     assert "running: 2 engines" in out.stdout
-    state_file = bed.profile_dir / "security" / "cluster-.json"
+    state_file = ssh_bed.profile_dir / "security" / "cluster-.json"
     engines = state_processes(state_file)
     pids = [p["pid"] for p in engines]
     controller = state_processes(state_file, "controller")[0]["pid"]
@@ -295,55 +168,55 @@ def test_cli_daemonized_ssh_engines_stopped_from_a_fresh_process(bed):
     assert not any(pid_gone(pid) for pid in pids), "the remote engines died with their ssh clients"
     listing = run_cli("list").stdout.splitlines()
     assert listing[1].split()[3:5] == ["2/2", "local/ssh"], listing
-    before = bed.ssh_commands()
+    before = ssh_bed.ssh_commands()
     stopped = run_cli("stop")
     assert stopped.returncode == 0, stopped.stderr
     assert_all_gone(pids + [controller])
-    assert "kill -s TERM %s" % " ".join(map(str, pids)) in bed.ssh_commands()[len(before):]
+    assert "kill -s TERM %s" % " ".join(map(str, pids)) in ssh_bed.ssh_commands()[len(before):]
     assert not state_file.exists()
 
 
-def test_no_self_copy_and_signals_over_ssh(bed):
-    shared = bed.tmp / "shared.txt"
+def test_no_self_copy_and_signals_over_ssh(ssh_bed):
+    shared = ssh_bed.tmp / "shared.txt"
     shared.write_text("do not truncate me")
-    bed.configure({"localhost": 2}, remote_profile_dir="", to_send=[[str(shared), str(shared)]])
-    cluster = bed.cluster()
+    ssh_bed.configure({"localhost": 2}, remote_profile_dir="", to_send=[[str(shared), str(shared)]])
+    cluster = ssh_bed.cluster()
     cluster.start_controller_sync()
-    engine_file = bed.profile_dir / "security" / ("controller-%s-engine.json" % cluster.cluster_id)
+    engine_file = ssh_bed.profile_dir / "security" / ("controller-%s-engine.json" % cluster.cluster_id)
     content, mtime = engine_file.read_bytes(), engine_file.stat().st_mtime_ns
     cluster.start_engines_sync()
     rc = cluster.wait_for_engines_sync(2, timeout=30)
     assert engine_file.read_bytes() == content and engine_file.stat().st_mtime_ns == mtime
     assert shared.read_text() == "do not truncate me"
-    assert bed.scp_commands() == ""
+    assert ssh_bed.scp_commands() == ""
     pids = [p["pid"] for p in state_processes(cluster)]
     assert sorted(rc[:].apply_sync(os.getppid)) == sorted(pids)
 
     interrupt_both_engines(cluster, rc)
-    assert "kill -s INT %s" % " ".join(map(str, pids)) in bed.ssh_commands()
+    assert "kill -s INT %s" % " ".join(map(str, pids)) in ssh_bed.ssh_commands()
     assert rc[:].apply_sync(sum, [1, 1]) == [2, 2]
     cluster.stop_cluster_sync()
     assert_all_gone(pids)
 
 
-def test_ssh_controller_and_ssh_engines(bed):
-    fetched = bed.tmp / "fetched" / "controller.log"
-    bed.configure({"localhost": 2}, cluster={"controller": "ssh"}, controller_host="localhost",
-                  to_fetch=[[str(bed.remote_dir / "log" / "controller-c1.log"), str(fetched)]] + [
-                      [str(bed.remote_dir / "security" / name), str(bed.profile_dir / "security" / name)]
+def test_ssh_controller_and_ssh_engines(ssh_bed):
+    fetched = ssh_bed.tmp / "fetched" / "controller.log"
+    ssh_bed.configure({"localhost": 2}, cluster={"controller": "ssh"}, controller_host="localhost",
+                  to_fetch=[[str(ssh_bed.remote_dir / "log" / "controller-c1.log"), str(fetched)]] + [
+                      [str(ssh_bed.remote_dir / "security" / name), str(ssh_bed.profile_dir / "security" / name)]
                       for name in ("controller-c1-client.json", "controller-c1-engine.json")])
-    cluster = bed.cluster(cluster_id="c1")
+    cluster = ssh_bed.cluster(cluster_id="c1")
     with cluster as rc:
         controller = state_processes(cluster, "controller")[0]
         pid = controller["pid"]
         assert controller["host"] == "localhost" and started_by_sshd(pid)
         args = cmdline(pid)
         assert "--ip=*" in args and "--location=localhost" in args
-        assert args[args.index("--profile-dir") + 1] == str(bed.remote_dir)
+        assert args[args.index("--profile-dir") + 1] == str(ssh_bed.remote_dir)
         for role in ("client", "engine"):
             name = "controller-c1-%s.json" % role
-            local = bed.profile_dir / "security" / name
-            assert local.read_bytes() == (bed.remote_dir / "security" / name).read_bytes()
+            local = ssh_bed.profile_dir / "security" / name
+            assert local.read_bytes() == (ssh_bed.remote_dir / "security" / name).read_bytes()
             assert local.stat().st_mode & 0o777 == 0o600
         assert "Controller ready" in fetched.read_text()
         assert sum(rc[:].apply_sync(pow, 2, 3)) == 16
@@ -352,28 +225,28 @@ def test_ssh_controller_and_ssh_engines(bed):
         assert found.controller.processes[0].popen is None and found.controller_running
     assert_all_gone(engine_pids + [pid])
     wait_for(lambda: not found.controller_running, 10, "another process to see the controller gone")
-    assert "kill -s TERM %d" % pid in bed.ssh_commands()
-    assert not list((bed.remote_dir / "security").glob("controller-c1-*.json"))
+    assert "kill -s TERM %d" % pid in ssh_bed.ssh_commands()
+    assert not list((ssh_bed.remote_dir / "security").glob("controller-c1-*.json"))
     assert not cluster.state_file.exists()
 
 
-def test_ssh_controller_that_exits_at_once_fails_with_its_output(bed):
-    bed.configure({"localhost": 1}, cluster={"controller": "ssh", "controller_args": ["--controller.nosuchkey=1"]},
+def test_ssh_controller_that_exits_at_once_fails_with_its_output(ssh_bed):
+    ssh_bed.configure({"localhost": 1}, cluster={"controller": "ssh", "controller_args": ["--controller.nosuchkey=1"]},
                   controller_host="localhost")
-    cluster = bed.cluster(cluster_id="c2")
+    cluster = ssh_bed.cluster(cluster_id="c2")
     with pytest.raises(LauncherError) as info:
         cluster.start_and_connect_sync()
     message = str(info.value)
     assert "the controller on host 'localhost'" in message and "exited before writing its connection files" in message
     assert "controller.nosuchkey: unknown setting" in message
-    wait_for(lambda: not bed.leftovers(), 10, "every process of this test to end")
+    wait_for(lambda: not ssh_bed.leftovers(), 10, "every process of this test to end")
     assert not cluster.state_file.exists()
 
 
-def test_sshproxy_starts_engines_through_cluster_engines_on_the_host(bed):
-    bed.configure({"localhost": 2}, cluster={"engines": "sshproxy",
+def test_sshproxy_starts_engines_through_cluster_engines_on_the_host(ssh_bed):
+    ssh_bed.configure({"localhost": 2}, cluster={"engines": "sshproxy",
                                              "engine_args": ["--startup-command=marker = 'via proxy'"]})
-    cluster = bed.cluster(cluster_id="px")
+    cluster = ssh_bed.cluster(cluster_id="px")
     with cluster as rc:
         assert rc[:].pull("marker", block=True) == ["via proxy", "via proxy"]
         proxy = state_processes(cluster)[0]
@@ -385,7 +258,7 @@ def test_sshproxy_starts_engines_through_cluster_engines_on_the_host(bed):
         assert [s.engines_running() for s in cluster.engine_sets.values()] == [2]
         interrupt_both_engines(cluster, rc)
     assert_all_gone(engine_pids + [proxy["pid"]])
-    assert "kill -s TERM %d" % proxy["pid"] in bed.ssh_commands()
+    assert "kill -s TERM %d" % proxy["pid"] in ssh_bed.ssh_commands()
     assert "stopped 2 engine(s)" in Path(proxy["log_file"]).read_text()
 
 
@@ -394,9 +267,9 @@ def test_sshproxy_starts_engines_through_cluster_engines_on_the_host(bed):
     ({"localhost": 2}, ["ssh", "-p", "1"], "localhost", "port 1: Connection refused"),
     ({"localhost": 2, "nosuchhost.invalid": 1}, None, "nosuchhost.invalid", "Could not resolve hostname"),
 ], ids=["unknown-host", "closed-port", "one-bad-host-of-two"])
-def test_unreachable_host_fails_clearly_and_leaves_nothing(bed, engines, ssh, host, says):
-    bed.configure(engines, **({"ssh_command": ssh} if ssh else {}))
-    cluster = bed.cluster(cluster_id="bad")
+def test_unreachable_host_fails_clearly_and_leaves_nothing(ssh_bed, engines, ssh, host, says):
+    ssh_bed.configure(engines, **({"ssh_command": ssh} if ssh else {}))
+    cluster = ssh_bed.cluster(cluster_id="bad")
     with pytest.raises(LauncherError) as info:
         cluster.start_and_connect_sync()
     message = str(info.value)
@@ -404,11 +277,11 @@ def test_unreachable_host_fails_clearly_and_leaves_nothing(bed, engines, ssh, ho
     assert "on host %r" % host in message and says in message
     assert "ssh -p 1 -o BatchMode=yes" in message if ssh else "ssh -o BatchMode=yes" in message
     assert "ended with exit code 255 (ssh could not connect or log in)" in message
-    started = [int(m) for f in (bed.profile_dir / "log").glob("engine-bad-localhost-*.log")
+    started = [int(m) for f in (ssh_bed.profile_dir / "log").glob("engine-bad-localhost-*.log")
                for m in re.findall(r"minipar-remote-pid (\d+)", f.read_text())]
     if len(engines) == 2:
         assert len(started) == 2, "the reachable host's engines should have started (and then stopped)"
-        assert "kill -s TERM" in bed.ssh_commands()
+        assert "kill -s TERM" in ssh_bed.ssh_commands()
     assert_all_gone(started)
-    wait_for(lambda: not bed.leftovers(), 10, "every process of this test to end")
+    wait_for(lambda: not ssh_bed.leftovers(), 10, "every process of this test to end")
     assert cluster.controller is None and not cluster.state_file.exists()

@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from conftest import Profile, pid_gone, wait_for
+from helpers import Profile, pid_gone, wait_for
 
 
 def whoami(x):
@@ -60,7 +60,7 @@ CLIENT = textwrap.dedent("""
 
 
 def test_twenty_clients_at_once_each_get_exactly_their_own_results(tmp_path):
-    from conftest import start_cluster
+    from helpers import start_cluster
     p = Profile(tmp_path)
     try:
         start_cluster(p, 2)

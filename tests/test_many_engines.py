@@ -11,7 +11,7 @@ import sys
 import pytest
 import zmq
 
-from conftest import ROOT, wait_for
+from helpers import ROOT, wait_for
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import sim_engines  # noqa: E402

@@ -8,10 +8,8 @@ from datetime import datetime
 import pytest
 
 import minipar
-from conftest import wait_for
-from test_launcher_mpi import IMPLEMENTATIONS, Bed, assert_nothing_left, use
-from test_launcher_mpi import bed  # noqa: F401 - a fixture: one Open MPI or MPICH test bed per test
-from test_services import mpi  # noqa: F401 - mpi is a fixture
+from fixtures.mpi_bed import IMPLEMENTATIONS, Bed, assert_nothing_left, use
+from helpers import wait_for
 
 RANKS = 64
 """The most ranks this test bed starts comfortably: 2 cores, oversubscribed, ~10s per job with
@@ -47,7 +45,7 @@ def first(lines, prefix):
 
 
 @pytest.fixture(scope="module", params=sorted(IMPLEMENTATIONS))
-def big_job(request, mpi, tmp_path_factory):  # noqa: F811
+def big_job(request, mpi, tmp_path_factory):
     """RANKS mpi4py engines under one mpiexec, with the default registration delay."""
     bed = Bed(request.param, tmp_path_factory.mktemp("ids-" + request.param))
     with pytest.MonkeyPatch.context() as mp:
@@ -129,10 +127,10 @@ def world_rank():
 '''
 
 
-def test_an_init_script_initialises_another_binding_and_the_ranks_are_still_the_ids(bed, tmp_path):
+def test_an_init_script_initialises_another_binding_and_the_ranks_are_still_the_ids(mpi_bed, tmp_path):
     script = tmp_path / "ctypes_mpi.py"
     script.write_text(INIT_SCRIPT)
-    cluster = minipar.Cluster(profile_dir=bed.profile_dir, n=3, engines="mpi",
+    cluster = minipar.Cluster(profile_dir=mpi_bed.profile_dir, n=3, engines="mpi",
                               engine_args=["--engine.mpi=init_script", "--engine.mpi_init_script=%s" % script])
     rc = cluster.start_and_connect_sync(timeout=60)
     try:
@@ -141,7 +139,7 @@ def test_an_init_script_initialises_another_binding_and_the_ranks_are_still_the_
         rc[:].clear()  # what the script defined stays; what tasks defined goes
         rc[:].execute("has_x = 'x' in globals(); rank = world_rank(); has_MPI = 'MPI' in globals()", block=True)
         assert rc[:].pull(["has_x", "rank", "has_MPI"], block=True) == [[False, i, False] for i in range(3)]
-        text = job_log(bed, cluster).read_text()
+        text = job_log(mpi_bed, cluster).read_text()
         for rank in range(3):
             assert ("[Engine rank %d] INFO MPI initialised (engine.mpi_init_script %s): rank %d of 3"
                     % (rank, script, rank)) in text

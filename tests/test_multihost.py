@@ -25,10 +25,9 @@ from pathlib import Path
 import pytest
 
 import minipar
-from conftest import ROOT, pid_gone, read_json, wait_for
+from fixtures.services import read_env
+from helpers import ROOT, pid_gone, read_json, wait_for
 from wire import CAN_CAPTURE, Capture
-from services import netns_hosts  # noqa: F401 - the fixture
-from test_services import mpi, read_env  # noqa: F401 - mpi is a fixture
 
 ROOT_HOST, ROOT_IP = "tbroot", "10.99.0.1"
 HOST_IPS = {"tbh1": "10.99.0.11", "tbh2": "10.99.0.12"}

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import minipar
-from conftest import ROOT, announce_then_sleep, pid_gone, print_pid_then_sleep, wait_for
+from helpers import ROOT, announce_then_sleep, pid_gone, print_pid_then_sleep, wait_for
 
 SLOW_HEARTBEAT = ("--controller.heartbeat_period=5", "--controller.heartbeat_misses=4")
 """Death by heartbeat takes 20 s here, so an EngineError within a few seconds came from the nanny."""

@@ -226,7 +226,7 @@ def test_wait_for_send_times_out_while_zeromq_still_holds_the_buffer(profile):
     import signal
 
     from minipar.error import TimeoutError as MiniparTimeout
-    from conftest import start_cluster
+    from helpers import start_cluster
     rc, _ = start_cluster(profile, 1)
     controller = profile.procs[0]
     a = np.ones(200 * 1024 * 1024 // 8)
@@ -295,7 +295,7 @@ def test_a_1_gb_push_completes_without_doubling_memory_anywhere(profile):
     peaks at about one array (zmq's receive buffer is the engine's array), not two."""
     import os
 
-    from conftest import start_cluster
+    from helpers import start_cluster
     rc, [engine] = start_cluster(profile, 1)
     gb = 1024 * 1024 * 1024
     a = np.ones(gb // 8)

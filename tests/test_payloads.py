@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from conftest import ROOT, start_cluster
+from helpers import ROOT, start_cluster
 
 
 def test_100mb_numpy_array_round_trips(cluster):

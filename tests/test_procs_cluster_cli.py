@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import pid_gone, read_json, wait_for
+from helpers import pid_gone, read_json, wait_for
 from minipar.cluster.__main__ import build_parser, cluster_kwargs, split_by_owner
 from minipar.config import load_config
 

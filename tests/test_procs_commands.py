@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import zmq
 
-from conftest import ROOT, pid_gone, wait_for
+from helpers import ROOT, pid_gone, wait_for
 from installs import source_tree
 
 ROLES = ("controller", "engine", "cluster", "profile", "doctor")

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import read_json
+from helpers import read_json
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

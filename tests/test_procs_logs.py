@@ -4,7 +4,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from conftest import wait_for
+from helpers import wait_for
 
 
 def engine_logs(profile, pattern="engine-*.log"):

@@ -5,7 +5,7 @@ import os
 import signal
 import time
 
-from conftest import wait_for
+from helpers import wait_for
 
 
 def reuse_files_of_a_stopped_controller(profile):

@@ -11,7 +11,7 @@ import pytest
 import zmq
 
 import minipar
-from conftest import announce_then_sleep, pid_gone, start_cluster, wait_for
+from helpers import announce_then_sleep, pid_gone, start_cluster, wait_for
 from minipar.protocol import Session, recv_frames, send_frames
 
 

@@ -8,7 +8,7 @@ import time
 import pytest
 
 import minipar
-from conftest import announce_then_sleep, print_pid_then_sleep, start_cluster, wait_for
+from helpers import announce_then_sleep, print_pid_then_sleep, start_cluster, wait_for
 from minipar.dependency import Dependency
 
 
@@ -29,7 +29,7 @@ def pid():
 
 @pytest.fixture(scope="module")
 def cluster3(tmp_path_factory):
-    from conftest import Profile
+    from helpers import Profile
     p = Profile(tmp_path_factory.mktemp("sched"))
     rc, engines = start_cluster(p, 3)
     rc.profile = p

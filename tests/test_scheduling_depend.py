@@ -9,7 +9,7 @@ import time
 import pytest
 
 import minipar
-from conftest import Proc, start_cluster, wait_for
+from helpers import Proc, start_cluster, wait_for
 from minipar.controller.tasks import Task
 from policy_loop import PolicyLoop
 
@@ -74,7 +74,7 @@ def test_a_parked_task_can_be_aborted(profile):
 
 @pytest.fixture(scope="module")
 def plain2(tmp_path_factory):
-    from conftest import Profile
+    from helpers import Profile
     p = Profile(tmp_path_factory.mktemp("depend"))
     rc, _ = start_cluster(p, 2)
     yield rc

@@ -16,7 +16,7 @@ import time
 import pytest
 
 import minipar
-from conftest import Profile, read_json, start_cluster, wait_for
+from helpers import Profile, read_json, start_cluster, wait_for
 
 LONG = 2.0
 SHORT = 0.01

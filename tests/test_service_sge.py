@@ -7,22 +7,11 @@ import re
 import subprocess
 from pathlib import Path
 
-import pytest
+from fixtures.services import SGE_OK_LINE, run_sge_script
+from helpers import pid_gone, wait_for
 
-from conftest import ROOT, pid_gone, wait_for
-from services import require
-
-SCRIPT = ROOT / "scripts" / "services" / "sge.sh"
 QMASTER_PID = Path("/var/spool/gridengine/qmaster/qmaster.pid")
 EXECD_PIDS = "/var/spool/gridengine/execd/*/execd.pid"  # execd names its dir after its reverse lookup
-OK_LINE = re.compile(r"^OK SGE \S+ on (\S+): qmaster pid (\d+), execd pid (\d+), all\.q 8 slots, ")
-
-
-def run_script() -> subprocess.CompletedProcess:
-    # a cold run installs packages and may wait up to 5 minutes for another apt to finish
-    return subprocess.run(["bash", str(SCRIPT)], stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                          timeout=900, cwd="/")
-
 
 def live_pid(path) -> int | None:
     try:
@@ -37,22 +26,10 @@ def daemon_pids() -> tuple:
     return live_pid(QMASTER_PID), execd[0] if execd else None
 
 
-@pytest.fixture(scope="module")
-def sge():
-    """The first run of the script, which leaves SGE up (or the tests skip, or fail under CI=true)."""
-    how = "scripts/services/sge.sh as root"
-    require("SGE (bringing it up needs root)", os.geteuid() == 0, how)
-    proc = run_script()
-    said = (proc.stdout + proc.stderr).strip()[-2000:]
-    require("SGE on this host", proc.returncode == 0 and bool(OK_LINE.match(proc.stdout)),
-            "%s; it exited %d saying:\n%s" % (how, proc.returncode, said))
-    return proc
-
-
 def test_script_prints_exactly_one_ok_line_naming_the_running_daemons(sge):
     lines = sge.stdout.splitlines()
     assert len(lines) == 1, sge.stdout
-    host, qmaster, execd = OK_LINE.match(lines[0]).groups()
+    host, qmaster, execd = SGE_OK_LINE.match(lines[0]).groups()
     assert host == os.uname().nodename
     assert (int(qmaster), int(execd)) == daemon_pids()
 
@@ -60,9 +37,9 @@ def test_script_prints_exactly_one_ok_line_naming_the_running_daemons(sge):
 def test_second_run_is_idempotent(sge):
     before = daemon_pids()
     assert None not in before, before
-    again = run_script()
+    again = run_sge_script()
     assert again.returncode == 0, again.stdout + again.stderr
-    assert len(again.stdout.splitlines()) == 1 and OK_LINE.match(again.stdout), again.stdout
+    assert len(again.stdout.splitlines()) == 1 and SGE_OK_LINE.match(again.stdout), again.stdout
     assert daemon_pids() == before  # neither daemon was started twice or restarted
 
 

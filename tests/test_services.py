@@ -16,23 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import wait_for
-from services import bring_up, run_script
+from fixtures.services import ENV_DIR, read_env, run_script
+from helpers import wait_for
 
-ENV_DIR = Path("/etc/minipar-testbed")
 WARM_SECONDS = 60   # a second run must not reinstall or restart anything; it takes seconds
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
                                 reason="the service scripts install packages and start daemons: root only")
-
-
-def read_env(name: str) -> dict:
-    env = {}
-    for line in (ENV_DIR / name).read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            key, _, value = line.partition("=")
-            env[key] = value
-    return env
 
 
 def live_pids(comm: str) -> list:
@@ -58,11 +48,6 @@ def sh(*args, env=None, timeout=60) -> subprocess.CompletedProcess:
 
 
 # ---------------------------------------------------------------- MPI
-
-@pytest.fixture(scope="module")
-def mpi():
-    return bring_up("mpi.sh", "MPI (Open MPI, MPICH, mpi4py)", sys.executable)
-
 
 def test_mpi_script_says_ok(mpi):
     assert mpi.ok_lines[0].startswith("OK mpi: Open MPI ")
@@ -134,11 +119,6 @@ def test_mpi4py_allreduce_over_three_ranks(mpi, tmp_path, launcher, env_file, ve
 # ---------------------------------------------------------------- Slurm
 
 SLURM_PID_FILES = {"munged": "/run/munge/munged.pid", "slurmctld": "/run/slurmctld.pid", "slurmd": "/run/slurmd.pid"}
-
-
-@pytest.fixture(scope="module")
-def slurm():
-    return bring_up("slurm.sh", "single-node Slurm")
 
 
 def daemon_pids() -> dict:

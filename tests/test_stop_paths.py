@@ -11,7 +11,7 @@ import sys
 import pytest
 
 import minipar
-from conftest import ROOT, pid_gone, wait_for, with_children
+from helpers import TEST_PYTHONPATH, pid_gone, wait_for, with_children
 
 
 def cli(*args, timeout=120):
@@ -38,7 +38,7 @@ def nothing_left(profile_dir, pids):
 def profile_dir(tmp_path, monkeypatch):
     root = tmp_path / "mp"
     monkeypatch.setenv("MINIPAR_DIR", str(root))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
+    monkeypatch.setenv("PYTHONPATH", TEST_PYTHONPATH)
     pdir = root / "profile_default"
     pdir.mkdir(parents=True)
     (pdir / "minipar.toml").write_text('[controller]\ncurve = "true"\n')

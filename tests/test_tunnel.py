@@ -7,8 +7,7 @@ import os
 import pytest
 
 import minipar
-from conftest import pid_gone, wait_for
-from services import sshd  # noqa: F401 - fixture
+from helpers import pid_gone, wait_for
 
 
 @pytest.mark.parametrize("curve", ["auto", "true"], ids=["plain", "curve"])

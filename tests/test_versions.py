@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from conftest import Proc, wait_for
+from helpers import Proc, wait_for
 from pythons import other_minors, venv_with_runtime_deps
 
 import minipar

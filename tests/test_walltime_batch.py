@@ -11,8 +11,8 @@ import time
 import pytest
 
 import minipar
-from conftest import FAST_HEARTBEAT, wait_for
-from batch_systems import job_listed, make_profile, number, system  # noqa: F401 - the fixture
+from fixtures.batch import job_listed, make_profile, number
+from helpers import FAST_HEARTBEAT, wait_for
 
 LIMIT = {"slurm": "1", "sge": "00:01:00", "pbs": "00:01:00", "lsf": "1", "htcondor": "60"}
 """A one-minute walltime as each system's launcher setting writes it (Slurm's shortest)."""
