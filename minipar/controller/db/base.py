@@ -4,7 +4,7 @@ The hub writes (add_record when a request arrives, update_record as it is assign
 and completes) on its hot path; clients read through the hub (db_query, get_result,
 resubmit, hub_history, purge_results). Records follow the schema in :mod:`records`; queries
 the language in :mod:`query`. Every backend gives the same answers to the same calls:
-tests/test_db.py runs one suite against all of them.
+tests/controller/test_db.py runs one suite against all of them.
 
 Semantics every backend keeps:
 

@@ -21,7 +21,7 @@ SKIPPED = {
         "runs the whole test suite, this test among them; CI runs it (.ci/run)",
     ("README.md", "PROFILE  CLUSTER ID  CONTROLLER  ENGINES  LAUNCHERS    AGE"):
         "a pool two hours into its run (a draining job and its replacement) cannot be made in a test; "
-        "tests/test_engine_pools.py checks this listing",
+        "tests/cluster/test_engine_pools.py checks this listing",
 }
 """Blocks the docs test does not run, by document and first line, with the reason the document
 gives in its ``<!-- test: skip: REASON -->``: nothing is skipped without being listed here."""

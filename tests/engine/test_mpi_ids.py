@@ -1,5 +1,5 @@
 """Engine ids from MPI ranks, staggered registration and ``engine.mpi = "init_script"``, under
-real Open MPI and real MPICH (see test_launcher_mpi for the test bed)."""
+real Open MPI and real MPICH (the test bed: fixtures/mpi_bed.py)."""
 from __future__ import annotations
 
 import re

@@ -15,6 +15,7 @@ from array import array
 
 import pytest
 
+from helpers import ROOT
 from minipar import serialize
 from minipar.serialize import (
     BUFFER_THRESHOLD,
@@ -26,7 +27,7 @@ from minipar.serialize import (
     unpack_apply_message,
 )
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = str(ROOT)
 BIG = BUFFER_THRESHOLD * 2
 
 
