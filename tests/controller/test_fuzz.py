@@ -7,8 +7,8 @@ import random
 
 import zmq
 
-from helpers import read_json, start_cluster, wait_for
 from fuzzing import dealers, hostile, rss_kb
+from helpers import read_json, start_cluster, wait_for
 from minipar.protocol import Session, send_frames
 
 

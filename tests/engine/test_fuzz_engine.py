@@ -15,8 +15,8 @@ import time
 
 import zmq
 
-from helpers import wait_for
 from fuzzing import hostile, rss_kb
+from helpers import wait_for
 from minipar.protocol import Session, recv_frames, send_frames
 from minipar.serialize import deserialize_object, pack_apply_message
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import pid_gone, wait_for
 from fakes.batch import BIN_DIR, fake_batch_env, stop_all_jobs
 from fakes.batch.common import alive, read_json, start_time
+from helpers import pid_gone, wait_for
 
 KILL_DELAY = 0.3
 MARKER = "FAKE_BATCH_TEST_MARKER"
