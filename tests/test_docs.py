@@ -19,6 +19,10 @@ from test_service_sge import sge  # noqa: F401 - a fixture
 from test_services import mpi, read_env, slurm  # noqa: F401 - fixtures
 
 SKIPPED = {
+    ("README.md", "python3 -m pip wheel --wheel-dir wheelhouse ."):
+        "needs the internet; tests/test_offline_install.py runs it",
+    ("README.md", "python3 -m pip install --no-index --find-links wheelhouse minipar"):
+        "installs over the running Python; tests/test_offline_install.py runs it in a fresh venv",
     ("README.md", "scripts/run-tests"):
         "runs the whole test suite, this test among them; CI runs it (.ci/run)",
     ("README.md", "PROFILE  CLUSTER ID  CONTROLLER  ENGINES  LAUNCHERS    AGE"):
