@@ -17,11 +17,29 @@ from fakes.batch import BIN_DIR, fake_batch_env, stop_all_jobs
 from fixtures.services import read_env
 
 SKIPPED = {
+    ("README.md", "python3 -m pip wheel --wheel-dir wheelhouse ."):
+        "needs the internet; tests/docs/test_offline_install.py runs it",
+    ("README.md", "python3 -m pip install --no-index --find-links wheelhouse minipar"):
+        "installs over the running Python; tests/docs/test_offline_install.py runs it in a fresh venv",
     ("README.md", "scripts/run-tests"):
         "runs the whole test suite, this test among them; CI runs it (.ci/run)",
     ("README.md", "PROFILE  CLUSTER ID  CONTROLLER  ENGINES  LAUNCHERS    AGE"):
         "a pool two hours into its run (a draining job and its replacement) cannot be made in a test; "
         "tests/cluster/test_engine_pools.py checks this listing",
+    ("README.md", "minipar.error.ProtocolMismatch: the controller at tcp://10.0.1.5:43447 refused this client: "
+                  "protocol mismatch: the client speaks minipar protocol 2 (minipar 0.2.0, Python 3.11.7), this "
+                  "controller speaks protocol 1 (minipar 0.1.0, Python 3.11.7); install the same minipar version "
+                  "on both sides"):
+        "the traceback's last line; the block above prints the message itself",
+    ("README.md", "engine: the controller at tcp://10.0.1.5:38171 refused this engine: Python mismatch: this engine "
+                  "runs Python 3.8.18 (minipar 0.1.0), but this controller's engines and clients run Python 3.11, as "
+                  "the first of them to join did (engine 0 on host node17, pid 4242, Python 3.11.7). Functions that "
+                  "cannot be pickled by name (...) travel as bytecode, which loads only on the Python minor version "
+                  "that made it, so every engine and client of one controller runs the same one. Fix: start this "
+                  "engine with Python 3.11 (the interpreter that runs `-m minipar.engine`: the Python that runs the "
+                  "Cluster, launcher.ssh.remote_python, or a batch template's python), or give Python 3.8 engines a "
+                  "controller of their own."):
+        "an engine on another Python; tests/common/test_versions.py starts one and checks this message",
 }
 """Blocks the docs test does not run, by document and first line, with the reason the document
 gives in its ``<!-- test: skip: REASON -->``: nothing is skipped without being listed here."""
