@@ -226,6 +226,7 @@ def groups(blocks: List[Block]) -> Dict[frozenset, List[Block]]:
     that need nothing, and output blocks with the block they show, go where they belong."""
     out: Dict[frozenset, List[Block]] = {}
     key_of = {}
+    previous = None
     for block in blocks:
         if block.kind == "skip":
             continue

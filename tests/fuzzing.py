@@ -7,6 +7,8 @@ import pickle
 
 import zmq
 
+from minipar.protocol import Session
+
 
 class RaisesOnLoad:
     def __reduce__(self):

@@ -3,18 +3,16 @@ remote/parallel functions, imap, wait, load-balanced map options, require/depend
 from __future__ import annotations
 
 import concurrent.futures
-import os
 import re
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
 import minipar
 from minipar import CompositeError, Dependency, Reference, RemoteError
-from helpers import ROOT, wait_for
+from helpers import ROOT
 
 
 def sleep_and_return(t):

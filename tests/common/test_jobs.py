@@ -1,7 +1,7 @@
 """minipar.jobs: which batch job a process runs in, and when a job ends, as each system says.
 
 The parsers are fed what each system's command prints (the real Slurm and Grid Engine of the
-test bed are asked in test_walltime.py); here a stand-in for subprocess.run answers."""
+test bed are asked in cluster/test_walltime_batch.py); here a stand-in for subprocess.run answers."""
 from __future__ import annotations
 
 import subprocess

@@ -9,12 +9,11 @@ import sys
 import pytest
 import zmq
 
-import minipar
-from helpers import read_json, start_cluster, wait_for
+from helpers import read_json, start_cluster
 from wire import CAN_CAPTURE, Capture
 from minipar import curve
 from minipar.error import CurveError
-from minipar.protocol import Session, recv_frames, send_frames
+from minipar.protocol import Session, send_frames
 
 pytestmark = pytest.mark.skipif(not zmq.has("curve"), reason="this libzmq has no curve")
 
