@@ -50,15 +50,19 @@ def test_resubmit_with_block_waits_and_still_returns_the_async_result(cluster, d
 def test_get_result_shape_follows_the_argument(cluster, done, local):
     a, b, _ = done
     rc = cluster if local else cluster.profile.client()
-    assert rc.get_result(a.msg_ids[0]).get(20) == 9
-    assert rc.get_result(a.msg_ids).get(20) == [9]
-    assert rc.get_result(a.msg_ids + b.msg_ids).get(20) == [9, 16]
-    assert rc.get_result([a.msg_ids[0], b.msg_ids[0]]).get(20) == [9, 16]
-    assert rc.get_result(a).get(20) == 9
-    both = minipar.AsyncResult.join(a, b)
-    assert rc.get_result(both).get(20) == [9, 16]
-    blocked = rc.get_result(b.msg_ids[0], block=True)
-    assert isinstance(blocked, minipar.AsyncResult) and blocked.ready() and blocked.get(0) == 16
+    try:
+        assert rc.get_result(a.msg_ids[0]).get(20) == 9
+        assert rc.get_result(a.msg_ids).get(20) == [9]
+        assert rc.get_result(a.msg_ids + b.msg_ids).get(20) == [9, 16]
+        assert rc.get_result([a.msg_ids[0], b.msg_ids[0]]).get(20) == [9, 16]
+        assert rc.get_result(a).get(20) == 9
+        both = minipar.AsyncResult.join(a, b)
+        assert rc.get_result(both).get(20) == [9, 16]
+        blocked = rc.get_result(b.msg_ids[0], block=True)
+        assert isinstance(blocked, minipar.AsyncResult) and blocked.ready() and blocked.get(0) == 16
+    finally:
+        if rc is not cluster:
+            rc.close()
 
 
 def test_get_result_by_history_index(cluster, done):
@@ -99,8 +103,7 @@ def test_purge_results_needs_jobs_or_targets_and_refuses_pending_ones(cluster):
     assert ar.get(20) == "late"
     cluster.purge_results([ar])
     assert ar.msg_ids[0] not in cluster.results
-    other = cluster.profile.client()
-    with pytest.raises(KeyError, match="no task"):
+    with cluster.profile.client() as other, pytest.raises(KeyError, match="no task"):
         other.get_result(ar.msg_ids[0]).get(20)
 
 
