@@ -158,7 +158,7 @@ def parse_directives(body: str, where: str) -> dict:
 def setup_and_teardown(text: str) -> tuple:
     """A setup's code, and what follows a line ``teardown:`` in it (shell blocks: run when the
     document's group ends, before its processes are stopped)."""
-    parts = re.split(r"(?m)^teardown:[ \t]*$", text, 1)
+    parts = re.split(r"(?m)^teardown:[ \t]*$", text, maxsplit=1)
     return parts[0], parts[1] if len(parts) > 1 else ""
 
 

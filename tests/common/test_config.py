@@ -6,6 +6,7 @@ import os
 import pickle
 import re
 import stat
+import sys
 from pathlib import Path
 from typing import Dict, List
 
@@ -772,7 +773,8 @@ def test_a_declared_flag_with_metavar_type_and_a_program_s_own_help(registry):
     parser = argparse.ArgumentParser(prog="p")
     add_flags(parser, flag_keys("site"), help={"--nodes": "nodes for this run", "--no-exclusive": "share them"})
     text = parser.format_help()
-    assert "-N COUNT, --nodes COUNT" in text and "nodes for this run" in text and "how many nodes" not in text
+    shown = "-N COUNT, --nodes COUNT" if sys.version_info < (3, 13) else "-N, --nodes COUNT"  # 3.13's argparse
+    assert shown in text and "nodes for this run" in text and "how many nodes" not in text
     assert "[--exclusive | --no-exclusive]" in " ".join(text.split()) and "share them" in text
     assert flag_overrides(parser.parse_args(["-N", "4", "--no-exclusive"]), flag_keys("site")) == {
         "site.nodes": 4, "site.exclusive": False}

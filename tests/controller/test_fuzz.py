@@ -44,8 +44,18 @@ def test_thousands_of_malformed_messages_on_every_socket_never_hurt(profile):
         wait_for(lambda: rc.queue_status()["unassigned"] == 0, 30, "the queue to drain")
         work(rc, lview, 99)
         assert ctl.popen.poll() is None
-        grown = rss_kb(ctl.pid) - rss_before
-        assert grown < 40 * 1024, "the controller grew %d KB over %d hostile messages" % (grown, sent)
+        # 2 MB junk frames may still be queued, or freed but not yet trimmed (the idle hub returns
+        # the C heap at most once a second), when the work is done on a busy machine
+        grown = []
+
+        def settled():
+            grown.append(rss_kb(ctl.pid) - rss_before)
+            return grown[-1] < 40 * 1024
+        try:
+            wait_for(settled, 15, "the controller's memory to settle", interval=0.2)
+        except AssertionError:
+            raise AssertionError("the controller grew %d KB over %d hostile messages and stayed so for 15 s"
+                                 % (grown[-1], sent)) from None
     finally:
         for s in sockets:
             s.close(linger=0)
