@@ -17,8 +17,8 @@ the rounds. For reference, the same run measures one zmq frame of that size over
 localhost straight to a receiver (1 hop) and through a Python relay that forwards it
 with copy=False (2 hops: a push or pull goes client -> controller -> engine).
 Results are purged from the controllers between rounds, outside the timing. With
---no-huge-pages-too a second minipar cluster runs with the launchers' glibc huge-pages
-setting turned off (see minipar/cluster/launchers/base.py HUGE_PAGES_TUNABLE).
+--huge-pages-too a second minipar cluster runs with glibc's huge pages for large blocks
+(GLIBC_TUNABLES=glibc.malloc.hugetlb=1; see minipar/cluster/launchers/base.py child_env).
 """
 from __future__ import annotations
 
@@ -189,9 +189,9 @@ def main():
     p.add_argument("--engines", type=int, default=2)
     p.add_argument("--no-ipyparallel", action="store_true")
     p.add_argument("--no-raw", action="store_true", help="skip the raw zmq reference figures")
-    p.add_argument("--no-huge-pages-too", action="store_true",
-                   help="also run a minipar cluster whose processes keep glibc's default malloc "
-                        "(GLIBC_TUNABLES=glibc.malloc.hugetlb=0): the launchers' huge-pages setting off")
+    p.add_argument("--huge-pages-too", action="store_true",
+                   help="also run a minipar cluster whose processes ask glibc for huge pages "
+                        "(GLIBC_TUNABLES=glibc.malloc.hugetlb=1)")
     args = p.parse_args()
     import numpy
 
@@ -201,8 +201,8 @@ def main():
     raws = {}
     try:
         systems["minipar"] = MiniparCluster(args.engines)
-        if args.no_huge_pages_too:
-            systems["minipar-4k"] = MiniparCluster(args.engines, {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"})
+        if args.huge_pages_too:
+            systems["minipar-huge"] = MiniparCluster(args.engines, {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"})
         if not args.no_ipyparallel:
             try:
                 import ipyparallel  # noqa: F401

@@ -262,18 +262,16 @@ def test_track_is_accepted_as_ipyparallel_spells_it(cluster):
     ar.wait_for_send(0)
 
 
-# -- the processes a cluster starts ask glibc for huge pages -----------------------------------
+# -- glibc's malloc settings are the user's ----------------------------------------------------
 
 
-def test_launched_processes_get_glibcs_huge_pages_setting_unless_the_user_chose(monkeypatch):
-    from minipar.cluster.launchers.base import HUGE_PAGES_TUNABLE, child_env
+def test_launched_processes_keep_the_users_glibc_tunables_and_get_none_of_their_own(monkeypatch):
+    from minipar.cluster.launchers.base import child_env
 
     monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
-    assert child_env()["GLIBC_TUNABLES"] == HUGE_PAGES_TUNABLE
-    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")
-    assert child_env()["GLIBC_TUNABLES"] == "glibc.malloc.arena_max=2:" + HUGE_PAGES_TUNABLE
-    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=0")
-    assert child_env()["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=0"
+    assert "GLIBC_TUNABLES" not in child_env()
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1:glibc.malloc.arena_max=2")
+    assert child_env()["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1:glibc.malloc.arena_max=2"
 
 
 def _peak_rss_mb(pid) -> float:

@@ -44,20 +44,16 @@ def python_command(role: str) -> list:
     return [sys.executable, "-m", "%s.%s" % (PACKAGE, role)]
 
 
-HUGE_PAGES_TUNABLE = "glibc.malloc.hugetlb=1"
-"""Set for the controllers and engines started here: glibc's malloc then asks for transparent
-huge pages for large blocks, which zmq receives each big message into, so fewer, larger page
-faults fill them (push of a 100 MB array to an engine: ~1.4x faster). Ignored by a glibc
-older than 2.35, by other C libraries and where THP is off; a user's own hugetlb setting wins."""
-
-
 def child_env(extra=None) -> dict:
+    """The environment of a process started here: this one's, with this package importable.
+
+    Nothing else is added. In particular glibc's huge-pages tunable (``GLIBC_TUNABLES=
+    glibc.malloc.hugetlb=1``) is left to the user: it speeds up repeated 100 MB transfers into
+    a long-lived engine, but makes the first ones into a fresh process 2-4x slower and erratic
+    while the kernel compacts memory for the huge pages (benchmarks/RESULTS.md, 2026-12-06)."""
     env = dict(os.environ)
     paths = [PACKAGE_ROOT] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-    tunables = env.get("GLIBC_TUNABLES", "")
-    if "glibc.malloc.hugetlb" not in tunables:
-        env["GLIBC_TUNABLES"] = tunables + ":" + HUGE_PAGES_TUNABLE if tunables else HUGE_PAGES_TUNABLE
     env.update(extra or {})
     return env
 
