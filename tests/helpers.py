@@ -58,6 +58,18 @@ def pid_gone(pid: int) -> bool:
         return True
 
 
+def assert_all_gone(pids):
+    for pid in pids:
+        wait_for(lambda: pid_gone(pid), 10, "pid %d to be gone" % pid)
+
+
+def sleeper(seconds):
+    """Runs on an engine: says it started, then sleeps."""
+    import time
+    print("sleeping", flush=True)
+    time.sleep(seconds)
+
+
 def with_children(pids) -> list:
     """``pids`` and the children of each (an engine's nanny has the engine as its child)."""
     parents = set(pids)

@@ -14,7 +14,7 @@ import time
 import pytest
 
 import minipar
-from helpers import TEST_PYTHONPATH, pid_gone, wait_for
+from helpers import TEST_PYTHONPATH, assert_all_gone, sleeper, wait_for
 from minipar.cluster.cluster import ClusterError, Progress
 from minipar.cluster.launchers.local import LocalEngineSetLauncher
 from minipar.config import ConfigError
@@ -33,17 +33,6 @@ def all_pids(cluster):
     if cluster.controller is not None:
         pids += [p.pid for p in cluster.controller.processes]
     return pids
-
-
-def assert_all_gone(pids):
-    for pid in pids:
-        wait_for(lambda: pid_gone(pid), 10, "pid %d to be gone" % pid)
-
-
-def sleeper(seconds):
-    import time
-    print("sleeping", flush=True)
-    time.sleep(seconds)
 
 
 def test_context_manager_starts_and_stops_everything(mpdir):

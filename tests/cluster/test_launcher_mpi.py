@@ -19,21 +19,10 @@ import pytest
 
 import minipar
 from fixtures.mpi_bed import IMPLEMENTATIONS, STARTED_HERE, Bed, assert_nothing_left, use
-from helpers import ROOT, pid_gone, wait_for
+from helpers import ROOT, assert_all_gone, pid_gone, sleeper, wait_for
 from minipar.cluster.cluster import ClusterError
 from minipar.error import CannotSignal, LauncherError
 from minipar.cluster.launchers.mpi import MPIEngineSetLauncher, job_pids
-
-def assert_all_gone(pids):
-    for pid in pids:
-        wait_for(lambda: pid_gone(pid), 10, "pid %d to be gone" % pid)
-
-
-def sleeper(seconds):
-    import time
-    print("sleeping", flush=True)
-    time.sleep(seconds)
-
 
 @minipar.interactive
 def allreduce_rank():

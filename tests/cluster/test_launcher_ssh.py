@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 import minipar
-from fixtures.ssh_bed import assert_all_gone, cmdline, run_cli, state_processes
-from helpers import pid_gone, wait_for
+from fixtures.ssh_bed import cmdline, run_cli, state_processes
+from helpers import assert_all_gone, pid_gone, wait_for
 from minipar.error import LauncherError
 from minipar.cluster.launchers.ssh import SSHEngineSetLauncher, same_file
 from minipar.config import ConfigError

@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 
 from minipar.cluster.launchers.ssh import SSHEngineSetLauncher, named_profile
-from fixtures.ssh_bed import assert_all_gone, cmdline, state_processes
+from fixtures.ssh_bed import cmdline, state_processes
+from helpers import assert_all_gone
 
 
 def test_profile_named_in_arguments():
