@@ -232,7 +232,7 @@ def cmd_start(args, overrides) -> int:
         return 0
     say("Ctrl-C to stop")
     while not stop.wait(0.5):
-        if not cluster.controller_running:
+        if cluster.controller_ended:
             print("the controller exited; stopping the engines", file=sys.stderr)
             cluster.stop_cluster_sync()
             return 1

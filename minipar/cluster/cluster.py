@@ -412,6 +412,18 @@ class Cluster:
     def controller_running(self) -> bool:
         return self.controller is not None and self.controller.running
 
+    @property
+    def controller_ended(self) -> bool:
+        """Whether the controller this Cluster started has ended, cheap enough to ask in a loop:
+        a process is looked at now; a batch job as the watcher last saw it, which asks the batch
+        system once per [cluster] poll_interval (``controller_running`` asks it each second)."""
+        if self.controller is None:
+            return False
+        if (isinstance(self.controller, BatchLauncher) and self._owns_controller
+                and self._watcher is not None and self._watcher.is_alive()):
+            return self._controller_ended
+        return not self.controller.running
+
     def _controller_args(self) -> list:
         cfg = self.cfg
         args = list(cfg.controller_args) + self._controller_overrides

@@ -10,10 +10,8 @@ from __future__ import annotations
 import collections
 import json
 import logging
-import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -22,7 +20,8 @@ from pathlib import Path
 import pytest
 
 import minipar
-from fixtures.batch import CANCEL, SUBMIT, engine_facts, job_listed, make_profile, number, use_batch_system
+from fixtures.batch import (CANCEL, SUBMIT, engine_facts, job_listed, logged, make_profile, number, shim,
+                            use_batch_system)
 from helpers import FAST_HEARTBEAT, wait_for
 from minipar.cluster import pool
 from minipar.cluster.pool import ENDED, PENDING, RUNNING, EngineSetRecord, PoolLimits
@@ -75,28 +74,6 @@ def rendered_scripts(output: str) -> dict:
     parts = re.split(r"(?:^|\n)==> (.+): (\S+) <==\n", output)
     assert parts[0] == "", output
     return {parts[i + 1]: (parts[i], parts[i + 2]) for i in range(1, len(parts), 3)}
-
-
-def shim(tmp_path, monkeypatch, commands, before="") -> Path:
-    """Put a script first on PATH for each command that logs "<epoch seconds> <argv>" to the file
-    returned, runs ``before`` (shell), then execs the real command."""
-    log, shims = tmp_path / "commands.log", tmp_path / "shims"
-    shims.mkdir(exist_ok=True)
-    for name in commands:
-        real = shutil.which(name)
-        assert real, "%s is not on PATH" % name
-        (shims / name).write_text('#!/bin/sh\necho "$(date +%%s.%%N) %s $*" >> %s\n%s\nexec %s "$@"\n'
-                                  % (name, shlex.quote(str(log)), before, shlex.quote(real)))
-        (shims / name).chmod(0o755)
-    monkeypatch.setenv("PATH", "%s%s%s" % (shims, os.pathsep, os.environ["PATH"]))
-    return log
-
-
-def logged(log: Path) -> list:
-    """[(time, argv text)] of the shimmed commands run so far."""
-    if not log.exists():
-        return []
-    return [(float(line.split(" ", 1)[0]), line.split(" ", 1)[1]) for line in log.read_text().splitlines()]
 
 
 # ------------------------------------------------------------------ the pool on every batch system

@@ -14,12 +14,13 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
 import minipar
-from fixtures.batch import (CANCEL, SUBMIT, engine_facts, job_listed, jobs_named, listed_states, make_profile,
-                            number)
+from fixtures.batch import (CANCEL, SUBMIT, engine_facts, job_listed, jobs_named, listed_states, logged,
+                            make_profile, number, shim, use_batch_system)
 from helpers import FAST_HEARTBEAT, TEST_PYTHONPATH, announce_then_sleep, pid_gone, wait_for
 from minipar.cluster.cluster import ClusterError
 from minipar.cluster.launchers import batch
@@ -384,3 +385,29 @@ def test_windowshpc_refuses_a_star_in_the_engines_command_line(tmp_path):
                                            settings={"context": {}, "options": []})
     with pytest.raises(LauncherError, match=r"contains '\*', which Windows HPC replaces by the task's instance"):
         launcher.write_script()
+
+
+def test_a_batch_controller_is_asked_after_once_a_poll_interval_and_seen_to_end(request, tmp_path, monkeypatch):
+    """`cluster start` in the foreground asks controller_ended every 0.5 s: for a controller in a
+    batch job that must not become a status command every 0.5 s to the site's scheduler."""
+    system = use_batch_system("pbs", request, tmp_path, monkeypatch)
+    log = shim(tmp_path, monkeypatch, ["qstat"])
+    pdir = make_profile(tmp_path, '[cluster]\ncontroller = "%s"\npoll_interval = 5.0\n' % system)
+    cluster = minipar.Cluster(profile_dir=str(pdir), n=1, controller_args=FAST_HEARTBEAT)
+    cluster.start_cluster_sync()
+    rc = cluster.connect_client_sync()
+    try:
+        rc.wait_for_engines(1, timeout=60)
+        seen, started = len(logged(log)), time.monotonic()
+        checks = 0
+        while time.monotonic() - started < 5.0:  # as often as the foreground loop, 50 times
+            assert not cluster.controller_ended
+            checks += 1
+            time.sleep(0.1)
+        asked = len(logged(log)) - seen
+        assert checks >= 40 and asked <= 2, "%d status commands for %d checks in 5 s" % (asked, checks)
+        subprocess.run(CANCEL[system] + [cluster.controller.job_id], check=True, capture_output=True)
+        wait_for(lambda: cluster.controller_ended, 15, "the cluster to see its controller's job end")
+    finally:
+        rc.close()
+        cluster.stop_cluster_sync()
