@@ -214,7 +214,6 @@ def new_key() -> str:
     return str(uuid.uuid4())
 
 
-
 class Message:
     """A received message; JSON parts are decoded on first use.
 
@@ -482,5 +481,3 @@ def frame_json(frame) -> dict:
 
 def frame_bytes(frame) -> bytes:
     return frame if isinstance(frame, bytes) else frame.bytes
-
-

@@ -12,7 +12,6 @@ TUNNEL_TIMEOUT = 20.0
 """Seconds for ssh to log in and open its forwards; logins through a bastion are slow."""
 
 
-
 def free_local_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -170,7 +170,7 @@ class ParallelMagics(Magics):
         stream = self.stream_output if stream is None else stream
         if self.verbose:
             print("%s execution on engine(s): %s" % ("Parallel" if block else "Async parallel",
-                                                    view.targets if targets is None else targets))
+                                                     view.targets if targets is None else targets))
         ar = view._apply(_execute_cell, (cell,), {}, block=False, targets=targets)
         self.last_result = ar
         if save_name:

@@ -684,7 +684,7 @@ class Cluster:
         planned = self._plan_engine_sets(n)
         for i, (_, launcher, _) in enumerate(planned):
             scripts.append(("engines job %d of %d (%s, %d engine%s)" % (i + 1, len(planned), launcher.system,
-                                                                       launcher.n, "" if launcher.n == 1 else "s"),
+                                                                        launcher.n, "" if launcher.n == 1 else "s"),
                             launcher.script_path, launcher.script_text()))
         return scripts
 

@@ -90,4 +90,3 @@ def _lookup(config: Config, path: str) -> Any:
     if children(path):
         return _Group(config, path)
     raise AttributeError("no config section %r%s" % (path, suggest(path, is_section=True)))
-

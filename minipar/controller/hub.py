@@ -95,7 +95,6 @@ up one of its retries: more, and the task itself is likely too long for the jobs
 JOB_END_NOTE = "; the end of a batch job does not count against a task's retries"
 
 
-
 class Hub(RecordRequests):
     def __init__(self, cfg, profile_dir, open_db):
         self.cfg = cfg
@@ -106,7 +105,8 @@ class Hub(RecordRequests):
         self.cluster_id = cfg.cluster_id
         self.hwm = max(1, cfg.engine_hwm)
         if cfg.scheme not in SCHEMES:
-            raise ControllerStartError("controller.scheme: %r is not a scheme; use one of %s" % (cfg.scheme, ", ".join(SCHEMES)))
+            raise ControllerStartError("controller.scheme: %r is not a scheme; use one of %s"
+                                       % (cfg.scheme, ", ".join(SCHEMES)))
         self.scheduler = Scheduler(cfg.scheme, self.hwm)
         self.table = TaskTable()
         self.trim_due, self.trimmed_at = False, 0.0
@@ -198,7 +198,7 @@ class Hub(RecordRequests):
         if self.cfg.ports:
             if len(self.cfg.ports) != len(PORT_NAMES):
                 raise ControllerStartError("controller.ports: give %d ports (%s), got %d"
-                               % (len(PORT_NAMES), ", ".join(PORT_NAMES), len(self.cfg.ports)))
+                                           % (len(PORT_NAMES), ", ".join(PORT_NAMES), len(self.cfg.ports)))
             return list(self.cfg.ports)
         return None
 
@@ -209,8 +209,8 @@ class Hub(RecordRequests):
                 sock.bind("tcp://%s:%d" % (ip, port))
             except zmq.ZMQError as e:
                 raise ControllerStartError("cannot bind the %s port tcp://%s:%d: %s. Is another controller using "
-                               "this profile's ports (see its pid/ dir), or pick other ports."
-                               % (name, ip, port, e.strerror)) from None
+                                           "this profile's ports (see its pid/ dir), or pick other ports."
+                                           % (name, ip, port, e.strerror)) from None
             return port
         low, high = 49152, 65536
         if self.cfg.port_range:
@@ -218,13 +218,16 @@ class Hub(RecordRequests):
                 low, high = (int(x) for x in self.cfg.port_range.split("-"))
                 high += 1
             except ValueError:
-                raise ControllerStartError("controller.port_range: expected 'LOW-HIGH', got %r" % self.cfg.port_range) from None
+                raise ControllerStartError("controller.port_range: expected 'LOW-HIGH', got %r"
+                                           % self.cfg.port_range) from None
         try:
             return sock.bind_to_random_port("tcp://%s" % ip, min_port=low, max_port=high, max_tries=200)
         except zmq.ZMQBindError:
-            raise ControllerStartError("no free port for %s in range %d-%d (controller.port_range)" % (name, low, high - 1)) from None
+            raise ControllerStartError("no free port for %s in range %d-%d (controller.port_range)"
+                                       % (name, low, high - 1)) from None
         except zmq.ZMQError as e:
-            raise ControllerStartError("cannot bind tcp://%s: %s (controller.ip = %r)" % (ip, e.strerror, self.cfg.ip)) from None
+            raise ControllerStartError("cannot bind tcp://%s: %s (controller.ip = %r)"
+                                       % (ip, e.strerror, self.cfg.ip)) from None
 
     # -- main loop ---------------------------------------------------------------------
 
@@ -903,4 +906,3 @@ def reply_identity(ident: bytes) -> bytes:
     """Clients send from one socket per thread, named '<client>/<n>', and hear on '<client>'."""
     i = ident.find(b"/")
     return ident if i < 0 else ident[:i]
-

@@ -81,9 +81,6 @@ UNANSWERED_AFTER_PINGS = 30.0
 registration_timeout is 0 (no limit); after that its key is taken to differ."""
 
 
-
-
-
 class Engine:
     def __init__(self, cfg, info: dict, connection_file: str = ""):
         self.cfg = cfg
@@ -162,7 +159,7 @@ class Engine:
         start_without_signals(self.heart)
         self.heart_id = heart_id
         self.side_channel = SideChannel(self.ctx, u["engine"], self.info["key"], (self.uuid + ":out").encode(),
-                                       on_steal=self.steal_requested, curve_keys=keys)
+                                        on_steal=self.steal_requested, curve_keys=keys)
         start_without_signals(self.side_channel)
         self.runner = TaskRunner(self.namespace, self.side_channel)
 
@@ -440,7 +437,7 @@ class Engine:
         now = time.time()
         content = {"status": "aborted", "ename": "TaskAborted", "evalue": "aborted before it started",
                    "traceback": "", "engine_info": {"engine_id": self.id, "engine_uuid": self.uuid,
-                                                   "method": msg.msg_type.split("_")[0]}}
+                                                    "method": msg.msg_type.split("_")[0]}}
         md = {"started": None, "completed": now, "stdout": "", "stderr": "", "status": "aborted",
               "engine_id": self.id, "engine_uuid": self.uuid}
         send_reply(self.session, self.socket, msg.msg_type.replace("_request", "_reply"), msg.header, content, md, [])
@@ -458,7 +455,7 @@ class Engine:
                 content, md, buffers = self.runner.apply(msg.header, self.id, msg.buffers)
             else:
                 content, md, buffers = self.runner.execute(msg.header, self.id, msg.content.get("code", ""),
-                                                             bool(msg.content.get("silent", True)))
+                                                           bool(msg.content.get("silent", True)))
         except ProtocolError as e:
             content, md, buffers = format_error(e, 0), {"started": time.time(), "completed": time.time()}, []
         finally:

@@ -27,7 +27,6 @@ RANK_VARIABLES = (("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"), ("PMI_RANK",
 """Where Open MPI's and MPICH's (hydra's) mpiexec tell each process its rank and the job size."""
 
 
-
 class MPISetup:
     """What initialising MPI gave: names for the engine's namespace, and rank and size if known."""
 
@@ -69,7 +68,6 @@ def init_mpi4py(kind: str = "mpi4py") -> MPISetup:
                             % (setting, getattr(mpi4py, "__version__", "?"), e)) from None
     rank, size = MPI.COMM_WORLD.Get_rank(), MPI.COMM_WORLD.Get_size()
     return MPISetup(MPI.get_vendor()[0], {"MPI": MPI, "mpi_rank": rank, "mpi_size": size}, rank, size)
-
 
 
 def run_init_script(path: str, namespace: dict) -> MPISetup:

@@ -40,7 +40,7 @@ from ..jobs import current_job, in_batch_job
 log = logging.getLogger("minipar.engine")
 
 RELAYED_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT",
-                                                            "SIGUSR1", "SIGUSR2") if hasattr(signal, name))
+                                                           "SIGUSR1", "SIGUSR2") if hasattr(signal, name))
 REPORT_LINGER_MS = 2000
 """How long the nanny tries to deliver ``engine_died`` before it exits anyway."""
 

@@ -33,7 +33,6 @@ PROFILE_PREFIX = "profile_"
 _PACKAGE = (__package__ or "minipar.profile").rsplit(".", 1)[0]
 
 
-
 def _absolute(path: os.PathLike[str] | str) -> Path:
     # abspath, not resolve: keep the user's symlinks (shared filesystems mount oddly)
     return Path(os.path.abspath(os.path.expanduser(os.fspath(path))))

@@ -479,48 +479,32 @@ def test_set_pickler_rejects_unknown_name():
         set_pickler("marshal")
 
 
-def test_missing_dill_is_a_clear_error(monkeypatch):
-    monkeypatch.setattr(serialize, "_dill_pickler", None)
-    monkeypatch.setitem(sys.modules, "dill", None)
-    with pytest.raises(ImportError, match="dill is not installed"):
-        set_pickler("dill")
+@pytest.mark.parametrize("name, cached", [("dill", "_dill_pickler"), ("cloudpickle", "_cloud_pickler")])
+def test_a_missing_pickler_is_a_clear_error(monkeypatch, name, cached):
+    monkeypatch.setattr(serialize, cached, None)
+    monkeypatch.setitem(sys.modules, name, None)
+    with pytest.raises(ImportError, match="%s is not installed" % name):
+        set_pickler(name)
     assert serialize._pickler_name == "pickle"
 
 
-def test_dill():
-    pytest.importorskip("dill")
+@pytest.mark.parametrize("name", ["dill", "cloudpickle"])
+def test_a_closure_over_main_travels_with_the_pickler_that_can(name):
+    pytest.importorskip(name)
     ns = in_main("""
         base = 10
         def shifted(x):
             return x + base
     """)
     big = os.urandom(BIG)
-    frames = serialize_object((ns["shifted"], big, memoryview(big)), pickler="dill")
+    frames = serialize_object((ns["shifted"], big, memoryview(big)), pickler=name)
     assert len(frames) == 3
     f, data, view = deserialize_object(received(frames), {})
     assert f(1) == 11 and data == big and view.tobytes() == big
 
 
-def test_missing_cloudpickle_is_a_clear_error(monkeypatch):
-    monkeypatch.setattr(serialize, "_cloud_pickler", None)
-    monkeypatch.setitem(sys.modules, "cloudpickle", None)
-    with pytest.raises(ImportError, match="cloudpickle is not installed"):
-        set_pickler("cloudpickle")
-    assert serialize._pickler_name == "pickle"
-
-
-def test_cloudpickle():
+def test_cloudpickle_set_as_the_default_pickles_a_lambda():
     pytest.importorskip("cloudpickle")
-    ns = in_main("""
-        base = 10
-        def shifted(x):
-            return x + base
-    """)
-    big = os.urandom(BIG)
-    frames = serialize_object((ns["shifted"], big, memoryview(big)), pickler="cloudpickle")
-    assert len(frames) == 3
-    f, data, view = deserialize_object(received(frames), {})
-    assert f(1) == 11 and data == big and view.tobytes() == big
     try:
         set_pickler("cloudpickle")
         assert deserialize_object(serialize_object(lambda: 3))() == 3

@@ -29,8 +29,6 @@ POLL_INTERVAL = 0.05
 """Seconds between checks while waiting for processes to go."""
 
 
-
-
 def signal_name(sig) -> str:
     """'INT' for SIGINT: the spelling kill -s, scancel, qsig and bkill all take."""
     try:

@@ -131,7 +131,7 @@ class BatchLauncher(Launcher):
     @property
     def output_file(self) -> str:
         return str(self.log_dir / ("%s-%s-%s-%d.out" % (self.system, self.role, self.cluster_id or "default",
-                                                       self.index)))
+                                                        self.index)))
 
     def program_args(self) -> list:
         return self.common_args() + self.args
@@ -178,7 +178,7 @@ class BatchLauncher(Launcher):
     @property
     def script_path(self) -> Path:
         return self.profile_dir / "batch" / ("%s-%s-%s-%d%s" % (self.system, self.role, self.cluster_id or "default",
-                                                               self.index, self.script_suffix))
+                                                                self.index, self.script_suffix))
 
     def script_text(self) -> str:
         """The job script as start() writes and submits it (``cluster render`` prints it)."""
@@ -480,4 +480,3 @@ class BatchControllerLauncher(BatchLauncher, ControllerLauncher):
 
 class BatchEngineSetLauncher(BatchLauncher, EngineSetLauncher):
     role = "engines"
-

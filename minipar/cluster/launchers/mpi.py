@@ -164,7 +164,7 @@ class MPIEngineSetLauncher(MPIJobMixin, EngineSetLauncher):
     @property
     def log_file(self) -> str:
         return str(self.log_dir / ("engine-%s-mpi-%d.log" % (self.cluster_id or "default",
-                                                            self.options.get("first_index", 0))))
+                                                             self.options.get("first_index", 0))))
 
     def start(self) -> None:
         cmd = self.mpiexec_command(self.n) + python_command("engine") + self.common_args() + self.args

@@ -24,7 +24,6 @@ exec {program_and_args}
 """
 
 
-
 class PBSLauncher(BatchLauncher):
     system = name = "pbs"
     settings_section = "launcher.pbs"

@@ -25,7 +25,6 @@ exec {program_and_args}
 """
 
 
-
 class SlurmLauncher(BatchLauncher):
     system = name = "slurm"
     settings_section = "launcher.slurm"

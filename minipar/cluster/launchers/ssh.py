@@ -27,7 +27,7 @@ from ...connection import connection_file_path
 from ...error import CannotSignal, LauncherError
 from .base import PACKAGE, PACKAGE_ROOT, ControllerLauncher, EngineSetLauncher, ProcessesMixin, tail
 from .ssh_processes import (SSH_TIMEOUT, Remote, RemoteProcess, alive_function, end_clients, file_tag, host_name,
-                     in_parallel, restore_process, same_file, wait_started)
+                            in_parallel, restore_process, same_file, wait_started)
 
 log = logging.getLogger(__name__)
 

@@ -37,7 +37,6 @@ def divide(left, right):
 _BINARY[ast.Div] = divide
 
 
-
 class BatchTemplate(string.Formatter):
     """Renders a template; ``where`` (a file name or setting) is named in every error."""
 

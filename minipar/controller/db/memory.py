@@ -273,4 +273,3 @@ class NoDB(BaseDB):
                         "other clients' results or resubmit")
 
     get_record = find_records = get_history = _none
-

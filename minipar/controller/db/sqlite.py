@@ -558,4 +558,3 @@ def _decode(cols, row) -> dict:
                 value = dec(value)
         out[key] = value
     return out
-
