@@ -14,11 +14,26 @@ tasks on the floor and then through a real minipar cluster (``lview.apply_async`
 all, wait all), and reports the rate and the CPU each process spent per task (from
 /proc), medians over the rounds. The gap between the two rows is minipar's own work; the
 floor row is what any design with these processes and hops costs on this machine.
+
+A third row, ``floor+work``, is the same skeleton doing the work this design requires of each
+task and nothing more, written plainly with the standard library: the client JSON-encodes a
+header, signs it (HMAC-SHA256 over the four JSON frames), pickles the call and keeps a Future;
+the controller verifies, parses the header and metadata, keeps a record of the task and of its
+reply and forwards the frames untouched; the engine verifies, parses, unpickles and calls the
+function, and signs a reply with its timings and a pickled result; the client verifies, parses
+it, unpickles the value and sets the Future. It has no output capture, no dependencies, no
+retries, no stealing, no AsyncResult, no background thread: a bound for minipar's design, which
+needs all of those. Minipar pickles a ``__main__`` function by value (bytecode) where this
+row pickles it by name.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
+import hmac
+import json
 import os
+import pickle
 import statistics
 import subprocess
 import sys
@@ -31,10 +46,33 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 import zmq  # noqa: E402
 
+from concurrent.futures import Future  # noqa: E402
+
 from minipar.protocol import DELIM, Session, recv_frames, send_frames  # noqa: E402
 from minipar.serialize import pack_apply_message  # noqa: E402
 
 HWM = 16
+KEY = b"floor-key"
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def sign(parts) -> bytes:
+    h = hmac.new(KEY, digestmod=hashlib.sha256)
+    for p in parts:
+        h.update(p)
+    return h.hexdigest().encode()
+
+
+def verified(frames):
+    """frames from the delimiter on; the JSON header, checked against the signature"""
+    if not hmac.compare_digest(frames[1], sign(frames[2:6])):
+        raise ValueError("bad signature")
+    return json.loads(frames[2])
+
+
+def header(session, n, msg_type) -> bytes:
+    return _dumps({"msg_id": "%s-%d" % (session, n), "msg_type": msg_type, "session": session,
+                   "date": time.time()}).encode()
 
 
 def noop():
@@ -51,7 +89,7 @@ def real_frames():
     return request + pack_apply_message(noop, (), {}), reply + [b"\x80\x05N."]
 
 
-def run_controller(client_port_file):
+def run_controller(client_port_file, work=False):
     ctx = zmq.Context()
     clients, engines = ctx.socket(zmq.ROUTER), ctx.socket(zmq.ROUTER)
     for s in (clients, engines):
@@ -59,7 +97,7 @@ def run_controller(client_port_file):
         s.setsockopt(zmq.RCVHWM, 0)
     ports = clients.bind_to_random_port("tcp://127.0.0.1"), engines.bind_to_random_port("tcp://127.0.0.1")
     Path(client_port_file).write_text("%d %d" % ports)
-    load, queue, client = {}, [], None
+    load, queue, client, records = {}, [], None, {}
     poller = zmq.Poller()
     poller.register(clients, zmq.POLLIN)
     poller.register(engines, zmq.POLLIN)
@@ -80,24 +118,46 @@ def run_controller(client_port_file):
                     break
                 if sock is clients:
                     client = frames[0]
+                    if work:
+                        head = verified(frames[1:])
+                        json.loads(frames[5])
+                        records[head["msg_id"]] = {"header": frames[2], "submitted": head["date"],
+                                                   "client": client, "buffers": frames[7:]}
                     queue.append(frames)
                 elif frames[1] == b"ready":
                     load[frames[0]] = 0
                 else:
                     load[frames[0]] -= 1
+                    if work:
+                        verified(frames[1:])
+                        md = json.loads(frames[5])
+                        records[json.loads(frames[4])["msg_id"]].update(
+                            result_header=frames[3], result_metadata=frames[5], result_buffers=frames[7:],
+                            started=md["started"], completed=md["completed"], received=time.time())
                     send_frames(clients, [client] + frames[1:])
         dispatch()
 
 
-def run_engine(port):
+def run_engine(port, work=False):
     _, reply = real_frames()
     ctx = zmq.Context()
     sock = ctx.socket(zmq.DEALER)
     sock.connect("tcp://127.0.0.1:%s" % port)
     send_frames(sock, [b"ready"])
+    session, n = "engine-%d" % os.getpid(), 0
     while True:
-        recv_frames(sock)
-        send_frames(sock, reply)
+        frames = recv_frames(sock)
+        if not work:
+            send_frames(sock, reply)
+            continue
+        verified(frames)
+        f, args, kwargs = pickle.loads(frames[6])
+        started = time.time()
+        result = f(*args, **kwargs)
+        md = _dumps({"status": "ok", "engine_id": 0, "started": started, "completed": time.time()}).encode()
+        n += 1
+        parts = [header(session, n, "apply_reply"), frames[2], md, b'{"status":"ok"}']
+        send_frames(sock, [DELIM, sign(parts)] + parts + [pickle.dumps(result, 5)])
 
 
 def cpu_seconds(pid) -> float:
@@ -118,10 +178,11 @@ def timed(pids, run, tasks):
 
 
 class Floor:
-    def __init__(self, engines):
+    def __init__(self, engines, work=False):
+        self.work = work
         self.tmp = tempfile.TemporaryDirectory()
         port_file = Path(self.tmp.name) / "ports"
-        me = [sys.executable, __file__]
+        me = [sys.executable, __file__] + (["--work"] if work else [])
         self.procs = [subprocess.Popen(me + ["--role", "controller", str(port_file)])]
         deadline = time.monotonic() + 20
         while not port_file.exists() or not port_file.read_text():
@@ -140,11 +201,30 @@ class Floor:
         self.run(200)
 
     def run(self, tasks):
+        if self.work:
+            return self.run_work(tasks)
         request = [DELIM] + self.request
         for _ in range(tasks):
             send_frames(self.sock, request)
         for _ in range(tasks):
             recv_frames(self.sock)
+
+    def run_work(self, tasks):
+        futures, session, empty = {}, "client-%d" % os.getpid(), b"{}"
+        for n in range(tasks):
+            head = header(session, n, "apply_request")
+            parts = [head, empty, empty, empty]
+            payload = pickle.dumps((noop, (), {}), 5)
+            future = futures["%s-%d" % (session, n)] = Future()
+            future.set_running_or_notify_cancel()
+            send_frames(self.sock, [DELIM, sign(parts)] + parts + [payload])
+        for _ in range(tasks):
+            frames = recv_frames(self.sock)
+            verified(frames)
+            parent = json.loads(frames[3])
+            json.loads(frames[4])
+            json.loads(frames[5])
+            futures.pop(parent["msg_id"]).set_result(pickle.loads(frames[6]))
 
     def close(self):
         for p in self.procs:
@@ -184,13 +264,15 @@ def main():
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--engines", type=int, default=2)
     p.add_argument("--role", choices=("controller", "engine"), help=argparse.SUPPRESS)
+    p.add_argument("--work", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("role_arg", nargs="?", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.role == "controller":
-        return run_controller(args.role_arg)
+        return run_controller(args.role_arg, args.work)
     if args.role == "engine":
-        return run_engine(args.role_arg)
-    systems = {"floor": Floor(args.engines), "minipar": Minipar(args.engines)}
+        return run_engine(args.role_arg, args.work)
+    systems = {"floor": Floor(args.engines), "floor+work": Floor(args.engines, work=True),
+               "minipar": Minipar(args.engines)}
     results = {name: [] for name in systems}
     try:
         for r in range(args.rounds):

@@ -85,6 +85,10 @@ GC_THRESHOLDS = (50000, 20, 100)
 """The hub allocates a few small objects per message and keeps many records alive: with the
 default thresholds the collector runs every few tasks and keeps rescanning the records."""
 
+OUTBOX_BATCH = 16
+"""Messages the outbox gathers before sending while a batch is still being handled: enough
+to wake ZeroMQ's I/O thread once for many, few enough that engines are not kept waiting."""
+
 POLL_CEILING = 0.25
 """Longest poll, in seconds, so a stop request is seen promptly."""
 
@@ -100,6 +104,7 @@ class Hub(RecordRequests):
         self.cfg = cfg
         self.profile_dir = profile_dir
         self.open_db = open_db
+        self.outbox = []
         self.db = None
         self.watchers: dict = {}
         self.cluster_id = cfg.cluster_id
@@ -256,6 +261,7 @@ class Hub(RecordRequests):
                     else:
                         self.monitor.remove(heart)
                 next_beat = now + period
+            self.flush()
             timeout = min(next_beat - time.monotonic(), POLL_CEILING)
             if self.steal_check_at is not None:
                 timeout = min(timeout, self.steal_check_at - time.monotonic())
@@ -273,8 +279,36 @@ class Hub(RecordRequests):
                     if raw is None:
                         break
                     handle(raw)
+                    if len(self.outbox) >= OUTBOX_BATCH:
+                        self.flush()
+                self.flush()
             self.schedule()
         self.shutdown()
+
+    # -- sending -----------------------------------------------------------------------
+
+    def send(self, socket_name, msg_type, content=None, parent=None, metadata=None, buffers=(), idents=(),
+             header=None) -> dict:
+        """Build and sign a message (:meth:`Session.build`) for the outbox; its header."""
+        header, frames = self.session.build(msg_type, content, parent, metadata, header)
+        self.outbox.append((self.sockets[socket_name], list(idents) + frames, buffers))
+        return header
+
+    def forward(self, socket_name, frames):
+        """Frames already signed (a message passed on as it came, or re-signed) for the outbox."""
+        self.outbox.append((self.sockets[socket_name], frames, ()))
+
+    def flush(self):
+        """Send what the outbox holds, in order. The hub sends a batch's messages back to back
+        after handling it, not one between each two: ZeroMQ's I/O thread then wakes once for
+        the batch instead of once a message, which is most of what a message costs the
+        controller at a few thousand tasks a second (``benchmarks/bench_floor.py``)."""
+        outbox = self.outbox
+        try:
+            for socket, frames, buffers in outbox:
+                send_frames(socket, frames, buffers)
+        finally:
+            outbox.clear()
 
     def schedule(self):
         """Carry out what the scheduler decides now: timeouts, assignments, steals."""
@@ -319,9 +353,9 @@ class Hub(RecordRequests):
             handler = self.client_handlers.get(msg.msg_type)
             if handler is None:
                 self.drops.drop("client: unknown msg_type", "a client's message of unknown msg_type %r" % msg.msg_type)
-                self.session.send(self.sockets["client"], "error_reply", parent=msg.header,
-                                  idents=[reply_identity(msg.idents[0])],
-                                  content={"status": "error", "reason": "unknown msg_type %r" % msg.msg_type})
+                self.send("client", "error_reply", parent=msg.header,
+                          idents=[reply_identity(msg.idents[0])],
+                          content={"status": "error", "reason": "unknown msg_type %r" % msg.msg_type})
                 return
             handler(self, msg)
         except ProtocolError as e:
@@ -415,11 +449,11 @@ class Hub(RecordRequests):
         """A task's reply to its client; a coalesced broadcast's part waits for the others."""
         coalescer = task.coalescer
         if coalescer is None:
-            send_frames(self.sockets["client"], [task.client] + frames)
+            self.forward("client", [task.client] + frames)
         elif coalescer.add(task.msg_id, msg_type, content, md, buffers):
             content, md, buffers = coalescer.reply()
-            self.session.send(self.sockets["client"], "broadcast_reply", content, parent=coalescer.header,
-                              metadata=md, buffers=buffers, idents=[coalescer.client])
+            self.send("client", "broadcast_reply", content, parent=coalescer.header,
+                      metadata=md, buffers=buffers, idents=[coalescer.client])
 
     def on_connect(self, msg):
         c = msg.content
@@ -434,24 +468,24 @@ class Hub(RecordRequests):
         else:
             reply = {"status": "error", "reason": refusal}
             log.warning("refused %s: %s", who, refusal)
-        self.session.send(self.sockets["client"], "connect_reply", reply, parent=msg.header,
-                          idents=[reply_identity(msg.idents[0])])
+        self.send("client", "connect_reply", reply, parent=msg.header,
+                  idents=[reply_identity(msg.idents[0])])
 
     def on_shutdown(self, msg):
         c = msg.content
         targets = c.get("targets")
         ids = list(self.engines) if targets is None else [t for t in targets if t in self.engines]
         for i in ids:
-            self.session.send(self.sockets["engine"], "shutdown_request", {}, idents=[self.engines[i].ident])
-        self.session.send(self.sockets["client"], "shutdown_reply", {"status": "ok", "engines": ids},
-                          parent=msg.header, idents=[reply_identity(msg.idents[0])])
+            self.send("engine", "shutdown_request", {}, idents=[self.engines[i].ident])
+        self.send("client", "shutdown_reply", {"status": "ok", "engines": ids},
+                  parent=msg.header, idents=[reply_identity(msg.idents[0])])
         if c.get("hub"):
             log.info("shutdown requested by a client")
             self.stopping = True
 
     def _reply(self, msg, msg_type, content, buffers=()):
-        self.session.send(self.sockets["client"], msg_type, content, parent=msg.header, buffers=buffers,
-                          idents=[reply_identity(msg.idents[0])])
+        self.send("client", msg_type, content, parent=msg.header, buffers=buffers,
+                  idents=[reply_identity(msg.idents[0])])
 
     def _targets(self, content) -> list:
         targets = content.get("targets")
@@ -505,13 +539,13 @@ class Hub(RecordRequests):
             for task in engine.outstanding.values() if ids is None else map(engine.outstanding.get, ids):
                 task.abort_requested = True  # a steal that gets it back answers it as aborted
             if ids is None or ids:
-                self.session.send(self.sockets["engine"], "abort_request", {"msg_ids": ids}, idents=[engine.ident])
+                self.send("engine", "abort_request", {"msg_ids": ids}, idents=[engine.ident])
         self._reply(msg, "abort_reply", {"status": "ok", "aborted_in_hub": [t.msg_id for t in held]})
 
     def on_clear(self, msg):
         ids = self._targets(msg.content)
         for i in ids:
-            self.session.send(self.sockets["engine"], "clear_request", {}, idents=[self.engines[i].ident])
+            self.send("engine", "clear_request", {}, idents=[self.engines[i].ident])
         self._reply(msg, "clear_reply", {"status": "ok", "engines": ids})
 
     def on_signal(self, msg):
@@ -520,8 +554,8 @@ class Hub(RecordRequests):
         ids = self._targets(c)
         for i in ids:
             engine = self.engines[i]
-            self.session.send(self.sockets["engine"], "signal_request", {"signal": int(c["signal"])},
-                              idents=[engine.uuid.encode() + b":out"])
+            self.send("engine", "signal_request", {"signal": int(c["signal"])},
+                      idents=[engine.uuid.encode() + b":out"])
         self._reply(msg, "signal_reply", {"status": "ok", "engines": ids})
 
     def on_sync(self, msg):
@@ -559,7 +593,7 @@ class Hub(RecordRequests):
             if t == "apply_reply" or t == "execute_reply":
                 self.on_reply(msg)
             elif t == "stream":
-                send_frames(self.sockets["notification"], [b"stream"] + msg.frames)
+                self.forward("notification", [b"stream"] + msg.frames)
             elif t == "steal_reply":
                 self.on_steal_reply(msg)
             elif t == "registration_request":
@@ -615,8 +649,8 @@ class Hub(RecordRequests):
     def refuse_engine(self, msg, reason):
         c = msg.content
         log.warning("refused an engine (host %s, pid %s): %s", c.get("hostname", "?"), c.get("pid"), reason)
-        self.session.send(self.sockets["engine"], "registration_reply", {"status": "error", "reason": reason},
-                          parent=msg.header, idents=[msg.idents[0]])
+        self.send("engine", "registration_reply", {"status": "error", "reason": reason},
+                  parent=msg.header, idents=[msg.idents[0]])
 
     def register(self, msg):
         c = msg.content
@@ -647,15 +681,15 @@ class Hub(RecordRequests):
             log.info("engine %d registered (host %s, pid %s%s%s)", engine.id, engine.hostname, engine.pid,
                      ", %s job %s" % tuple(engine.job) if engine.job else "",
                      ", drains at %s: %s" % (clock(drain_at), describe_end(end_time)) if drain_at is not None else "")
-        self.session.send(self.sockets["engine"], "registration_reply",
-                          {"status": "ok", "id": engine.id, "heartbeat_period": self.cfg.heartbeat_period,
-                           "controller": self.session.id},
-                          parent=msg.header, idents=[ident])
+        self.send("engine", "registration_reply",
+                  {"status": "ok", "id": engine.id, "heartbeat_period": self.cfg.heartbeat_period,
+                   "controller": self.session.id},
+                  parent=msg.header, idents=[ident])
         if new:  # after the reply, so clients never know of an engine that does not know its id
             self.engines_version += 1
-            self.session.send(self.sockets["notification"], "registration_notification",
-                              {"id": engine.id, "uuid": engine.uuid, "version": self.engines_version},
-                              idents=[b"engine"])
+            self.send("notification", "registration_notification",
+                      {"id": engine.id, "uuid": engine.uuid, "version": self.engines_version},
+                      idents=[b"engine"])
             self.scheduler.engine_registered(engine.id)
             self.engine_idle(time.monotonic())
 
@@ -663,9 +697,9 @@ class Hub(RecordRequests):
         """The connection doctor's signed probe: answering it proves the key (and the curve server
         key) to whoever holds them, and tells this controller's versions. Nothing is kept, so a
         probe costs the hub one reply and cannot touch the engine table."""
-        self.session.send(self.sockets["engine"], "probe_reply",
-                          {"status": "ok", **versions(), **self.python.as_content(), "session": self.session.id},
-                          parent=msg.header, idents=[msg.idents[0]])
+        self.send("engine", "probe_reply",
+                  {"status": "ok", **versions(), **self.python.as_content(), "session": self.session.id},
+                  parent=msg.header, idents=[msg.idents[0]])
 
     def on_engine_died(self, msg):
         """A nanny's word that its engine is dead, and why. Replies the engine sent before it
@@ -736,16 +770,16 @@ class Hub(RecordRequests):
                            "engine %d died or left before finishing this task (%s)%s"
                            % (engine.id, reason, JOB_END_NOTE if job_ended else ""), engine)
         self.engines_version += 1
-        self.session.send(self.sockets["notification"], "unregistration_notification",
-                          {"id": engine.id, "uuid": engine.uuid, "reason": reason, "version": self.engines_version},
-                          idents=[b"engine"])
+        self.send("notification", "unregistration_notification",
+                  {"id": engine.id, "uuid": engine.uuid, "reason": reason, "version": self.engines_version},
+                  idents=[b"engine"])
 
     # -- tasks -------------------------------------------------------------------------
 
     def assign(self, engine, task):
         if task.attempts:  # sent before (a retry, or moved by a steal): an engine drops a signature it has seen
             task.frames = self.session.with_header(task.frames, dict(task.header, attempt=task.attempts))
-        send_frames(self.sockets["engine"], [engine.ident] + task.frames)
+        self.forward("engine", [engine.ident] + task.frames)
         self.table.assign(engine, task, time.monotonic())
 
     def request_steal(self, steal):
@@ -754,8 +788,8 @@ class Hub(RecordRequests):
         victim, thief = steal.victim, steal.thief
         victim.steal = thief.id
         thief.stealing = True
-        self.session.send(self.sockets["engine"], "steal_request", {"msg_ids": steal.msg_ids, "thief": thief.id},
-                          idents=[victim.uuid.encode() + b":out"])
+        self.send("engine", "steal_request", {"msg_ids": steal.msg_ids, "thief": thief.id},
+                  idents=[victim.uuid.encode() + b":out"])
 
     def on_steal_reply(self, msg):
         """The tasks the victim gave back never ran there: hand them to the thief, or queue
@@ -824,17 +858,19 @@ class Hub(RecordRequests):
     def shutdown(self):
         log.info("controller stopping")
         self.drops.flush()
+        try:
+            self.flush()
+        except zmq.ZMQError:
+            pass
         if not self.cfg.reuse and self.engines:
             # without --reuse the key and ports die with this controller: its engines could never
             # come back, so they stop now rather than after engine.controller_timeout
             log.info("asking %d engine(s) to stop (they could not reconnect without --reuse)", len(self.engines))
             for engine in self.engines.values():
-                try:
-                    self.session.send(self.sockets["engine"], "shutdown_request", {}, idents=[engine.ident])
-                except zmq.ZMQError:
-                    pass
+                self.send("engine", "shutdown_request", {}, idents=[engine.ident])
+        self.send("notification", "shutdown_notification", {}, idents=[b"engine"])
         try:
-            self.session.send(self.sockets["notification"], "shutdown_notification", {}, idents=[b"engine"])
+            self.flush()
         except zmq.ZMQError:
             pass
         for sock in self.sockets.values():

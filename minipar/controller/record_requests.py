@@ -12,7 +12,6 @@ import time
 from datetime import datetime, timezone
 
 from .. import jsonutil, protocol
-from ..protocol import send_frames
 from .db.base import NoRecords
 
 UTC = timezone.utc
@@ -64,14 +63,14 @@ class RecordRequests:
     def _send_stored_result(self, client, rec):
         header = dict(rec["result_header"], msg_id=self.session.new_msg_id(), date=time.time())
         md = jsonutil.encode(rec.get("result_metadata") or {}, [])
-        self.session.send(self.sockets["client"], header["msg_type"], rec.get("result_content") or {},
-                          parent=rec.get("header") or {}, metadata=md, buffers=rec.get("result_buffers") or [],
-                          idents=[client], header=header)
+        self.send("client", header["msg_type"], rec.get("result_content") or {},
+                  parent=rec.get("header") or {}, metadata=md, buffers=rec.get("result_buffers") or [],
+                  idents=[client], header=header)
 
     def forward_to_watchers(self, msg_id, frames):
         for client in self.watchers.pop(msg_id, ()):
             header = dict(protocol.frame_json(frames[2]), msg_id=self.session.new_msg_id())
-            send_frames(self.sockets["client"], [client] + self.session.with_header(frames, header))
+            self.forward("client", [client] + self.session.with_header(frames, header))
 
     def on_result_status(self, msg):
         pending, completed, missing = [], [], []
