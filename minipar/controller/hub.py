@@ -17,7 +17,7 @@
    clients (SUB)                 | db.add_record / update_record
 
 Clients send requests to the client ROUTER. A direct request (metadata ``dest``) is
-forwarded at once to that engine, whose socket keeps them in order; a load-balanced one
+forwarded straight to that engine, whose socket keeps them in order; a load-balanced one
 goes to the :class:`~.scheduler.Scheduler`, pure policy that returns decisions (assign a
 task to an engine, steal prefetched tasks for an idle engine, fail a task that can never
 run), which :meth:`Hub.carry_out` performs on the sockets and the
@@ -27,9 +27,11 @@ go to the thief. Requests are forwarded as the very frames that arrived: the hub
 verifies the signature and reads the JSON header and metadata, but never touches a
 payload; a task sent a second time (a retry, or after a steal) gets a re-signed header
 over the same frames (:meth:`Session.with_header`). Replies come back on the engine
-ROUTER and go to the client that asked, and into the task database. A broadcast request
-(metadata ``broadcast``) is sent to each of its engines as a direct task of its own,
-sharing the payload frames; see :mod:`broadcast`.
+ROUTER and go to the client that asked, and into the task database. Whatever the hub
+sends goes into its outbox (:meth:`Hub.send`, :meth:`Hub.forward`) and out, in order,
+after the batch being handled (or every ``OUTBOX_BATCH`` messages) and before each poll.
+A broadcast request (metadata ``broadcast``) is sent to each of its engines as a direct
+task of its own, sharing the payload frames; see :mod:`broadcast`.
 
 Engines register on the engine ROUTER and are watched by :mod:`heartbeat`. One may ask
 for an id (its MPI rank, or ``engine.id``); :func:`grant_engine_id` decides. When one
