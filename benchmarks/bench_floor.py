@@ -17,7 +17,7 @@ floor row is what any design with these processes and hops costs on this machine
 
 A third row, ``floor+work``, is the same skeleton doing the work this design requires of each
 task and nothing more, written plainly with the standard library: the client JSON-encodes a
-header, signs it (HMAC-SHA256 over the four JSON frames), pickles the call and keeps a Future;
+header, signs it (HMAC-SHA256 over the envelope's four JSON parts), pickles the call and keeps a Future;
 the controller verifies, parses the header and metadata, keeps a record of the task and of its
 reply and forwards the frames untouched; the engine verifies, parses, unpickles and calls the
 function, and signs a reply with its timings and a pickled result; the client verifies, parses
@@ -56,18 +56,18 @@ KEY = b"floor-key"
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
-def sign(parts) -> bytes:
-    h = hmac.new(KEY, digestmod=hashlib.sha256)
-    for p in parts:
-        h.update(p)
-    return h.hexdigest().encode()
+def envelope(parts) -> bytes:
+    """The signature and the four JSON parts in one frame, as minipar's protocol has them."""
+    body = b"\n".join(parts)
+    return hmac.new(KEY, body, hashlib.sha256).hexdigest().encode() + b"\n" + body
 
 
 def verified(frames):
-    """frames from the delimiter on; the JSON header, checked against the signature"""
-    if not hmac.compare_digest(frames[1], sign(frames[2:6])):
+    """frames from the delimiter on; the envelope's four JSON parts, checked against its signature"""
+    signature, body = frames[1].split(b"\n", 1)
+    if not hmac.compare_digest(signature, hmac.new(KEY, body, hashlib.sha256).hexdigest().encode()):
         raise ValueError("bad signature")
-    return json.loads(frames[2])
+    return body.split(b"\n")
 
 
 def header(session, n, msg_type) -> bytes:
@@ -119,20 +119,22 @@ def run_controller(client_port_file, work=False):
                 if sock is clients:
                     client = frames[0]
                     if work:
-                        head = verified(frames[1:])
-                        json.loads(frames[5])
-                        records[head["msg_id"]] = {"header": frames[2], "submitted": head["date"],
-                                                   "client": client, "buffers": frames[7:]}
+                        parts = verified(frames[1:])
+                        head = json.loads(parts[0])
+                        json.loads(parts[2])
+                        records[head["msg_id"]] = {"header": parts[0], "submitted": head["date"],
+                                                   "client": client, "buffers": frames[3:]}
                     queue.append(frames)
                 elif frames[1] == b"ready":
                     load[frames[0]] = 0
                 else:
                     load[frames[0]] -= 1
                     if work:
-                        verified(frames[1:])
-                        md = json.loads(frames[5])
-                        records[json.loads(frames[4])["msg_id"]].update(
-                            result_header=frames[3], result_metadata=frames[5], result_buffers=frames[7:],
+                        parts = verified(frames[1:])
+                        json.loads(parts[0])
+                        md = json.loads(parts[2])
+                        records[json.loads(parts[1])["msg_id"]].update(
+                            result_header=parts[0], result_metadata=parts[2], result_buffers=frames[3:],
                             started=md["started"], completed=md["completed"], received=time.time())
                     send_frames(clients, [client] + frames[1:])
         dispatch()
@@ -150,14 +152,15 @@ def run_engine(port, work=False):
         if not work:
             send_frames(sock, reply)
             continue
-        verified(frames)
-        f, args, kwargs = pickle.loads(frames[6])
+        request = verified(frames)
+        json.loads(request[0])
+        f, args, kwargs = pickle.loads(frames[2])
         started = time.time()
         result = f(*args, **kwargs)
         md = _dumps({"status": "ok", "engine_id": 0, "started": started, "completed": time.time()}).encode()
         n += 1
-        parts = [header(session, n, "apply_reply"), frames[2], md, b'{"status":"ok"}']
-        send_frames(sock, [DELIM, sign(parts)] + parts + [pickle.dumps(result, 5)])
+        parts = [header(session, n, "apply_reply"), request[0], md, b'{"status":"ok"}']
+        send_frames(sock, [DELIM, envelope(parts)] + [pickle.dumps(result, 5)])
 
 
 def cpu_seconds(pid) -> float:
@@ -217,14 +220,15 @@ class Floor:
             payload = pickle.dumps((noop, (), {}), 5)
             future = futures["%s-%d" % (session, n)] = Future()
             future.set_running_or_notify_cancel()
-            send_frames(self.sock, [DELIM, sign(parts)] + parts + [payload])
+            send_frames(self.sock, [DELIM, envelope(parts)] + [payload])
         for _ in range(tasks):
             frames = recv_frames(self.sock)
-            verified(frames)
-            parent = json.loads(frames[3])
-            json.loads(frames[4])
-            json.loads(frames[5])
-            futures.pop(parent["msg_id"]).set_result(pickle.loads(frames[6]))
+            parts = verified(frames)
+            json.loads(parts[0])
+            parent = json.loads(parts[1])
+            json.loads(parts[2])
+            json.loads(parts[3])
+            futures.pop(parent["msg_id"]).set_result(pickle.loads(frames[2]))
 
     def close(self):
         for p in self.procs:

@@ -37,18 +37,17 @@ def hostile(rng, good: Session, wrong: Session) -> list:
     if kind == 3:
         _, frames = good.build("apply_request", {}, None, {})
         frames = list(frames)
-        frames[2] = frames[2].replace(b"apply_request", b"execute_request")
+        frames[1] = frames[1].replace(b"apply_request", b"execute_request")
         return frames
     if kind == 4:
         broken = b"{\"msg_id\": " + os.urandom(6)
-        return [b"<IDS|MSG>", good.sign([broken, b"{}", b"{}", b"{}"]), broken, b"{}", b"{}", b"{}"]
+        return [b"<IDS|MSG>", good.envelope([broken, b"{}", b"{}", b"{}"])]
     if kind == 5:
         field = rng.choice(list(header_fields))
         header = {"msg_id": "m%d" % rng.randrange(10**9), "msg_type": "apply_request", "session": "s",
                   "date": "2026-01-01T00:00:00Z", "username": "u", "version": "5.3"}
         header[field] = header_fields[field]
-        parts = [json.dumps(header).encode(), b"{}", b"{}", b"{}"]
-        return [b"<IDS|MSG>", good.sign(parts)] + parts
+        return [b"<IDS|MSG>", good.envelope([json.dumps(header).encode(), b"{}", b"{}", b"{}"])]
     if kind == 6:
         _, frames = good.build(rng.choice(["no_such_request", "", "x" * 300]), {}, None, {})
         return frames
@@ -60,14 +59,13 @@ def hostile(rng, good: Session, wrong: Session) -> list:
         _, frames = good.build("apply_request", {}, None, {})
         return list(frames) + [pickle.dumps(RaisesOnLoad())]
     if kind == 9:
-        parts = [b"{" + b"\"k\": 1, " * 20000 + b"\"z\": 0}", b"{}", b"{}", b"{}"]
-        return [b"<IDS|MSG>", good.sign(parts)] + parts
+        return [b"<IDS|MSG>", good.envelope([b"{" + b"\"k\": 1, " * 20000 + b"\"z\": 0}", b"{}", b"{}", b"{}"])]
     if kind == 10:
         _, frames = good.build(rng.choice(["queue_request", "result_request", "purge_request", "db_request",
                                            "abort_request", "registration_request"]),
                                {"targets": {"x": 1}, "msg_ids": 5, "query": [], "id": "x", "uuid": 3}, None, {})
         return frames
-    return [b"<IDS|MSG>", b"0" * 64] + [os.urandom(2 * 1024 * 1024)] + [b"{}"] * 3
+    return [b"<IDS|MSG>", b"\n".join([b"0" * 64, os.urandom(2 * 1024 * 1024)] + [b"{}"] * 3)]
 
 
 def dealers(ctx, info: dict, names) -> list:

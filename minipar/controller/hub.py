@@ -385,7 +385,7 @@ class Hub(RecordRequests):
             task.retries = int(md.get("retries") or 0)
             task.tags = tag_set(md.get("tags"))
         self.db.add_record(task.msg_id, {
-            "header": msg.frames[2], "metadata": msg.frames[4], "content": msg.frames[5], "buffers": msg.buffers,
+            "header": msg.parts[0], "metadata": msg.parts[2], "content": msg.parts[3], "buffers": msg.buffers,
             "submitted": utc(msg.header.get("date")), "client_uuid": client.decode("ascii", "replace"),
             "queue": "task" if task.lb else "mux",
         })
@@ -642,7 +642,7 @@ class Hub(RecordRequests):
         if self.watchers:
             self.forward_to_watchers(parent_id, msg.frames)
         self.db.update_record(parent_id, {
-            "result_header": msg.frames[2], "result_content": msg.frames[5], "result_metadata": msg.frames[4],
+            "result_header": msg.parts[0], "result_content": msg.parts[3], "result_metadata": msg.parts[2],
             "result_buffers": msg.buffers, "started": utc(md.get("started")),
             "completed": utc(md.get("completed")), "received": now_utc(), "engine_uuid": md.get("engine_uuid"),
             "stdout": md.get("stdout", ""), "stderr": md.get("stderr", ""), "error": None if ok else content,

@@ -69,7 +69,7 @@ class RecordRequests:
 
     def forward_to_watchers(self, msg_id, frames):
         for client in self.watchers.pop(msg_id, ()):
-            header = dict(protocol.frame_json(frames[2]), msg_id=self.session.new_msg_id())
+            header = dict(protocol.header_json(frames), msg_id=self.session.new_msg_id())
             self.forward("client", [client] + self.session.with_header(frames, header))
 
     def on_result_status(self, msg):

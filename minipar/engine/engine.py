@@ -465,7 +465,7 @@ class Engine:
         content["engine_info"] = {"engine_id": self.id, "engine_uuid": self.uuid, "method": t.split("_")[0]}
         md["engine_id"] = self.id
         md["engine_uuid"] = self.uuid
-        send_reply(self.session, self.socket, reply_type, msg.frames[2], content, md, buffers)
+        send_reply(self.session, self.socket, reply_type, msg.parts[0], content, md, buffers)
 
     def sigterm_follows(self) -> bool:
         """After a task's KeyboardInterrupt: whether a SIGTERM came with the SIGINT, as LSF's

@@ -259,7 +259,7 @@ def test_another_protocol_version_is_named_with_both(controller, monkeypatch, ca
     doctor = checks.Doctor(controller.engine_file(), 2.0)
     assert report.exit_code(doctor.run()) == 1
     out = capsys.readouterr().out
-    assert "FAIL protocol: the controller speaks minipar protocol 1 (Python %d.%d." % sys.version_info[:2] in out
+    assert "FAIL protocol: the controller speaks minipar protocol 2 (Python %d.%d." % sys.version_info[:2] in out
     assert "this minipar speaks protocol 0 (Python %d.%d." % sys.version_info[:2] in out and "run the same minipar version on both sides" in out
 
 

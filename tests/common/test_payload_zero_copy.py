@@ -74,7 +74,7 @@ def test_send_frames_hands_big_buffers_to_zmq_without_copying(monkeypatch):
     a = big()
     frames = serialize_object({"a": a, "small": b"x" * 100})
     sock = RecordingSocket()
-    protocol.send_frames(sock, [b"id", protocol.DELIM, b"sig", b"{}", b"{}", b"{}", b"{}"], frames)
+    protocol.send_frames(sock, [b"id", protocol.DELIM, b"sig\n{}\n{}\n{}\n{}"], frames)
     pickle_part, array_part = sock.sent[-2], sock.sent[-1]
     assert array_part[0] is frames[1] and array_part[0].obj is a and array_part[2] is False
     assert array_part[1] == 0 and pickle_part[1] == zmq.SNDMORE

@@ -147,7 +147,7 @@ def test_another_protocol_version_is_refused_naming_both(profile, monkeypatch):
     with pytest.raises(ProtocolMismatch) as info:
         profile.client()
     assert ("refused this client: protocol mismatch: the client speaks minipar protocol 0 (minipar 0.0.1, Python "
-            "%s), this controller speaks protocol 1 (minipar %s, Python %s); install the same minipar version on "
+            "%s), this controller speaks protocol 2 (minipar %s, Python %s); install the same minipar version on "
             "both sides" % (protocol.python_version(), minipar.__version__, protocol.python_version())) \
         in str(info.value)
 
@@ -162,7 +162,7 @@ def test_the_probe_tells_the_clusters_python_and_the_doctor_fails_another(profil
     assert reply["cluster_python"] == THIS and reply["minipar"] == minipar.__version__
     found = []
     checks.Doctor(tmp_path / "unused.json", 1.0, say=found.append).check_protocol(dict(reply, cluster_python="3.1"))
-    assert found == ["FAIL protocol: the controller speaks minipar protocol 1 (Python %s, minipar %s), as this "
+    assert found == ["FAIL protocol: the controller speaks minipar protocol 2 (Python %s, minipar %s), as this "
                      "minipar does (Python %s, minipar %s), but its engines and clients run Python 3.1: it refuses "
                      "an engine on Python %s -- fix: start the engines with Python 3.1 (one controller's engines "
                      "and clients all run one Python minor version), or give these a controller of their own"

@@ -36,7 +36,7 @@ def hub_records(db, n, sockets, client, engine):
         send_frames(a, [b"client"] + frames, payload)
         msg = hub.parse(recv_frames(b))
         db.add_record(msg.msg_id, {
-            "header": msg.frames[2], "metadata": msg.frames[4], "content": msg.frames[5], "buffers": msg.buffers,
+            "header": msg.parts[0], "metadata": msg.parts[2], "content": msg.parts[3], "buffers": msg.buffers,
             "submitted": utc(msg.header["date"]), "client_uuid": client.id, "queue": "task"})
         now = time.time()
         md = {"started": now, "completed": now, "stdout": "", "stderr": "", "status": "ok", "engine_id": 0,
@@ -47,7 +47,7 @@ def hub_records(db, n, sockets, client, engine):
         reply = hub.parse(recv_frames(b))
         rmd = reply.metadata
         db.update_record(msg.msg_id, {
-            "result_header": reply.frames[2], "result_content": reply.frames[5], "result_metadata": reply.frames[4],
+            "result_header": reply.parts[0], "result_content": reply.parts[3], "result_metadata": reply.parts[2],
             "result_buffers": reply.buffers, "started": utc(rmd["started"]), "completed": utc(rmd["completed"]),
             "received": datetime.now(UTC), "engine_uuid": rmd["engine_uuid"], "stdout": rmd["stdout"],
             "stderr": rmd["stderr"], "error": None})

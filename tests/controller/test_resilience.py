@@ -93,16 +93,16 @@ def test_hostile_messages_are_dropped_and_everyone_else_is_served(profile):
             s.send_multipart([b"garbage"])
             s.send_multipart([b"<IDS|MSG>", b"sig"])
             h, frames = good.build("execute_request", {"code": "x = 1"}, None, {"dest": 0})
-            send_frames(s, frames[:4])
-            send_frames(s, [frames[0], b""] + frames[2:])
+            send_frames(s, frames[:1])
+            send_frames(s, [frames[0], b"\n" + frames[1].split(b"\n", 1)[1]])  # no signature
             h, frames = wrong.build("execute_request", {"code": "x = 1"}, None, {"dest": 0})
             send_frames(s, frames)
             h, frames = good.build("execute_request", {"code": "x = 1"}, None, {"dest": 0})
             tampered = list(frames)
-            tampered[2] = tampered[2].replace(b"execute_request", b"shutdown_request")
+            tampered[1] = tampered[1].replace(b"execute_request", b"shutdown_request")
             send_frames(s, tampered)
             broken = b"{" + port_name.encode()
-            send_frames(s, [b"<IDS|MSG>", good.sign([broken, b"{}", b"{}", b"{}"]), broken, b"{}", b"{}", b"{}"])
+            send_frames(s, [b"<IDS|MSG>", good.envelope([broken, b"{}", b"{}", b"{}"])])
             s.send_multipart([os.urandom(64) for _ in range(9)])
             s.close()
         for port in info["ports"].values():
@@ -154,7 +154,7 @@ def test_protocol_mismatch_is_refused_naming_both_versions(profile):
     assert reply.content["status"] == "error"
     reason = reply.content["reason"]
     assert reason.startswith("protocol mismatch: the engine speaks minipar protocol 0 (minipar ?, Python 2.7.18), "
-                             "this controller speaks protocol 1 (minipar %s, Python 3." % minipar.__version__), reason
+                             "this controller speaks protocol 2 (minipar %s, Python 3." % minipar.__version__), reason
     assert reason.endswith("install the same minipar version on both sides")
 
 

@@ -27,8 +27,8 @@ SKIPPED = {
         "a pool two hours into its run (a draining job and its replacement) cannot be made in a test; "
         "tests/cluster/test_engine_pools.py checks this listing",
     ("README.md", "minipar.error.ProtocolMismatch: the controller at tcp://10.0.1.5:43447 refused this client: "
-                  "protocol mismatch: the client speaks minipar protocol 2 (minipar 0.2.0, Python 3.11.7), this "
-                  "controller speaks protocol 1 (minipar 0.1.0, Python 3.11.7); install the same minipar version "
+                  "protocol mismatch: the client speaks minipar protocol 3 (minipar 0.3.0, Python 3.11.7), this "
+                  "controller speaks protocol 2 (minipar 0.1.0, Python 3.11.7); install the same minipar version "
                   "on both sides"):
         "the traceback's last line; the block above prints the message itself",
     ("README.md", "engine: the controller at tcp://10.0.1.5:38171 refused this engine: Python mismatch: this engine "

@@ -17,7 +17,7 @@ import zmq
 
 from fuzzing import hostile, rss_kb
 from helpers import wait_for
-from minipar.protocol import Session, recv_frames, send_frames
+from minipar.protocol import Session, envelope_parts, recv_frames, send_frames
 from minipar.serialize import deserialize_object, pack_apply_message
 
 KEY = "engine-fuzz-key"
@@ -44,7 +44,7 @@ class FakeController:
         security.mkdir(parents=True, exist_ok=True)
         os.chmod(str(security), 0o700)
         info = {"key": KEY, "location": "127.0.0.1", "transport": "tcp", "signature_scheme": "hmac-sha256",
-                "protocol": "1", "ports": {name: self.port(s) for name, s in
+                "protocol": "2", "ports": {name: self.port(s) for name, s in
                                            (("engine", self.engine_socket), ("hb_ping", self.pings),
                                             ("hb_pong", self.pongs), ("client", self.unused),
                                             ("notification", self.unused))}}
@@ -131,8 +131,8 @@ def hostile_control(rng, good: Session) -> list:
     ])
     _, frames = good.build(msg_type, content, None, {})
     if rng.random() < 0.2:
-        frames[5] = b"[1, 2]"  # content that is JSON but not an object
-        frames[1] = good.sign(frames[2:6])
+        header, parent, metadata, _ = envelope_parts(frames[1])[1]
+        frames[1] = good.envelope([header, parent, metadata, b"[1, 2]"])  # content JSON but not an object
     return frames
 
 

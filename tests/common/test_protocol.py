@@ -1,0 +1,54 @@
+"""The wire layout: one signed envelope frame, then the payload frames."""
+from __future__ import annotations
+
+import pytest
+
+from minipar.protocol import DELIM, ProtocolError, Session, envelope_parts, header_json
+
+
+def test_a_message_is_the_delimiter_one_envelope_and_its_buffers():
+    sender, receiver = Session("k"), Session("k")
+    header, frames = sender.build("apply_request", {"x": 1}, {"msg_id": "p"}, {"dest": 0})
+    assert len(frames) == 2 and frames[0] == DELIM
+    signature, parts = envelope_parts(frames[1])
+    assert len(signature) == 64 and parts[0].startswith(b'{"msg_id":')
+    msg = receiver.parse([b"peer"] + frames + [b"payload"])
+    assert msg.idents == [b"peer"] and msg.msg_id == header["msg_id"]
+    assert (msg.parent, msg.metadata, msg.content) == ({"msg_id": "p"}, {"dest": 0}, {"x": 1})
+    assert msg.buffers == [b"payload"] and msg.parts == parts
+    assert header_json(msg.frames) == msg.header
+
+
+def test_a_new_header_is_signed_over_the_same_parts_and_buffers():
+    sender, receiver = Session("k"), Session("k")
+    header, frames = sender.build("apply_request", {"x": 1}, None, {"dest": 0})
+    again = sender.with_header(frames + [b"payload"], dict(header, msg_id="other"))
+    msg = receiver.parse(again)
+    assert msg.msg_id == "other" and msg.content == {"x": 1} and msg.buffers == [b"payload"]
+    assert envelope_parts(again[1])[1][1:] == envelope_parts(frames[1])[1][1:]
+
+
+def test_a_message_in_protocol_1s_layout_is_refused_as_such():
+    old = Session("k")
+    parts = [b'{"msg_id":"a","msg_type":"connect_request","session":"s","date":1.0}', b"{}", b"{}", b"{}"]
+    raw = [DELIM, old.sign(b"".join(parts))] + parts
+    with pytest.raises(ProtocolError, match="protocol 1's frame layout, from an older minipar"):
+        Session("k").parse(raw)
+
+
+@pytest.mark.parametrize("envelope, problem", [
+    (b"no newline at all", "malformed envelope"),
+    (b"sig\n{}\n{}\n{}", "malformed envelope"),            # three parts
+    (b"sig\n{}\n{}\n{}\n{\"a\":\n1}", "malformed envelope"),  # a raw newline inside a part
+    (b"\n{}\n{}\n{}\n{}", "unsigned message"),
+    (b"0" * 64 + b"\n{}\n{}\n{}\n{}", "bad signature"),
+])
+def test_a_broken_envelope_is_refused_naming_what_is_wrong(envelope, problem):
+    with pytest.raises(ProtocolError, match=problem):
+        Session("k").parse([DELIM, envelope])
+
+
+def test_without_a_key_the_signature_is_empty_and_not_checked():
+    _, frames = Session(b"").build("apply_request")
+    assert frames[1].startswith(b"\n")
+    assert Session(b"").parse(frames).msg_type == "apply_request"
