@@ -223,10 +223,13 @@ def output_path(given, default_name: str, workdir: str, index) -> str:
 
 
 def copy_back(task: dict, result: dict) -> None:
-    """The job's stdout and stderr reach their destination only when the task ends."""
+    """The job's stdout and stderr reach their destination only when the task ends, each
+    whole at once (copied beside it, then renamed): a reader never sees half a file."""
     for source, dest in task["copies"]:
+        partial = "%s.%d.part" % (dest, os.getpid())
         try:
-            shutil.copyfile(source, dest)
+            shutil.copyfile(source, partial)
+            os.replace(partial, dest)
         except OSError as e:
             with open(os.path.join(os.path.dirname(source), "undelivered"), "a") as note:
                 note.write("%s -> %s: %s\n" % (source, dest, e))
