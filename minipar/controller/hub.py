@@ -637,7 +637,7 @@ class Hub(RecordRequests):
             return
         self.carry_out(self.scheduler.finished_task(parent_id, task.engine, ok))
         self.trim_due = True
-        content = msg.content
+        content = msg.content if task.coalescer is not None or not ok else None  # JSON read only when needed
         self._to_client(task, msg.frames, msg.msg_type, content, md, msg.buffers)
         if self.watchers:
             self.forward_to_watchers(parent_id, msg.frames)

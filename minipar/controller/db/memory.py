@@ -23,7 +23,7 @@ from collections import OrderedDict
 from ...config import ConfigError, DictDBConfig
 from .base import BaseDB, NoRecords, no_such_record
 from .query import matcher, parse
-from .records import (BYTES, JSON, KEY_SET, KINDS, RECORD_KEYS, STR, buffers_size, export, history_key, json_value,
+from .records import (BYTES, JSON, KEY_SET, KINDS, RECORD_KEYS, buffers_size, export, history_key, json_value,
                       projection, unknown_keys)
 
 log = logging.getLogger("minipar.controller")
@@ -42,20 +42,22 @@ _INTERNED = frozenset(("client_uuid", "engine_uuid", "queue"))
 _EMPTY_JSON = b"{}"
 
 
-def _compact(key, value):
-    """The value as a record slot keeps it."""
-    if value is None:
-        return None
-    kind = KINDS[key]
-    if kind == JSON:
-        if type(value) is bytes and value == _EMPTY_JSON:
-            return _EMPTY_JSON
-        return value
-    if kind == BYTES:
-        return [b if type(b) is bytes or _size(b) >= COPY_BELOW else bytes(b) for b in value]
-    if kind == STR and key in _INTERNED and type(value) is str:
-        return sys.intern(value)
-    return value
+def _compact_json(value):
+    return _EMPTY_JSON if type(value) is bytes and value == _EMPTY_JSON else value
+
+
+def _compact_buffers(value):
+    return [b if type(b) is bytes or _size(b) >= COPY_BELOW else bytes(b) for b in value]
+
+
+def _compact_interned(value):
+    return sys.intern(value) if type(value) is str else value
+
+
+_COMPACTORS = {key: _compact_json if kind == JSON else _compact_buffers if kind == BYTES
+               else _compact_interned if key in _INTERNED else None for key, kind in KINDS.items()}
+"""Per key, what a record slot keeps of a value (None: the value itself). Looked up once per
+key: the hub writes two records a task."""
 
 
 def _size(buf) -> int:
@@ -132,7 +134,9 @@ class DictDB(BaseDB):
             self._forget(msg_id)
         row = [None] * len(RECORD_KEYS)
         for key, value in rec.items():
-            row[SLOT[key]] = _compact(key, value)
+            if value is not None:
+                compactor = _COMPACTORS[key]
+                row[SLOT[key]] = value if compactor is None else compactor(value)
         row[MSG_ID] = msg_id
         records[msg_id] = row
         size = buffers_size(row[BUFFERS]) + buffers_size(row[RESULT_BUFFERS])
@@ -153,9 +157,11 @@ class DictDB(BaseDB):
             self.add_record(msg_id, changes)
             return
         for key, value in changes.items():
-            value = _compact(key, value)
+            compactor = _COMPACTORS[key]
+            if compactor is not None and value is not None:
+                value = compactor(value)
             slot = SLOT[key]
-            if slot == BUFFERS or slot == RESULT_BUFFERS:
+            if compactor is _compact_buffers:
                 self._bytes += buffers_size(value) - buffers_size(row[slot])
             row[slot] = value
         if "completed" in changes:
