@@ -301,8 +301,9 @@ class Session:
 
     # -- signing -------------------------------------------------------------------------
 
-    def sign(self, body: bytes) -> bytes:
-        """The signature of an envelope's body: the four JSON parts joined by newlines."""
+    def sign(self, body) -> bytes:
+        """The signature of an envelope's body (bytes or a memoryview): the four JSON parts
+        joined by newlines."""
         if self._auth is None:
             return b""
         h = self._auth.copy()
@@ -373,19 +374,24 @@ class Session:
         envelope = frames[1]
         if type(envelope) is not bytes:
             envelope = envelope.bytes
-        signature, body, parts = _split_envelope(envelope)
-        if parts is None:
+        sep = envelope.find(b"\n")
+        if sep < 0:
             if len(frames) >= 6 and len(envelope) == 64 and frame_bytes(frames[2])[:1] == b"{":
                 raise ProtocolError("a message in protocol 1's frame layout, from an older minipar: every "
                                     "client and engine must run the controller's minipar version")
             raise ProtocolError("malformed envelope: not a signature and four JSON parts")
-        if self._auth is not None:
+        signature = envelope[:sep]
+        if self._auth is not None:  # checked before anything is copied out of the envelope
             if not signature:
                 raise ProtocolError("unsigned message")
-            if not hmac.compare_digest(signature, self.sign(body)):
+            if not hmac.compare_digest(signature, self.sign(memoryview(envelope)[sep + 1:])):
                 raise ProtocolError("bad signature")
             if not self._replays.first_time(signature):
                 raise ProtocolError("replayed message (signature seen before)")
+        parts = envelope.split(b"\n")
+        if len(parts) != 5:
+            raise ProtocolError("malformed envelope: not a signature and four JSON parts")
+        del parts[0]
         try:
             header = _json_loads(parts[0])
         except ValueError as e:
@@ -492,23 +498,13 @@ def broadcast_part_id(msg_id: str, engine_id) -> str:
     return "%s_%s" % (msg_id, engine_id)
 
 
-def envelope_parts(envelope: bytes):
+def envelope_parts(envelope):
     """``(signature, [header, parent, metadata, content])`` of an envelope frame;
     ``(None, None)`` when it is not one."""
-    signature, _, parts = _split_envelope(frame_bytes(envelope))
-    return signature, parts
-
-
-def _split_envelope(envelope: bytes):
-    """``(signature, body, parts)``, or three Nones."""
-    sep = envelope.find(b"\n")
-    if sep < 0:
-        return None, None, None
-    body = envelope[sep + 1:]
-    parts = body.split(b"\n")
-    if len(parts) != 4:
-        return None, None, None
-    return envelope[:sep], body, parts
+    parts = frame_bytes(envelope).split(b"\n")
+    if len(parts) != 5:
+        return None, None
+    return parts[0], parts[1:]
 
 
 def header_json(frames) -> dict:

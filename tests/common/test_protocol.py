@@ -38,14 +38,19 @@ def test_a_message_in_protocol_1s_layout_is_refused_as_such():
 
 @pytest.mark.parametrize("envelope, problem", [
     (b"no newline at all", "malformed envelope"),
-    (b"sig\n{}\n{}\n{}", "malformed envelope"),            # three parts
-    (b"sig\n{}\n{}\n{}\n{\"a\":\n1}", "malformed envelope"),  # a raw newline inside a part
     (b"\n{}\n{}\n{}\n{}", "unsigned message"),
     (b"0" * 64 + b"\n{}\n{}\n{}\n{}", "bad signature"),
 ])
 def test_a_broken_envelope_is_refused_naming_what_is_wrong(envelope, problem):
     with pytest.raises(ProtocolError, match=problem):
         Session("k").parse([DELIM, envelope])
+
+
+@pytest.mark.parametrize("body", [b"{}\n{}\n{}", b'{}\n{}\n{}\n{"a":\n1}'], ids=["three parts", "a raw newline"])
+def test_a_signed_envelope_that_is_not_four_parts_is_refused(body):
+    session = Session("k")
+    with pytest.raises(ProtocolError, match="malformed envelope"):
+        session.parse([DELIM, session.sign(body) + b"\n" + body])
 
 
 def test_without_a_key_the_signature_is_empty_and_not_checked():
