@@ -311,7 +311,7 @@ class Session:
         return h.hexdigest().encode("ascii")
 
     def envelope(self, parts) -> bytes:
-        """The signed envelope frame of four JSON parts (bytes)."""
+        """The signed envelope frame of four JSON parts (bytes): every message's, built here."""
         body = b"\n".join(parts)
         return self.sign(body) + b"\n" + body
 
@@ -338,13 +338,12 @@ class Session:
                 head = _json_dumps(header).encode("utf8")
         else:
             head = _json_dumps(header).encode("utf8")
-        body = b"\n".join((
+        return header, [DELIM, self.envelope((
             head,
             (parent if type(parent) is bytes else _json_dumps(parent).encode("utf8")) if parent else _EMPTY,
             _json_dumps(metadata).encode("utf8") if metadata else _EMPTY,
             _json_dumps(content).encode("utf8") if content else _EMPTY,
-        ))
-        return header, [DELIM, self.sign(body) + b"\n" + body]
+        ))]
 
     def with_header(self, frames, header) -> list:
         """A message's frames (from the delimiter on) under a new header, re-signed: the
@@ -371,9 +370,7 @@ class Session:
         if len(raw) < i + 2:
             raise ProtocolError("truncated message: no envelope after the delimiter")
         frames = raw[i:]
-        envelope = frames[1]
-        if type(envelope) is not bytes:
-            envelope = envelope.bytes
+        envelope = frame_bytes(frames[1])
         sep = envelope.find(b"\n")
         if sep < 0:
             if len(frames) >= 6 and len(envelope) == 64 and frame_bytes(frames[2])[:1] == b"{":
@@ -388,10 +385,9 @@ class Session:
                 raise ProtocolError("bad signature")
             if not self._replays.first_time(signature):
                 raise ProtocolError("replayed message (signature seen before)")
-        parts = envelope.split(b"\n")
-        if len(parts) != 5:
+        _, parts = envelope_parts(envelope)
+        if parts is None:
             raise ProtocolError("malformed envelope: not a signature and four JSON parts")
-        del parts[0]
         try:
             header = _json_loads(parts[0])
         except ValueError as e:

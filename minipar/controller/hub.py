@@ -860,10 +860,6 @@ class Hub(RecordRequests):
     def shutdown(self):
         log.info("controller stopping")
         self.drops.flush()
-        try:
-            self.flush()
-        except zmq.ZMQError:
-            pass
         if not self.cfg.reuse and self.engines:
             # without --reuse the key and ports die with this controller: its engines could never
             # come back, so they stop now rather than after engine.controller_timeout
