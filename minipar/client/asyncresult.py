@@ -8,6 +8,7 @@ results, iterators), so partial results are usable before the whole call is done
 from __future__ import annotations
 
 import concurrent.futures
+from concurrent.futures import _base
 import contextlib
 import logging
 import sys
@@ -118,6 +119,12 @@ def _display_stream(text, prefix="", file=None):
 IO_SENDER = "io"
 """``AsyncResult._sent_by`` for messages the client's I/O thread sent."""
 
+_RUNNING, _FINISHED = _base.RUNNING, _base.FINISHED
+_DONE = frozenset((_base.CANCELLED, _base.CANCELLED_AND_NOTIFIED, _base.FINISHED))
+_WAITABLE = threading.Lock()
+"""Guards the moment a result's Condition is made against the moment it is settled without one."""
+_SPLITTING = threading.Lock()
+
 
 class AsyncResult(concurrent.futures.Future):
     """The pending result of submitted work: one value, or a list with one entry per message."""
@@ -132,7 +139,11 @@ class AsyncResult(concurrent.futures.Future):
     """Which socket carried the messages: the sending thread's ident, or IO_SENDER."""
 
     def __init__(self, client, msg_ids, fname="unknown", targets=None, single=True, return_exceptions=False):
-        super().__init__()
+        # Future's own state, without the Condition and lists Future.__init__ makes: most
+        # results are never waited on by a thread that must sleep, and those ten objects
+        # were half of what the garbage collector traversed per task (see _condition).
+        self._state = _RUNNING
+        self._result = self._exception = None
         self._client = client
         self.msg_ids = list(msg_ids)
         self._fname = fname
@@ -141,18 +152,58 @@ class AsyncResult(concurrent.futures.Future):
         self._return_exceptions = return_exceptions
         self._values: dict = {}
         self._errors: dict = {}
-        self._arrival: list = []
-        self._listeners: list = []
-        self._stream_listeners: list = []
         self._sizes = dict.fromkeys(self.msg_ids, 1)
         self._metadata = {m: new_metadata(m) for m in self.msg_ids}
         self._lock = threading.Lock()
-        self._arrived = None  # a Condition on _lock, made when someone waits for a part: it costs 3 µs
-        self._split = None
-        self._split_lock = threading.Lock()
         self._submitted = time.time()
-        self._completed = None
-        self.set_running_or_notify_cancel()
+
+    _cond = None
+    _arrival = ()
+    """msg_ids in the order their replies came: a list once a second one can come."""
+    _listeners = ()
+    _stream_listeners = ()
+    """Callbacks, as tuples replaced whole (copy on write): delivery reads them without copying."""
+    _arrived = None
+    """A Condition on _lock, made when someone waits for a part."""
+    _split = None
+    _completed = None
+
+    @property
+    def _condition(self):
+        """Future's Condition, made the first time a thread may wait on it (``result``,
+        ``concurrent.futures.wait``, a callback). A result settled before that has no
+        waiter to wake (:meth:`_settle`)."""
+        cond = self._cond
+        if cond is None:
+            with _WAITABLE:
+                cond = self._cond
+                if cond is None:
+                    self._waiters, self._done_callbacks = [], []
+                    cond = self._cond = threading.Condition()
+        return cond
+
+    def done(self):
+        return self._state in _DONE
+
+    def set_result(self, result):
+        self._settle(result, None)
+
+    def set_exception(self, exception):
+        self._settle(None, exception)
+
+    def _settle(self, result, exception):
+        with _WAITABLE:
+            quiet = self._cond is None
+            if quiet:
+                if self._state in _DONE:
+                    raise _base.InvalidStateError("%s: %r" % (self._state, self))
+                self._result, self._exception, self._state = result, exception, _FINISHED
+        if quiet:
+            return
+        if exception is None:
+            super().set_result(result)
+        else:
+            super().set_exception(exception)
 
     def __repr__(self):
         state = "pending" if not self.done() else "failed" if self.exception() is not None else "finished"
@@ -171,7 +222,7 @@ class AsyncResult(concurrent.futures.Future):
             md[name] += text
             if engine_id is not None and md["engine_id"] is None:
                 md["engine_id"] = engine_id
-        for listener in list(self._stream_listeners):
+        for listener in self._stream_listeners:
             try:
                 listener(msg_id, name, text)
             except Exception:  # noqa: BLE001 - a display hook must not stop the I/O thread
@@ -196,8 +247,13 @@ class AsyncResult(concurrent.futures.Future):
                 self._errors[msg_id] = error
             else:
                 self._values[msg_id] = value
-            self._arrival.append(msg_id)
-            listeners = list(self._listeners)
+            if len(self.msg_ids) == 1:
+                self._arrival = (msg_id,)
+            elif self._arrival:
+                self._arrival.append(msg_id)
+            else:
+                self._arrival = [msg_id]
+            listeners = self._listeners
             finished = len(self._arrival) == len(self.msg_ids)
             if self._arrived is not None:
                 self._arrived.notify_all()
@@ -212,7 +268,7 @@ class AsyncResult(concurrent.futures.Future):
     def _subscribe(self, listener):
         """Call listener(msg_id, value, error) for each message: now for those already here."""
         with self._lock:
-            self._listeners.append(listener)
+            self._listeners += (listener,)
             arrived = [(m, self._values.get(m), self._errors.get(m)) for m in self._arrival]
         for m, value, error in arrived:
             listener(m, value, error)
@@ -261,6 +317,13 @@ class AsyncResult(concurrent.futures.Future):
     def result(self, timeout=None):
         """Future.result, whose timeout raises minipar's TimeoutError (also the builtin one)."""
         self._receive(_timeout(timeout))
+        if self._state == _FINISHED:  # no Condition needed to read a settled result
+            if self._exception is None:
+                return self._result
+            try:
+                raise self._exception
+            finally:
+                self = None  # as Future's own: no cycle from the traceback's frame back to here  # noqa: PLW0642
         try:
             return super().result(_timeout(timeout))
         except concurrent.futures.TimeoutError as e:
@@ -268,6 +331,11 @@ class AsyncResult(concurrent.futures.Future):
                 raise
             raise TimeoutError("%s: %d of %d results arrived within %ss"
                                % (self._fname, self.progress, len(self), timeout)) from None
+
+    def exception(self, timeout=None):
+        if self._state == _FINISHED:
+            return self._exception
+        return super().exception(_timeout(timeout))
 
     def wait(self, timeout=None, return_when=None):
         """Wait for every message: True if all arrived. With return_when (as for
@@ -478,7 +546,7 @@ class AsyncResult(concurrent.futures.Future):
         concurrent.futures.wait and friends."""
         if len(self.msg_ids) == 1:
             return (self,)
-        with self._split_lock:
+        with _SPLITTING:
             if self._split is None:
                 flatten = not isinstance(self, AsyncMapResult)
                 children = {}
@@ -597,11 +665,13 @@ class AsyncResult(concurrent.futures.Future):
             out = file or (sys.stderr if name == "stderr" else sys.stdout)
             _display_stream(text, "[%s:%s] " % (name, "?" if eid is None else eid), file=out)
 
-        self._stream_listeners.append(show)
+        with self._lock:
+            self._stream_listeners += (show,)
         try:
             yield
         finally:
-            self._stream_listeners.remove(show)
+            with self._lock:
+                self._stream_listeners = tuple(f for f in self._stream_listeners if f is not show)
 
     def wait_interactive(self, interval=0.1, timeout=-1, widget=None, return_when=ALL_COMPLETED, file=None):
         """Wait, showing progress: a bar redrawn in place every interval on a terminal;
