@@ -202,6 +202,12 @@ def json_bytes(value) -> bytes:
     return _json_dumps(value).encode("utf8")
 
 
+def _json_part(value) -> bytes:
+    if not value:
+        return _EMPTY
+    return value if type(value) is bytes else _json_dumps(value).encode("utf8")
+
+
 def python_version() -> str:
     return "%d.%d.%d" % sys.version_info[:3]
 
@@ -327,8 +333,9 @@ class Session:
         }
 
     def build(self, msg_type, content=None, parent=None, metadata=None, header=None):
-        """Return ``(header, frames)``: the signed frames from the delimiter on. parent may be
-        the request's header frame as received (bytes): a reply need not encode it again."""
+        """Return ``(header, frames)``: the signed frames from the delimiter on. parent,
+        metadata and content may be given as their JSON already (bytes): the request's header
+        frame as received, or what an engine writes the same for every reply."""
         if header is None:
             header = self.header(msg_type)
             fmt = self._header_format
@@ -340,9 +347,9 @@ class Session:
             head = _json_dumps(header).encode("utf8")
         return header, [DELIM, self.envelope((
             head,
-            (parent if type(parent) is bytes else _json_dumps(parent).encode("utf8")) if parent else _EMPTY,
-            _json_dumps(metadata).encode("utf8") if metadata else _EMPTY,
-            _json_dumps(content).encode("utf8") if content else _EMPTY,
+            _json_part(parent),
+            _json_part(metadata),
+            _json_part(content),
         ))]
 
     def with_header(self, frames, header) -> list:

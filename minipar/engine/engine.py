@@ -48,7 +48,7 @@ from ..error import ControllerLost, EngineStartError, ProtocolError, StoppedWhil
 from ..logs import DropLog, problem_kind
 from ..signals import drain_fd, signal_wakeup_fd, start_without_signals
 from ..protocol import Session, id_list, recv_frames, versions
-from .execute import EngineStop, SideChannel, TaskRunner, format_error, new_namespace, send_reply
+from .execute import EngineStop, SideChannel, TaskRunner, format_error, new_namespace, ok_apply_json, send_reply
 from ..jobs import current_job, in_batch_job
 from .walltime import Walltime, extended
 
@@ -462,9 +462,12 @@ class Engine:
             self.socket_lock.acquire()
         if content.get("ename") == "KeyboardInterrupt" and self.sigterm_follows():
             raise EngineStop  # SIGINT with SIGTERM (bkill, a job's end): the task is lost to the stop
-        content["engine_info"] = {"engine_id": self.id, "engine_uuid": self.uuid, "method": t.split("_")[0]}
-        md["engine_id"] = self.id
-        md["engine_uuid"] = self.uuid
+        if reply_type == "apply_reply" and md["status"] == "ok":
+            content, md = ok_apply_json(self.id, self.uuid, md)
+        else:
+            content["engine_info"] = {"engine_id": self.id, "engine_uuid": self.uuid, "method": t.split("_")[0]}
+            md["engine_id"] = self.id
+            md["engine_uuid"] = self.uuid
         send_reply(self.session, self.socket, reply_type, msg.parts[0], content, md, buffers)
 
     def sigterm_follows(self) -> bool:

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from minipar.protocol import DELIM, ProtocolError, Session, envelope_parts, header_json
+import json
+
+from minipar.protocol import DELIM, ProtocolError, Session, envelope_parts, header_json, json_bytes
 
 
 def test_a_message_is_the_delimiter_one_envelope_and_its_buffers():
@@ -57,3 +59,18 @@ def test_without_a_key_the_signature_is_empty_and_not_checked():
     _, frames = Session(b"").build("apply_request")
     assert frames[1].startswith(b"\n")
     assert Session(b"").parse(frames).msg_type == "apply_request"
+
+
+@pytest.mark.parametrize("out, err", [("", ""), ("hello\n", ""), ('quotes " and \\ and \t, ünïcode ✓\x00', "warn\n")])
+def test_an_engines_ok_reply_written_without_the_encoder_is_what_the_encoder_writes(out, err):
+    from minipar.engine.execute import ok_apply_json
+    md = {"started": 1765000000.123456, "completed": 1765000000.5, "stdout": out, "stderr": err, "status": "ok"}
+    content, metadata = ok_apply_json(3, "0f1e2d3c-aaaa-bbbb-cccc-111122223333", md)
+    assert json.loads(content) == {"status": "ok", "engine_info": {
+        "engine_id": 3, "engine_uuid": "0f1e2d3c-aaaa-bbbb-cccc-111122223333", "method": "apply"}}
+    assert metadata == json_bytes(dict(md, engine_id=3, engine_uuid="0f1e2d3c-aaaa-bbbb-cccc-111122223333"))
+    sender, receiver = Session("k"), Session("k")
+    _, frames = sender.build("apply_reply", content, b'{"msg_id":"p"}', metadata)
+    msg = receiver.parse(frames)
+    assert msg.metadata["stdout"] == out and msg.metadata["started"] == md["started"]
+    assert msg.content["engine_info"]["engine_id"] == 3 and msg.parent == {"msg_id": "p"}
