@@ -282,6 +282,41 @@ class Message:
     def buffers(self) -> list:
         return self.frames[2:]
 
+    @property
+    def parent_id(self):
+        """The parent's msg_id. Read from the JSON text when it begins as every header minipar
+        writes does, with the msg_id (no escapes in it): replies need nothing else of it."""
+        if self._parent is None:
+            value = _leading_string(self.parts[1], b'{"msg_id":"')
+            if value is not None:
+                return value
+        return self.parent.get("msg_id")
+
+    @property
+    def status(self):
+        """The content's status, read from the JSON text when it comes first (as in every reply
+        an engine writes): a client needs no more of an ok reply's content."""
+        if self._content is None:
+            value = _leading_string(self.parts[3], b'{"status":"')
+            if value is not None:
+                return value
+        return self.content.get("status")
+
+
+def _leading_string(part: bytes, start: bytes):
+    """The string value of a JSON object's first member, when ``part`` begins with ``start``
+    (``{"key":"``) and the value has no escapes; else None (the caller parses the JSON)."""
+    if not part.startswith(start):
+        return None
+    begin = len(start)
+    end = part.find(b'"', begin)
+    if end < 0 or part[end + 1:end + 2] not in (b",", b"}") or part.find(b"\\", begin, end) >= 0:
+        return None
+    try:
+        return part[begin:end].decode("utf8")
+    except UnicodeDecodeError:
+        return None
+
 
 class Session:
     """Signs, sends, receives and checks messages for one process.

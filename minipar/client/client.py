@@ -438,7 +438,7 @@ class Client:
             self._wake_io()
 
     def _on_reply(self, msg):
-        parent_id = msg.parent.get("msg_id")
+        parent_id = msg.parent_id
         if msg.msg_type == "connect_reply" and parent_id == self._connect_id:
             self._connect_reply = msg.content
             if msg.content.get("status") == "ok":
@@ -452,13 +452,17 @@ class Client:
                 self._check_controller(msg)
                 callback(msg)
             return
-        self._deliver_result(ar, parent_id, msg.msg_type, msg.content, msg.metadata, msg.buffers)
+        status = msg.status
+        self._deliver_result(ar, parent_id, msg.msg_type, status,
+                             None if status == "ok" and msg.msg_type == "apply_reply" else msg.content,
+                             msg.metadata, msg.buffers)
 
-    def _deliver_result(self, ar, parent_id, msg_type, content, md, buffers):
+    def _deliver_result(self, ar, parent_id, msg_type, status, content, md, buffers):
+        """content: the reply's, which an ok apply_reply does not need (None then)."""
         also = self._also.pop(parent_id, ()) if self._also else ()
-        if content.get("status") == "ok" and msg_type == "execute_reply":
+        if status == "ok" and msg_type == "execute_reply":
             value, error = ExecuteReply(parent_id, content, ar._metadata[parent_id]), None
-        elif content.get("status") == "ok":
+        elif status == "ok":
             try:
                 value = deserialize_object(buffers)
             except Exception as e:  # noqa: BLE001 - becomes the task's error, the thread goes on
@@ -484,14 +488,15 @@ class Client:
                 stop = start + part["nbuffers"]
                 ar = self._futures.pop(part["msg_id"], None)
                 if ar is not None:
-                    self._deliver_result(ar, part["msg_id"], part.get("msg_type", "apply_reply"), part["content"],
-                                         part["metadata"], buffers[start:stop])
+                    content = part["content"]
+                    self._deliver_result(ar, part["msg_id"], part.get("msg_type", "apply_reply"), content.get("status"),
+                                         content, part["metadata"], buffers[start:stop])
                 start = stop
             return
         for part_id in part_ids:
             ar = self._futures.pop(part_id, None)
             if ar is not None:
-                self._deliver_result(ar, part_id, msg.msg_type, msg.content, msg.metadata, [])
+                self._deliver_result(ar, part_id, msg.msg_type, msg.content.get("status"), msg.content, msg.metadata, [])
 
     def _on_notification(self, msg):
         t = msg.msg_type

@@ -622,7 +622,7 @@ class Hub(RecordRequests):
                             "a malformed %s from an engine: %r" % (msg.msg_type, e))
 
     def on_reply(self, msg):
-        parent_id = msg.parent.get("msg_id")
+        parent_id = msg.parent_id
         now = time.monotonic()
         task = self.table.answered(parent_id, now)
         md = msg.metadata

@@ -74,3 +74,33 @@ def test_an_engines_ok_reply_written_without_the_encoder_is_what_the_encoder_wri
     msg = receiver.parse(frames)
     assert msg.metadata["stdout"] == out and msg.metadata["started"] == md["started"]
     assert msg.content["engine_info"]["engine_id"] == 3 and msg.parent == {"msg_id": "p"}
+
+
+@pytest.mark.parametrize("parent, expected", [
+    ({"msg_id": "abc-1", "msg_type": "apply_request"}, "abc-1"),
+    ({"msg_id": 'quo"te\\d'}, 'quo"te\\d'),
+    ({"msg_id": "ünï ✓"}, "ünï ✓"),
+    ({"msg_type": "x", "msg_id": "second"}, "second"),
+    ({"msg_id": 7}, 7),
+    ({}, None),
+])
+def test_a_replys_parent_id_read_from_the_text_is_what_the_json_says(parent, expected):
+    sender, receiver = Session("k"), Session("k")
+    _, frames = sender.build("apply_reply", {"status": "ok"}, json_bytes(parent) if parent else None, {})
+    msg = receiver.parse(frames)
+    assert msg.parent_id == expected and msg.parent.get("msg_id") == expected
+
+
+@pytest.mark.parametrize("content, expected", [
+    ({"status": "ok", "engine_info": {"engine_id": 1}}, "ok"),
+    ({"status": "error", "ename": "ValueError"}, "error"),
+    ({"status": "o\\k"}, "o\\k"),
+    ({"ename": "x", "status": "aborted"}, "aborted"),
+    ({"status": None}, None),
+    ({"statusx": "ok"}, None),
+])
+def test_a_replys_status_read_from_the_text_is_what_the_json_says(content, expected):
+    sender, receiver = Session("k"), Session("k")
+    _, frames = sender.build("apply_reply", json_bytes(content), None, {})
+    msg = receiver.parse(frames)
+    assert msg.status == expected and msg.content.get("status") == expected

@@ -14,6 +14,14 @@ def fail():
     raise ValueError("planned failure")
 
 
+def wait_for_file(path, value):
+    import os
+    import time
+    while not os.path.exists(path):
+        time.sleep(0.01)
+    return value
+
+
 def test_another_client_gets_results_also_after_the_first_left(profile):
     rc, _ = start_cluster(profile, 2)
     ok = rc[0].apply_async(pow, 2, 10)
@@ -41,13 +49,14 @@ def test_another_client_gets_results_also_after_the_first_left(profile):
         assert set(ids) <= set(rc2.hub_history())
 
 
-def test_get_result_of_a_running_task_waits_for_it(profile):
+def test_get_result_of_a_running_task_waits_for_it(profile, tmp_path):
     rc, _ = start_cluster(profile, 1)
-    ar = rc[0].apply_async(announce_then_sleep, 0.5, "late")
-    wait_for(lambda: ar.stdout == "started\n", 20, "the task to start")
+    gate = tmp_path / "gate"
+    ar = rc[0].apply_async(wait_for_file, str(gate), "late")
     with minipar.Client(url_file=str(profile.client_file())) as rc2:
         watched = rc2.get_result(ar.msg_ids[0])
         assert rc2.result_status(ar.msg_ids)["pending"] == ar.msg_ids
+        gate.touch()
         assert watched.get(10) == "late"
     assert ar.get(10) == "late"
     same_client = rc.get_result(ar.msg_ids[0], block=False)
@@ -97,11 +106,15 @@ def test_purge_results(profile):
     assert rc.hub_history() == []
 
 
-def test_nodb_answers_queries_with_a_clear_error(profile):
+def test_nodb_answers_queries_with_a_clear_error(profile, tmp_path):
     rc, _ = start_cluster(profile, 1, "--nodb")
-    ar = rc[0].apply_async(announce_then_sleep, 0.3, 5)
+    gate = tmp_path / "gate"
+    ar = rc[0].apply_async(wait_for_file, str(gate), 5)
     with minipar.Client(url_file=str(profile.client_file())) as rc2:
-        assert rc2.get_result(ar.msg_ids[0]).get(10) == 5
+        fetched = rc2.get_result(ar.msg_ids[0])  # asked while the task runs: the result reaches rc2 too
+        assert rc2.result_status(ar.msg_ids)["pending"] == ar.msg_ids  # answered after the request above
+        gate.touch()
+        assert fetched.get(10) == 5
         assert rc2.get_result(ar.msg_ids[0]).get(10) == 5, "kept by the client that fetched it"
     with minipar.Client(url_file=str(profile.client_file())) as rc3:
         with pytest.raises(KeyError, match="keeps no task records"):
