@@ -345,9 +345,10 @@ class AsyncResult(concurrent.futures.Future):
             if not self.done():
                 started = time.monotonic()
                 self._receive(timeout)
-                if timeout is not None:
-                    timeout = max(0.0, timeout - (time.monotonic() - started))
-                concurrent.futures.wait([self], timeout)
+                if not self.done():
+                    if timeout is not None:
+                        timeout = max(0.0, timeout - (time.monotonic() - started))
+                    concurrent.futures.wait([self], timeout)
             return self.done()
         return concurrent.futures.wait(self.split(), timeout, return_when)
 
