@@ -100,6 +100,10 @@ up one of its retries: more, and the task itself is likely too long for the jobs
 
 JOB_END_NOTE = "; the end of a batch job does not count against a task's retries"
 
+JOB_END_SLACK = 60.0
+"""Seconds before the end of its allocation (as the engine gave it, by its host's clock) from
+which an engine whose heartbeats stop is taken to have been killed by that end."""
+
 
 class Hub(RecordRequests):
     def __init__(self, cfg, profile_dir, open_db):
@@ -258,8 +262,7 @@ class Hub(RecordRequests):
                 for heart in self.monitor.beat():
                     engine = self.table.by_heart.get(heart)
                     if engine is not None:
-                        self.unregister(engine, "no heartbeat for %d periods of %gs"
-                                        % (self.monitor.misses, period))
+                        self.heart_stopped(engine, period)
                     else:
                         self.monitor.remove(heart)
                 next_beat = now + period
@@ -754,6 +757,17 @@ class Hub(RecordRequests):
                                "this task, which only it could run" % (engine.id, describe_end(engine.end_time)),
                                engine)
         self.scheduler.returned(moving)
+
+    def heart_stopped(self, engine, period):
+        """An engine that stopped answering heartbeats. One past the end of its allocation was
+        killed by it: an engine stuck in C code, deaf to SIGTERM, is killed at the batch
+        system's KillWait together with its nanny, and nobody is left to say so. Its tasks are
+        not at fault, as when it reports the job's end itself."""
+        reason = "no heartbeat for %d periods of %gs" % (self.monitor.misses, period)
+        ended = engine.end_time is not None and time.time() >= engine.end_time - JOB_END_SLACK
+        if ended:
+            reason += ", after the end of its allocation at %s" % clock(engine.end_time)
+        self.unregister(engine, reason, job_ended=ended)
 
     def unregister(self, engine, reason, clean=False, job_ended=False):
         """Forget an engine; the tasks it held are answered or retried. ``job_ended``: its

@@ -6,7 +6,9 @@ The batch systems' own walltimes (Slurm, Grid Engine, the PBS fake) are in
 test_walltime_batch.py; the policy, without processes, in test_scheduler_walltime.py."""
 from __future__ import annotations
 
+import os
 import re
+import signal
 import time
 
 import pytest
@@ -124,3 +126,50 @@ def test_a_job_shorter_than_drain_before_drains_halfway_and_says_so(profile):
     assert 7 < info["drain_at"] - time.time() < 10.5
     wait_for(lambda: "sooner than engine.drain_before (300s): it drains halfway to its end" in engine.output(),
              10, "the warning")
+
+
+def lost_then_fails_then_works(marker_dir):
+    """Prints its engine's pid and sleeps on attempt 1 (to be killed), fails on 2, returns 3."""
+    import os
+    import time
+    attempt = len(os.listdir(marker_dir)) + 1
+    open(os.path.join(marker_dir, str(attempt)), "w").close()
+    if attempt == 1:
+        print(os.getpid(), flush=True)
+        time.sleep(120)
+    if attempt == 2:
+        raise RuntimeError("a real failure, on attempt 2")
+    return attempt
+
+
+@pytest.mark.parametrize("killed_after_the_end", [True, False])
+def test_an_engine_killed_silently_at_its_allocations_end_costs_its_task_no_retry(profile, tmp_path,
+                                                                                 killed_after_the_end):
+    """An engine deaf to SIGTERM is killed with its nanny when the allocation ends (the batch
+    system's KillWait): nobody reports it, its heartbeats stop. Past its end time that is the
+    job's end, not the task's fault; before it, a crash like any other, which uses a retry."""
+    controller = profile.controller()
+    end = time.time() + (3.0 if killed_after_the_end else 3600.0)
+    doomed = profile.engine("--end-time=%f" % end, "--drain-before=0")
+    rc = profile.client()
+    rc.wait_for_engines(1, timeout=30)
+    markers = tmp_path / "attempts"
+    markers.mkdir()
+    ar = rc.load_balanced_view(retries=1).apply_async(lost_then_fails_then_works, str(markers))
+    wait_for(lambda: ar.stdout.strip().isdigit(), 20, "the task to start")
+    engine_pid = int(ar.stdout)
+    if killed_after_the_end:
+        wait_for(lambda: time.time() > end, 10, "the end of the allocation")
+    os.kill(doomed.popen.pid, signal.SIGKILL)  # the nanny first: nothing is left to report the engine
+    os.kill(engine_pid, signal.SIGKILL)
+    spare = profile.engine()
+    if killed_after_the_end:
+        assert ar.get(timeout=30) == 3, "lost to the allocation's end, failed once, then ran: its one retry kept"
+        assert sorted(os.listdir(markers)) == ["1", "2", "3"]
+    else:
+        with pytest.raises(minipar.RemoteError, match="a real failure, on attempt 2"):
+            ar.get(timeout=30)
+        assert sorted(os.listdir(markers)) == ["1", "2"]
+    said = "no heartbeat for 4 periods of 0.2s, after the end of its allocation at "
+    assert (said in controller.output()) == killed_after_the_end, controller.output()[-2000:]
+    spare.stop()
