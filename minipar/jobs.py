@@ -27,6 +27,11 @@ SYSTEM_NAMES = {"slurm": "Slurm", "pbs": "PBS", "sge": "Grid Engine", "lsf": "LS
 JOB_ID_VARIABLES = (("slurm", "SLURM_JOB_ID"), ("pbs", "PBS_JOBID"), ("lsf", "LSB_JOBID"),
                     ("windowshpc", "CCP_JOBID"))
 
+EXTENSION_SLACK = 30.0
+"""Seconds by which a job's end, asked again when its engines are due to drain, must have moved
+later to count as a walltime extension (scontrol update TimeLimit+=...): an engine then stays,
+and a pool puts off replacing its job."""
+
 QUERY_TIMEOUT = 30.0
 """Seconds a squeue/qstat/bjobs asking for a job's end may take."""
 

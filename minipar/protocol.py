@@ -118,6 +118,9 @@ unregistration_request     E→H       ``{id, reason?, job_ended?}``: the engine
 drain_notification         E→H       ``{msg_ids, end_time}``: the engine drains before its job
                                      ends: it takes no new tasks and gives back these unstarted
                                      ones (sent again for tasks that reach it later)
+walltime_notification      E→H       ``{end_time, drain_at}``: the batch system extended the engine's
+                                     job (noticed when it was about to drain); when it now ends
+                                     and drains, in seconds since the epoch
 engine_died                N→H       ``{uuid, id, reason, job_ended?}`` from the engine's nanny
                                      (N, its parent process): the engine ended without
                                      unregistering, and why (signal, exit code, out-of-memory

@@ -898,13 +898,15 @@ class Cluster:
         return [p for _, p in ended]
 
     def _ask_end_times(self, sets: dict, polled: dict) -> dict:
-        """{set id: walltime end or None} for kept batch jobs seen running for the first time:
-        asked once, without the lock (a batch command)."""
+        """{set id: walltime end or None} for kept batch jobs seen running for the first time,
+        and again once their drain time comes (an extension puts the replacement off): asked
+        without the lock (a batch command)."""
         answers = {}
+        now = time.time()
         for set_id, launcher in sets.items():
             record = self.set_records.get(set_id)
             if (polled.get(launcher) != RUNNING or record is None or not self._will_replace(set_id)
-                    or record.end_time_asked):
+                    or (record.end_time_asked and not record.recheck_due(now))):
                 continue
             try:
                 answers[set_id] = job_end_time(launcher.system, launcher.job_id)
@@ -934,7 +936,13 @@ class Cluster:
             elif set_id in ended_sets and not launcher.running:
                 record.note(pool.ENDED, now)
             if set_id in end_times:
-                record.learn_end_time(end_times[set_id], self.drain_before)
+                if record.end_time_asked:
+                    if record.learn_later_end(end_times[set_id], self.drain_before):
+                        log.info("engine set %s: %s job %s was extended; it now ends at %s and is replaced at %s",
+                                 set_id, launcher.system, launcher.job_id, pool.clock(record.end_time),
+                                 pool.clock(record.drain_at))
+                else:
+                    record.learn_end_time(end_times[set_id], self.drain_before)
             changed = changed or record.state != before
             if record.state == pool.ENDED and record.replaced_by and record.replaced_by in self.engine_sets:
                 drained[set_id] = record.replaced_by

@@ -14,6 +14,8 @@ A kept job's life, as the pool sees it::
 ``drain_at`` is the job's end (its walltime, asked of the batch system once it runs) minus the
 engines' ``[engine] drain_before``: from then on its engines take no new tasks, so its
 replacement is submitted then and can queue while the old job finishes. A job is replaced once.
+When the drain time comes the batch system is asked again: a job extended meanwhile (by at
+least EXTENSION_SLACK) gets the later drain time instead, as its engines do.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from dataclasses import field
 from typing import Collection, List, Mapping, Optional
 
 from ..error import ClusterError
+from ..jobs import EXTENSION_SLACK
 
 PENDING, RUNNING, DRAINING, ENDED = "pending", "running", "draining", "ended"
 
@@ -57,6 +60,7 @@ class EngineSetRecord:
     end_time_asked: bool = False
     end_time: Optional[float] = None
     drain_at: Optional[float] = None
+    end_rechecked: bool = False
     failed_starts: int = 0
     not_before: Optional[float] = None
     given_up: str = ""
@@ -84,6 +88,22 @@ class EngineSetRecord:
         self.end_time_asked = True
         self.end_time = end_time
         self.drain_at = end_time - drain_before if end_time is not None and drain_before > 0 else None
+
+    def recheck_due(self, now: float) -> bool:
+        """Its drain time came and it is not replaced yet: the batch system is asked once more
+        when the job ends, in case it was extended (its engines ask the same then)."""
+        return (self.end_time_asked and not self.end_rechecked and not self.replaced_by and self.state == RUNNING
+                and self.drain_at is not None and now >= self.drain_at)
+
+    def learn_later_end(self, end_time: Optional[float], drain_before: float) -> bool:
+        """The job's end asked again at its drain time: EXTENSION_SLACK or more later is an
+        extension, which moves the drain time (asked again when that comes). True if it was."""
+        self.end_rechecked = True
+        if end_time is None or self.end_time is None or end_time < self.end_time + EXTENSION_SLACK:
+            return False
+        self.learn_end_time(end_time, drain_before)
+        self.end_rechecked = False
+        return True
 
     def draining(self, now: float) -> bool:
         """Whether a running job of this set drains: its drain time passed, or it was replaced."""

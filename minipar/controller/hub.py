@@ -611,6 +611,8 @@ class Hub(RecordRequests):
                                     job_ended=msg.content.get("job_ended") is True)
             elif t == "drain_notification":
                 self.on_drain(msg)
+            elif t == "walltime_notification":
+                self.on_walltime_extended(msg)
             elif t == "engine_died":
                 self.on_engine_died(msg)
             elif t == "probe_request":
@@ -650,6 +652,20 @@ class Hub(RecordRequests):
             "completed": utc(md.get("completed")), "received": now_utc(), "engine_uuid": md.get("engine_uuid"),
             "stdout": md.get("stdout", ""), "stderr": md.get("stderr", ""), "error": None if ok else content,
         })
+
+    def on_walltime_extended(self, msg):
+        """The engine's job was extended: it ends and drains later, so it may take tasks with
+        longer timeouts, and ``engine_info`` says its new end."""
+        engine = self.table.by_ident.get(msg.idents[0])
+        if engine is None:
+            return
+        c = msg.content
+        end_time, drain_at = optional_time(c.get("end_time")), optional_time(c.get("drain_at"))
+        engine.end_time = end_time
+        self.table.set_drain_at(engine, None if drain_at is None else time.monotonic() + drain_at - time.time())
+        log.info("engine %d's job was extended: %s%s", engine.id, describe_end(end_time),
+                 "; it drains at %s" % clock(drain_at) if drain_at is not None else "")
+        self.scheduler.walltime_extended()
 
     def refuse_engine(self, msg, reason):
         c = msg.content

@@ -263,6 +263,15 @@ class Scheduler:
             task.waits_for = ""
         self.ready.extendleft(reversed(tasks))
 
+    def walltime_extended(self):
+        """An engine's job now ends later: the tasks parked for want of an engine with time
+        for their timeout are looked at again."""
+        tasks = [t for t in self.parked.values() if t.waits_for == "walltime"]
+        for task in tasks:
+            del self.parked[task.msg_id]
+            task.waits_for = ""
+        self.ready.extendleft(reversed(tasks))
+
     def _start_timeout(self, task, now):
         """(Re)start the task's timeout: on submission, and each time an engine rejects it,
         as ipyparallel restarts it whenever a task goes back to waiting."""

@@ -120,6 +120,13 @@ class TaskTable:
         self.ending += engine.drain_at is not None
         self.version += 1
 
+    def set_drain_at(self, engine: EngineState, drain_at):
+        """An open engine's new drain time (its job was extended), or None."""
+        if engine.id in self.open:
+            self.ending += (drain_at is not None) - (engine.drain_at is not None)
+            self.version += 1
+        engine.drain_at = drain_at
+
     def close_engine(self, engine: EngineState):
         """The engine drains: it keeps what it runs, and gets nothing new."""
         if self.open.pop(engine.id, None) is not None:

@@ -112,6 +112,7 @@ class Engine:
         self.job_ended = False  # stopped by the batch system (walltime, cancelled): not the tasks' fault
         self.walltime = Walltime(current_job(), None, None, False)
         self.drain_due = False  # the drain timer's request, carried out under socket_lock
+        self.walltime_news = False  # the drain timer's: the job was extended, to tell the controller
         self.draining = False
         self.drops = DropLog(log)
 
@@ -315,20 +316,33 @@ class Engine:
             later = extended(self.walltime, self.cfg.drain_before)
             if later is not None:
                 self.walltime = later
+                self._with_socket("walltime_news", self.tell_walltime)
                 continue
-            self.drain_due = True
-            try:
-                os.write(self.wake[1], b"d")
-            except OSError:
-                pass
-            while self.drain_due and not self.stopping:
-                if self.socket_lock.acquire(timeout=0.01):
-                    try:
-                        if self.drain_due:
-                            self.begin_drain(defer=True)
-                    finally:
-                        self.socket_lock.release()
+            self._with_socket("drain_due", lambda: self.begin_drain(defer=True))
             return
+
+    def _with_socket(self, flag, action):
+        """From the drain timer: have ``action`` done with the engine's socket. The main thread
+        does it at its next look (``flag`` set), or this thread does, as soon as the main one
+        runs user code and so leaves the socket free."""
+        setattr(self, flag, True)
+        try:
+            os.write(self.wake[1], b"t")
+        except OSError:
+            pass
+        while getattr(self, flag) and not self.stopping:
+            if self.socket_lock.acquire(timeout=0.01):
+                try:
+                    if getattr(self, flag):
+                        action()
+                finally:
+                    self.socket_lock.release()
+
+    def tell_walltime(self):
+        """Tell the controller when the (extended) job now ends and this engine drains."""
+        self.walltime_news = False
+        w = self.walltime
+        self.session.send(self.socket, "walltime_notification", {"end_time": w.end_time, "drain_at": w.drain_at})
 
     def begin_drain(self, defer=False):
         """Take no new tasks; give back those queued. The caller holds socket_lock."""
@@ -492,6 +506,8 @@ class Engine:
         while not self.stopping:
             if self.steal_request is not None:
                 self.answer_steal()
+            if self.walltime_news:
+                self.tell_walltime()
             if self.drain_due:
                 self.begin_drain()
             if self.draining and not self.queue:

@@ -14,14 +14,9 @@ import time
 from typing import NamedTuple, Optional, Tuple
 
 from ..error import JobQueryError
-from ..jobs import SYSTEM_NAMES, current_job, job_end_time, parse_end_time
+from ..jobs import EXTENSION_SLACK, SYSTEM_NAMES, current_job, job_end_time, parse_end_time
 
 log = logging.getLogger("minipar.engine")
-
-EXTENSION_SLACK = 30.0
-"""Seconds by which a job's end, asked again when the engine is about to drain, must have
-moved later to count as a walltime extension (scontrol update TimeLimit+=...)."""
-
 
 class Walltime(NamedTuple):
     job: Optional[Tuple[str, str]]

@@ -158,6 +158,29 @@ def test_a_job_is_replaced_when_its_engines_drain_before_its_walltime(name, requ
         assert not job_listed(system, job_id), job_id
 
 
+@pytest.mark.parametrize("name", ["slurm"])
+def test_a_job_extended_before_its_drain_time_is_not_replaced_then(name, request, tmp_path, monkeypatch, caplog):
+    system = use_batch_system(name, request, tmp_path, monkeypatch)
+    caplog.set_level(logging.INFO, logger="minipar.cluster")
+    pdir = make_profile(tmp_path, '[cluster]\nengines = "slurm"\n[launcher.slurm]\ntimelimit = "1"\n')
+    cluster = pool_cluster(pdir, n=1, keep_engines=True, engine_args=["--engine.drain_before=50"])
+    with cluster as rc:
+        [(first_id, first)] = cluster.engine_sets.items()
+        wait_for(lambda: cluster.set_records[first_id].end_time_asked, 30, "the pool to ask when the job ends")
+        record = cluster.set_records[first_id]
+        old_drain = record.drain_at
+        subprocess.run(["scontrol", "update", "JobId=%s" % number(first.job_id), "TimeLimit=3"], check=True,
+                       capture_output=True, timeout=30)
+        wait_for(lambda: record.drain_at is not None and record.drain_at > old_drain + 100, old_drain - time.time() + 20,
+                 "the pool to learn the extension at the old drain time")
+        assert time.time() >= old_drain and list(cluster.engine_sets) == [first_id], "not replaced"
+        assert any(r.getMessage() == "engine set %s: slurm job %s was extended; it now ends at %s and is replaced at "
+                   "%s" % (first_id, first.job_id, pool.clock(record.end_time), pool.clock(record.drain_at))
+                   for r in caplog.records)
+        assert len(rc.ids) == 1 and not rc.engine_info()[rc.ids[0]]["draining"]
+    assert not job_listed(system, first.job_id)
+
+
 STATUS_COMMAND = {"slurm": "squeue", "pbs": "qstat"}
 STATUS_QUERY = {"slurm": re.compile(r"^squeue --noheader --jobs=(\S+) --format=%i %T$"),
                 "pbs": re.compile(r"^qstat ((?:\d\S* ?)+)$")}
@@ -503,6 +526,23 @@ def test_records_note_states_and_drain_times():
     record.note(RUNNING, 40.0)
     assert record.state == ENDED and record.ended_at == 30.0 and record.ended_quickly
     assert EngineSetRecord.from_dict(dict(record.to_dict(), unknown=1)) == record
+
+
+def test_a_record_asks_its_jobs_end_again_at_its_drain_time_and_an_extension_puts_it_off():
+    record = EngineSetRecord(keep=True)
+    record.note(RUNNING, 10.0)
+    record.learn_end_time(400.0, 300.0)
+    assert not record.recheck_due(99.0) and record.recheck_due(100.0)
+    assert not record.learn_later_end(400.0 + pool.EXTENSION_SLACK - 1, 300.0), "not an extension: within the slack"
+    assert record.drain_at == 100.0 and not record.recheck_due(101.0), "asked once per drain time"
+    record.end_rechecked = False
+    assert record.learn_later_end(1000.0, 300.0)
+    assert (record.end_time, record.drain_at) == (1000.0, 700.0) and not record.draining(101.0)
+    assert not record.recheck_due(699.0) and record.recheck_due(700.0), "asked again when the new drain time comes"
+    assert not record.learn_later_end(None, 300.0) and record.drain_at == 700.0, "no answer changes nothing"
+    record.end_rechecked = False
+    record.replaced_by = "b"
+    assert not record.recheck_due(800.0)
 
 
 def test_a_job_that_ends_once_its_engines_drained_is_replaced_as_drained_not_as_a_failed_start():

@@ -82,3 +82,28 @@ def test_a_task_killed_at_its_jobs_walltime_fails_saying_so_and_keeps_its_retrie
         assert balanced.metadata["engine_id"] in spare_id
         spare.stop()
 
+
+
+@pytest.mark.parametrize("system", ["slurm"], indirect=True)
+def test_a_job_extended_while_it_runs_moves_its_engines_end_at_the_controller(system, tmp_path):
+    """An admin extends a running job (scontrol update TimeLimit=): the engine, asking its end
+    again when about to drain, stays, and tells the controller, which then routes it the tasks
+    with a timeout that the old end had no time for."""
+    import subprocess
+    pdir = make_profile(tmp_path, '[cluster]\nengines = "slurm"\n[launcher.slurm]\ntimelimit = "1"\n'
+                                  '[engine]\ndrain_before = 50\n')
+    cluster = minipar.Cluster(profile_dir=str(pdir), n=1, controller_args=FAST_HEARTBEAT)
+    with cluster as rc:
+        [engines] = cluster.engine_sets.values()
+        [(eid, before)] = rc.engine_info().items()
+        assert before["remaining"] <= 61 and before["drain_at"] == pytest.approx(before["end_time"] - 50, abs=1)
+        waiting = rc.load_balanced_view(timeout=90).apply_async(os.getpid)
+        subprocess.run(["scontrol", "update", "JobId=%s" % number(engines.job_id), "TimeLimit=3"], check=True,
+                       capture_output=True, timeout=30)
+        assert not waiting.done(), "no engine had 90 s before draining yet"
+        wait_for(lambda: rc.engine_info()[eid]["end_time"] > before["end_time"] + 100, 40,
+                 "the controller to learn the job's new end")
+        after = rc.engine_info()[eid]
+        assert after["drain_at"] == pytest.approx(after["end_time"] - 50, abs=1) and not after["draining"]
+        assert waiting.get(timeout=20) == before["pid"]
+        assert eid in rc.ids

@@ -94,6 +94,19 @@ def test_a_replacement_engine_takes_the_task_waiting_for_walltime():
     assert loop.assigned == [("long", 1)]
 
 
+def test_an_extended_engine_takes_the_task_waiting_for_walltime_and_a_tagged_one_still_waits():
+    loop = loop_of(((), 10.0))
+    loop.submit(lb_task("long", timeout=30.0), now=0.0)
+    loop.submit(lb_task("gpu-work", tags={"gpu"}), now=0.0)
+    loop.schedule(now=0.0)
+    assert loop.assigned == [] and set(loop.scheduler.parked) == {"long", "gpu-work"}
+    loop.table.set_drain_at(loop.table.engines[0], 500.0)
+    loop.scheduler.walltime_extended()
+    loop.schedule(now=1.0)
+    assert loop.assigned == [("long", 0)] and list(loop.scheduler.parked) == ["gpu-work"]
+    assert loop.table.ending == 1
+
+
 def test_a_task_that_waits_does_not_hold_up_those_behind_it():
     loop = loop_of(((), None))
     loop.submit(lb_task("gpu-work", tags={"gpu"}))
