@@ -32,6 +32,11 @@ EXTENSION_SLACK = 30.0
 later to count as a walltime extension (scontrol update TimeLimit+=...): an engine then stays,
 and a pool puts off replacing its job."""
 
+
+def is_extension(old_end: Optional[float], new_end: Optional[float]) -> bool:
+    """Whether a job's end, asked again, moved later by EXTENSION_SLACK or more."""
+    return old_end is not None and new_end is not None and new_end >= old_end + EXTENSION_SLACK
+
 QUERY_TIMEOUT = 30.0
 """Seconds a squeue/qstat/bjobs asking for a job's end may take."""
 

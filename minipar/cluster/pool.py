@@ -26,7 +26,7 @@ from dataclasses import field
 from typing import Collection, List, Mapping, Optional
 
 from ..error import ClusterError
-from ..jobs import EXTENSION_SLACK
+from ..jobs import EXTENSION_SLACK, is_extension  # noqa: F401 - EXTENSION_SLACK: the rule learn_later_end keeps
 
 PENDING, RUNNING, DRAINING, ENDED = "pending", "running", "draining", "ended"
 
@@ -99,7 +99,7 @@ class EngineSetRecord:
         """The job's end asked again at its drain time: EXTENSION_SLACK or more later is an
         extension, which moves the drain time (asked again when that comes). True if it was."""
         self.end_rechecked = True
-        if end_time is None or self.end_time is None or end_time < self.end_time + EXTENSION_SLACK:
+        if not is_extension(self.end_time, end_time):
             return False
         self.learn_end_time(end_time, drain_before)
         self.end_rechecked = False

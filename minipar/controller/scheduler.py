@@ -254,19 +254,17 @@ class Scheduler:
         """A new engine may meet the @depend checks that every other engine failed, have the
         tags or the walltime a parked task waits for: queue the parked tasks again (a reused
         id is a new process, not the one that refused)."""
-        if not self.parked:
-            return
-        tasks = list(self.parked.values())
-        self.parked.clear()
-        for task in tasks:
+        for task in self.parked.values():
             task.unmet_on.discard(engine_id)
-            task.waits_for = ""
-        self.ready.extendleft(reversed(tasks))
+        self._unpark(list(self.parked.values()))
 
     def walltime_extended(self):
         """An engine's job now ends later: the tasks parked for want of an engine with time
         for their timeout are looked at again."""
-        tasks = [t for t in self.parked.values() if t.waits_for == "walltime"]
+        self._unpark([t for t in self.parked.values() if t.waits_for == "walltime"])
+
+    def _unpark(self, tasks):
+        """Parked tasks back to the front of the ready queue, in their order."""
         for task in tasks:
             del self.parked[task.msg_id]
             task.waits_for = ""

@@ -14,7 +14,7 @@ import time
 from typing import NamedTuple, Optional, Tuple
 
 from ..error import JobQueryError
-from ..jobs import EXTENSION_SLACK, SYSTEM_NAMES, current_job, job_end_time, parse_end_time
+from ..jobs import SYSTEM_NAMES, current_job, is_extension, job_end_time, parse_end_time
 
 log = logging.getLogger("minipar.engine")
 
@@ -76,7 +76,7 @@ def extended(walltime: Walltime, drain_before: float, run=None, env=None) -> Opt
     except JobQueryError as e:
         log.debug("asking again when %s ends failed: %s", walltime.describe_job(), e)
         return None
-    if end_time is None or walltime.end_time is None or end_time < walltime.end_time + EXTENSION_SLACK:
+    if not is_extension(walltime.end_time, end_time):
         return None
     log.info("%s was extended: it now ends at %s", walltime.describe_job(),
              time.strftime("%H:%M:%S", time.localtime(end_time)))
