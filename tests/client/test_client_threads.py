@@ -147,3 +147,51 @@ def test_a_blocking_call_interrupted_before_it_receives_leaves_its_reply_to_the_
     msg_id = cluster.history[-1]
     assert cluster.wait([msg_id], timeout=10), "nobody received the reply of the interrupted call"
     assert cluster.results[msg_id] == 5
+
+
+def test_a_caller_polls_briefly_then_sleeps_while_its_task_runs(cluster, tmp_path):
+    """The spin before sleeping (RECEIVE_SPIN) is bounded per wait: waiting out a task that
+    runs a while costs the waiting thread almost no CPU, however long the task."""
+    import time
+    from minipar.client import client as client_module
+    assert cluster._spin == client_module.RECEIVE_SPIN > 0 or not client_module._can_spin()
+    gate = str(tmp_path / "gate")
+    ar = cluster[0].apply_async(wait_for_file, gate, "ran")
+    opener = threading.Timer(0.5, lambda: open(gate, "w").close())
+    opener.start()
+    try:
+        cpu0, wall0 = time.thread_time(), time.monotonic()
+        assert ar.get(30) == "ran"
+        cpu, wall = time.thread_time() - cpu0, time.monotonic() - wall0
+    finally:
+        opener.cancel()
+    assert wall >= 0.3, "the task ended before the gate opened"
+    assert cpu < 0.1, "the waiting thread used %.3f s of CPU in a %.3f s wait" % (cpu, wall)
+
+
+def test_a_timeout_shorter_than_the_spin_is_kept(cluster, tmp_path):
+    import time
+    from minipar.error import TimeoutError
+    gate = str(tmp_path / "gate")
+    ar = cluster[0].apply_async(wait_for_file, gate, "ran")
+    t0 = time.monotonic()
+    try:
+        ar.get(cluster._spin / 4)
+    except TimeoutError:
+        pass
+    else:
+        raise AssertionError("get() returned before the task could end")
+    assert time.monotonic() - t0 < 0.5
+    open(gate, "w").close()
+    assert ar.get(30) == "ran"
+
+
+def test_a_client_with_one_cpu_does_not_spin(monkeypatch):
+    import os
+    from minipar.client import client as client_module
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    assert client_module._can_spin() is False
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert client_module._can_spin() is True
