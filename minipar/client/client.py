@@ -45,6 +45,7 @@ from collections import deque
 import zmq
 
 from ..curve import ClientKeys
+from ..context import new_context
 from ..logs import DropLog, problem_kind
 from ..connection import (check_connection_info, connection_file_path, read_connection_file, url,
                           wait_for_connection_file)
@@ -163,7 +164,7 @@ class Client:
         self.history: list = []
         urls = self._urls(sshserver or self._info.get("ssh", ""))
         self._url = urls["client"]
-        self._ctx = zmq.Context()
+        self._ctx = new_context()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self._reply_lock = threading.Lock()

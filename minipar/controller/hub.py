@@ -58,6 +58,7 @@ from .. import protocol
 from ..connection import (PORT_NAMES, bind_address, connection_file_path, default_location,
                           read_connection_file, write_connection_file)
 from .. import curve
+from ..context import new_context
 from ..error import ConnectionFileError, ControllerStartError, CurveError, ProtocolError
 from ..protocol import PROTOCOL_VERSION, Session, id_list, recv_frames, send_frames, versions
 from ..logs import DropLog, problem_kind
@@ -161,7 +162,7 @@ class Hub(RecordRequests):
         # the last one did, so get_result finds what finished before the restart
         self.db_session = (previous or {}).get("db_session") or self.session.id
         self.db = self.open_db(self.db_session)
-        self.ctx = zmq.Context()
+        self.ctx = new_context()
         ip = bind_address(cfg.ip)
         wanted = self._wanted_ports(previous)
         kinds = {"client": zmq.ROUTER, "engine": zmq.ROUTER, "notification": zmq.PUB,

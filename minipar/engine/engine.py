@@ -43,6 +43,7 @@ import zmq
 from zmq.devices import ThreadDevice
 
 from ..connection import url
+from ..context import new_context
 from ..curve import ClientKeys
 from ..error import ControllerLost, EngineStartError, ProtocolError, StoppedWhileRegistering
 from ..logs import DropLog, problem_kind
@@ -130,7 +131,7 @@ class Engine:
         return {n: "tcp://127.0.0.1:%d" % local[n] for n in names}
 
     def connect(self):
-        self.ctx = zmq.Context()
+        self.ctx = new_context()
         u = self.urls()
         self.url = u["engine"]
         keys = ClientKeys(self.info)
