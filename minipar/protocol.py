@@ -370,12 +370,13 @@ class Session:
             "date": time.time(),
         }
 
-    def build(self, msg_type, content=None, parent=None, metadata=None, header=None):
+    def build(self, msg_type, content=None, parent=None, metadata=None, header=None, msg_id=None):
         """Return ``(header, frames)``: the signed frames from the delimiter on. parent,
         metadata and content may be given as their JSON already (bytes): the request's header
-        frame as received, or what an engine writes the same for every reply."""
+        frame as received, or what an engine writes the same for every reply. msg_id: one of
+        this session's (:meth:`new_msg_id`), taken before the message is built."""
         if header is None:
-            header = self.header(msg_type)
+            header = self.header(msg_type, msg_id)
             fmt = self._header_format
             if fmt is not None and _PLAIN_NAME(msg_type):
                 head = (fmt % (header["msg_id"][len(self._prefix):], msg_type, header["date"])).encode("ascii")

@@ -542,20 +542,22 @@ class Client:
 
     def _submit(self, msg_type, items, ar_factory, caller_waits=False):
         """Sign and hand over one message per (content, metadata, buffers); register the
-        AsyncResult first, so a fast reply always finds it. caller_waits: the caller waits
-        for the result at once (a blocking call), so it receives the reply itself."""
-        built = [(self.session.build(msg_type, c, None, md), bufs) for c, md, bufs in items]
-        ar = ar_factory([h["msg_id"] for (h, _), _ in built])
-        for (header, frames), _ in built:
-            ar._set_submitted(header["msg_id"], header["date"])
-            self._futures[header["msg_id"]] = ar
-            self.history.append(header["msg_id"])
-        for (header, frames), bufs in built:
-            if caller_waits:
-                self._send(frames, bufs, caller_waits=True, ar=ar)
-            else:
-                self._send(frames, bufs, ar=ar)
-        if not built:
+        AsyncResult first, so a fast reply always finds it. Each message is sent as soon as
+        it is built, so the first tasks run while the rest are being signed. caller_waits:
+        the caller waits for the result at once (a blocking call), so it receives the reply
+        itself; of several messages, the I/O thread takes the replies that come while the
+        caller is still sending."""
+        session = self.session
+        msg_ids = [session.new_msg_id() for _ in items]
+        ar = ar_factory(msg_ids)
+        self._futures.update(dict.fromkeys(msg_ids, ar))
+        self.history.extend(msg_ids)
+        caller_waits = caller_waits and len(msg_ids) == 1
+        for msg_id, (content, md, bufs) in zip(msg_ids, items):
+            header, frames = session.build(msg_type, content, None, md, msg_id=msg_id)
+            ar._set_submitted(msg_id, header["date"])
+            self._send(frames, bufs, caller_waits=caller_waits, ar=ar)
+        if not msg_ids:
             ar._finish()
         return ar
 

@@ -28,9 +28,9 @@ def sends(rc):
     sent = []
     original = rc._send
 
-    def counting(frames, buffers=(), via_io_thread=False, ar=None):
+    def counting(frames, buffers=(), *args, **kwargs):
         sent.append(frames)
-        return original(frames, buffers, via_io_thread, ar=ar)
+        return original(frames, buffers, *args, **kwargs)
 
     rc._send = counting
     return sent

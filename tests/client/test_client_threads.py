@@ -195,3 +195,27 @@ def test_a_client_with_one_cpu_does_not_spin(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     assert client_module._can_spin() is True
+
+
+def test_a_blocking_map_sends_each_task_as_it_is_built_and_leaves_early_replies_to_the_io_thread(cluster, monkeypatch):
+    """The first tasks run while the rest are signed; the replies that come meanwhile are
+    the I/O thread's to take, as only a single-message blocking call receives its own."""
+    events = []
+    build, send = cluster.session.build, cluster._send
+
+    def building(*args, **kwargs):
+        events.append("build")
+        return build(*args, **kwargs)
+
+    def sending(frames, buffers=(), *args, **kwargs):
+        events.append(("send", kwargs.get("caller_waits", False)))
+        return send(frames, buffers, *args, **kwargs)
+
+    monkeypatch.setattr(cluster.session, "build", building)
+    monkeypatch.setattr(cluster, "_send", sending)
+    lview = cluster.load_balanced_view()
+    assert lview.map_sync(echo, range(5)) == list(range(5))
+    assert events == ["build", ("send", False)] * 5
+    events.clear()
+    assert lview.apply_sync(echo, 7) == 7
+    assert events == ["build", ("send", True)]

@@ -142,9 +142,9 @@ def test_a_large_push_to_several_engines_leaves_the_client_once(cluster, monkeyp
     sends = []
     real_send = cluster._send
 
-    def counting_send(frames, buffers=(), via_io_thread=False, ar=None):
+    def counting_send(frames, buffers=(), *args, **kwargs):
         sends.append(len(buffers))
-        return real_send(frames, buffers, via_io_thread, ar=ar)
+        return real_send(frames, buffers, *args, **kwargs)
 
     monkeypatch.setattr(cluster, "_send", counting_send)
     a = np.arange(view_module.FANOUT_BYTES // 8 + 1, dtype="float64")
