@@ -540,23 +540,38 @@ class Client:
 
     # -- submitting ----------------------------------------------------------------------
 
-    def _submit(self, msg_type, items, ar_factory, caller_waits=False):
+    def _submit(self, msg_type, items, ar_factory, caller_waits=False, count=None):
         """Sign and hand over one message per (content, metadata, buffers); register the
         AsyncResult first, so a fast reply always finds it. Each message is sent as soon as
-        it is built, so the first tasks run while the rest are being signed. caller_waits:
-        the caller waits for the result at once (a blocking call), so it receives the reply
-        itself; of several messages, the I/O thread takes the replies that come while the
-        caller is still sending."""
+        it is built, so the first tasks run while the rest are being signed; items may be
+        an iterator of ``count`` items made as they are taken (a map's chunks, pickled one
+        by one). One that fails to be made stops the submission: the tasks already sent are
+        aborted, the AsyncResult forgotten, and the error raised. caller_waits: the caller
+        waits for the result at once (a blocking call), so it receives the reply itself; of
+        several messages, the I/O thread takes the replies that come while it still sends."""
         session = self.session
-        msg_ids = [session.new_msg_id() for _ in items]
+        msg_ids = [session.new_msg_id() for _ in range(len(items) if count is None else count)]
         ar = ar_factory(msg_ids)
         self._futures.update(dict.fromkeys(msg_ids, ar))
-        self.history.extend(msg_ids)
         caller_waits = caller_waits and len(msg_ids) == 1
-        for msg_id, (content, md, bufs) in zip(msg_ids, items):
-            header, frames = session.build(msg_type, content, None, md, msg_id=msg_id)
-            ar._set_submitted(msg_id, header["date"])
-            self._send(frames, bufs, caller_waits=caller_waits, ar=ar)
+        sent = 0
+        try:
+            for msg_id, (content, md, bufs) in zip(msg_ids, items):
+                header, frames = session.build(msg_type, content, None, md, msg_id=msg_id)
+                ar._set_submitted(msg_id, header["date"])
+                self._send(frames, bufs, caller_waits=caller_waits, ar=ar)
+                sent += 1
+            if sent < len(msg_ids):
+                raise ValueError("%d messages to send, but only %d were given" % (len(msg_ids), sent))
+        except BaseException:
+            for msg_id in msg_ids:
+                self._futures.pop(msg_id, None)
+            if sent:
+                log.warning("%d of %d tasks were sent before the submission failed; aborting them", sent, len(msg_ids))
+                self._hub_request("abort_request", {"msg_ids": msg_ids[:sent], "targets": None}, False)
+            raise
+        finally:
+            self.history.extend(msg_ids[:sent])
         if not msg_ids:
             ar._finish()
         return ar

@@ -12,6 +12,7 @@ import concurrent.futures
 import contextlib
 import threading
 import warnings
+from itertools import chain
 
 from .. import serialize
 from ..serialize import pack_apply_message
@@ -132,11 +133,9 @@ class View:
 
     # -- submitting --------------------------------------------------------------------
 
-    def _submit(self, items, factory, msg_type="apply_request", block=False):
-        if block:  # the caller waits at once, so it receives the reply itself
-            ar = self.client._submit(msg_type, items, factory, caller_waits=True)
-        else:
-            ar = self.client._submit(msg_type, items, factory)
+    def _submit(self, items, factory, msg_type="apply_request", block=False, count=None):
+        # a blocking caller waits at once, so it receives the reply itself
+        ar = self.client._submit(msg_type, items, factory, caller_waits=block, count=count)
         self.history.extend(ar.msg_ids)
         return ar
 
@@ -611,16 +610,20 @@ class LoadBalancedView(View):
         opts = self._options(block, flags)
         md = self._metadata(opts)
         seqs, n = _sequences(sequences, mapping)
-        items, sizes = [], []
-        for start in range(0, n, chunksize):
-            stop = min(n, start + chunksize)
-            parts = [cut(s, start, stop) for s in seqs]
-            call = pack_apply_message(_map_chunk, (f, *parts), {}) if mapping else pack_apply_message(f, parts, {})
-            items.append(({}, md, call))
-            sizes.append(stop - start)
+        starts = range(0, n, chunksize)
+        sizes = [min(n, start + chunksize) - start for start in starts]
+
+        def chunk(start):
+            parts = [cut(s, start, start + chunksize) for s in seqs]
+            return {}, md, pack_apply_message(_map_chunk, (f, *parts), {}) if mapping else \
+                pack_apply_message(f, parts, {})
+        # Pickled as they are sent, so the first tasks run meanwhile; the first before
+        # anything is sent, so a function that cannot be pickled sends nothing.
+        items = iter(map(chunk, starts))
+        items = chain([next(items)], items) if sizes else items
         ar = self._submit(items, lambda m: AsyncMapResult(self.client, m, _fname(f), chunk_sizes=sizes,
                                                           ordered=ordered, return_exceptions=return_exceptions),
-                          block=opts["block"])
+                          block=opts["block"], count=len(sizes))
         return self._maybe_block(ar, opts["block"])
 
     def map(self, f, *sequences, block=None, chunksize=1, ordered=True, track=None, return_exceptions=False):

@@ -353,6 +353,7 @@ def sent_metadata(cluster, monkeypatch):
     submit = cluster._submit
 
     def spy(msg_type, items, factory, **kwargs):
+        items = list(items)
         sent.extend(md for _, md, _ in items)
         return submit(msg_type, items, factory, **kwargs)
 
