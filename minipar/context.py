@@ -7,9 +7,11 @@ Python thread that produces or consumes the messages, and a task's four messages
 to six context switches. SCHED_BATCH is the policy Linux offers for threads that should not
 preempt on waking (they run when the CPU's running thread yields or its time slice ends);
 no privilege is needed for it. With the I/O threads of the three processes under it, 10,000
-no-op load-balanced tasks on 2 CPUs ran 8,400 -> 9,300/s and the controller's I/O thread
-spent 22 -> 6 µs per task (``benchmarks/RESULTS.md``, 2026-12-07); a round trip is
-unchanged, as a CPU is then idle for the woken thread.
+no-op load-balanced tasks on 2 CPUs cost 170-179 µs of CPU each instead of 230-248 and ran at
+8,700-11,100/s instead of 7,000-8,200; the controller's I/O thread spent 6 µs per task
+instead of 22 (``benchmarks/RESULTS.md``, 2026-12-07). A round trip is unchanged: a CPU is
+then idle for the woken thread. An engine's heartbeat device makes a context of its own in its
+thread, under the default policy, so its pong goes out at once however busy the node.
 
 libzmq starts a context's threads with its first socket, and a new thread inherits its
 creator's policy: the creating thread takes SCHED_BATCH only while it makes that socket,

@@ -568,7 +568,10 @@ class Client:
                 self._futures.pop(msg_id, None)
             if sent:
                 log.warning("%d of %d tasks were sent before the submission failed; aborting them", sent, len(msg_ids))
-                self._hub_request("abort_request", {"msg_ids": msg_ids[:sent], "targets": None}, False)
+                try:
+                    self._hub_request("abort_request", {"msg_ids": msg_ids[:sent], "targets": None}, False)
+                except Exception as e:  # noqa: BLE001 - the submission's own error is the one to raise
+                    log.warning("could not abort them: %s", e)
             raise
         finally:
             self.history.extend(msg_ids[:sent])

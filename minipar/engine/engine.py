@@ -5,7 +5,8 @@ Threads and sockets::
     main thread   DEALER (identity = uuid) -> controller engine port: registration,
                   requests in, replies out; SUB (conflated) on the ping port to watch
                   that the controller lives
-    heart         zmq device (C, no GIL): SUB on ping port -> DEALER to pong port
+    heart         zmq device (C, no GIL): SUB on ping port -> DEALER to pong port, in a
+                  context of its own (the others' I/O thread runs SCHED_BATCH: minipar.context)
     side channel  SideChannel: its own DEALER, output chunks of the running task, and
                   signal and steal requests
 
