@@ -619,7 +619,7 @@ class LoadBalancedView(View):
                 pack_apply_message(f, parts, {})
         # Pickled as they are sent, so the first tasks run meanwhile; the first before
         # anything is sent, so a function that cannot be pickled sends nothing.
-        items = iter(map(chunk, starts))
+        items = map(chunk, starts)
         items = chain([next(items)], items) if sizes else items
         ar = self._submit(items, lambda m: AsyncMapResult(self.client, m, _fname(f), chunk_sizes=sizes,
                                                           ordered=ordered, return_exceptions=return_exceptions),

@@ -26,7 +26,7 @@ from dataclasses import field
 from typing import Collection, List, Mapping, Optional
 
 from ..error import ClusterError
-from ..jobs import EXTENSION_SLACK, is_extension  # noqa: F401 - EXTENSION_SLACK: the rule learn_later_end keeps
+from ..jobs import is_extension
 
 PENDING, RUNNING, DRAINING, ENDED = "pending", "running", "draining", "ended"
 

@@ -663,7 +663,7 @@ class Hub(RecordRequests):
         c = msg.content
         end_time, drain_at = optional_time(c.get("end_time")), optional_time(c.get("drain_at"))
         engine.end_time = end_time
-        self.table.set_drain_at(engine, None if drain_at is None else time.monotonic() + drain_at - time.time())
+        self.table.set_drain_at(engine, monotonic_from_epoch(drain_at))
         log.info("engine %d's job was extended: %s%s", engine.id, describe_end(end_time),
                  "; it drains at %s" % clock(drain_at) if drain_at is not None else "")
         self.scheduler.walltime_extended()
@@ -693,7 +693,7 @@ class Hub(RecordRequests):
             end_time, drain_at = optional_time(c.get("end_time")), optional_time(c.get("drain_at"))
             engine = EngineState(eid, c["uuid"], ident, heart, c.get("pid"), c.get("hostname", ""),
                                  tags=tag_set(c.get("tags")), job=job_of(c.get("job")), end_time=end_time,
-                                 drain_at=None if drain_at is None else time.monotonic() + drain_at - time.time())
+                                 drain_at=monotonic_from_epoch(drain_at))
             self.next_id = max(self.next_id, eid + 1)
             who = "engine %d on host %s, pid %s" % (eid, engine.hostname or "?", engine.pid)
             self.python.admitted(c, who)
@@ -943,6 +943,11 @@ def optional_time(value):
     if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value)
+
+
+def monotonic_from_epoch(when):
+    """An engine's time (seconds since the epoch) on this controller's monotonic clock, or None."""
+    return None if when is None else time.monotonic() + when - time.time()
 
 
 def job_of(value):

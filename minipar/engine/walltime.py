@@ -18,6 +18,7 @@ from ..jobs import SYSTEM_NAMES, current_job, is_extension, job_end_time, parse_
 
 log = logging.getLogger("minipar.engine")
 
+
 class Walltime(NamedTuple):
     job: Optional[Tuple[str, str]]
     """(system, job id) of the batch job the engine runs in, or None."""

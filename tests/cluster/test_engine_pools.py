@@ -27,6 +27,7 @@ from minipar.cluster import pool
 from minipar.cluster.pool import ENDED, PENDING, RUNNING, EngineSetRecord, PoolLimits
 from minipar.config import render_profile
 from minipar.error import ClusterError
+from minipar.jobs import EXTENSION_SLACK
 from minipar.pidfile import pid_alive
 
 POOL_SYSTEMS = ("slurm", "sge", "pbs", "lsf", "htcondor")
@@ -533,7 +534,7 @@ def test_a_record_asks_its_jobs_end_again_at_its_drain_time_and_an_extension_put
     record.note(RUNNING, 10.0)
     record.learn_end_time(400.0, 300.0)
     assert not record.recheck_due(99.0) and record.recheck_due(100.0)
-    assert not record.learn_later_end(400.0 + pool.EXTENSION_SLACK - 1, 300.0), "not an extension: within the slack"
+    assert not record.learn_later_end(400.0 + EXTENSION_SLACK - 1, 300.0), "not an extension: within the slack"
     assert record.drain_at == 100.0 and not record.recheck_due(101.0), "asked once per drain time"
     record.end_rechecked = False
     assert record.learn_later_end(1000.0, 300.0)
